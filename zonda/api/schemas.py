@@ -1,0 +1,150 @@
+"""The JSON shapes of the API (and of the CLI's `--json`). No ORM objects cross this line."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, Field, PlainSerializer
+
+
+def iso_utc(value: datetime) -> str:
+    """ISO 8601 in UTC with microseconds, e.g. 2026-11-22T18:17:00.000123Z."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+Timestamp = Annotated[datetime, PlainSerializer(iso_utc, return_type=str)]
+
+
+class TaskRecord(BaseModel):
+    """One task instance of a run."""
+
+    task_id: str
+    map_index: int = -1
+    state: str
+    try_number: int = 0
+    max_tries: int = 1
+    upstream: list[str] = Field(default_factory=list)
+    queued_at: Timestamp | None = None
+    started_at: Timestamp | None = None
+    ended_at: Timestamp | None = None
+    error: str | None = None
+
+
+class RunRecord(BaseModel):
+    """A run and its task instances."""
+
+    run_id: str
+    dag_id: str
+    dag_version: int
+    state: str
+    key: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    trigger: str
+    logical_date: Timestamp | None = None
+    created_at: Timestamp
+    started_at: Timestamp | None = None
+    ended_at: Timestamp | None = None
+    tasks: list[TaskRecord] = Field(default_factory=list)
+
+
+class RunSummary(BaseModel):
+    """A run without its tasks (list views)."""
+
+    run_id: str
+    dag_id: str
+    dag_version: int
+    state: str
+    key: str | None = None
+    trigger: str
+    logical_date: Timestamp | None = None
+    created_at: Timestamp
+    started_at: Timestamp | None = None
+    ended_at: Timestamp | None = None
+
+
+class RunPage(BaseModel):
+    """One page of runs, newest first; pass `next_cursor` as `cursor` for the next page."""
+
+    runs: list[RunSummary]
+    next_cursor: str | None = None
+
+
+class TriggerRequest(BaseModel):
+    """Start a run now."""
+
+    params: dict[str, Any] = Field(default_factory=dict)
+    key: str | None = Field(None, max_length=250, description="Business key, e.g. a customer id")
+
+
+class ClearRequest(BaseModel):
+    """Re-run parts of a run: by default every failed task; or `task_id` (and its downstream tasks)."""
+
+    task_id: str | None = None
+    downstream: bool = False
+
+
+class BackfillRequest(BaseModel):
+    """Create one run per scheduled time in [start, end] that has no run yet."""
+
+    start: datetime
+    end: datetime
+
+
+class BackfillResult(BaseModel):
+    run_ids: list[str]
+    skipped_existing: int = 0
+
+
+class DagRecord(BaseModel):
+    """A DAG as the scheduler knows it (from its latest version)."""
+
+    dag_id: str
+    fileloc: str
+    version: int
+    paused: bool
+    active: bool
+    owner: str
+    description: str
+    tags: list[str]
+    schedule: str | None
+    timezone: str
+    next_run_at: Timestamp | None = None
+    params_schema: dict[str, Any] = Field(default_factory=dict)
+    tasks: list[str] = Field(default_factory=list)
+
+
+class DagPatch(BaseModel):
+    paused: bool
+
+
+class ImportErrorRecord(BaseModel):
+    fileloc: str
+    error: str
+    recorded_at: Timestamp
+
+
+class CommandAccepted(BaseModel):
+    """The request was recorded; the scheduler applies it within milliseconds."""
+
+    command_id: int
+    run_id: str
+
+
+class Health(BaseModel):
+    """Liveness of the parts of the server."""
+
+    status: str
+    db: bool
+    scheduler_heartbeat_age_seconds: float | None = None
+    schedulers: int = 0
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    details: Any = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody

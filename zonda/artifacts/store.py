@@ -1,0 +1,63 @@
+"""The artifact store: bytes under an fsspec URL (a local folder by default, s3:// etc. for clusters)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import fsspec
+
+from zonda.artifacts.serializers import DEFAULT_CHAIN, resolve_serializer
+from zonda.core.outputs import ArtifactRef
+from zonda.errors import SerializationError
+
+
+class ArtifactStore:
+    """Reads and writes artifact bytes under one root URL."""
+
+    def __init__(self, url: str, inline_max_bytes: int = 4096) -> None:
+        self.fs, self.root = fsspec.core.url_to_fs(url)
+        self.protocol = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
+        self.inline_max_bytes = inline_max_bytes
+
+    def put(self, path: str, data: bytes) -> str:
+        full = f"{self.root.rstrip('/')}/{path}"
+        self.fs.makedirs(full.rsplit("/", 1)[0], exist_ok=True)
+        with self.fs.open(full, "wb") as f:
+            f.write(data)
+        return full if self.protocol == "file" else f"{self.protocol}://{full}"
+
+    def get(self, uri: str) -> bytes:
+        with self.fs.open(uri, "rb") as f:
+            data: bytes = f.read()
+        return data
+
+    def save(self, value: Any, path: str, serializer: str | None = None, where: str = "task") -> ArtifactRef:
+        """Serialize `value` (small values stay inline) or raise SerializationError saying why."""
+        name, data = serialize(value, serializer, where)
+        if len(data) <= self.inline_max_bytes:
+            return ArtifactRef(serializer=name, size=len(data), data=data)
+        return ArtifactRef(serializer=name, size=len(data), uri=self.put(path, data))
+
+    def load(self, ref: ArtifactRef) -> Any:
+        data = ref.data if ref.data is not None else self.get(ref.uri or "")
+        return resolve_serializer(ref.serializer).loads(data)
+
+
+def serialize(value: Any, serializer: str | None, where: str) -> tuple[str, bytes]:
+    """Bytes of `value` by the named serializer, or the first of JSON then pickle that takes it."""
+    chain = (serializer,) if serializer else DEFAULT_CHAIN
+    reasons: list[str] = []
+    for name in chain:
+        try:
+            return name, resolve_serializer(name).dumps(value)
+        except (TypeError, ValueError, RecursionError) as exc:
+            reasons.append(f"{name}: {exc}")
+    raise SerializationError(
+        f"the return value of {where} ({type(value).__name__}) cannot be stored ({'; '.join(reasons)}); "
+        "return plain data or a picklable object, or set @task(serializer='package.module:Serializer')"
+    )
+
+
+def output_path(dag_id: str, run_id: str, task_id: str, map_index: int, try_number: int) -> str:
+    suffix = "" if map_index < 0 else f".{map_index}"
+    return f"{dag_id}/{run_id}/{task_id}{suffix}/try-{try_number}.out"

@@ -1,0 +1,1 @@
+"""Pure decisions: states, readiness, trigger rules, retries, schedules. No I/O; time is a parameter."""

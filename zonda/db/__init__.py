@@ -1,0 +1,1 @@
+"""Metadata DB: schema, engine, migrations and the data functions that read and write it."""

@@ -1,0 +1,74 @@
+"""Engines for the metadata DB: SQLite in WAL mode (embedded default) or PostgreSQL (production)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
+
+from zonda.errors import ConfigError
+
+WRITE = "zonda_write"
+
+
+def make_engine(url: str, pool_size: int = 5) -> Engine:
+    """An engine for `url`; SQLite gets WAL, synchronous=NORMAL and write transactions that lock early."""
+    try:
+        parsed = make_url(url)
+    except Exception as exc:
+        raise ConfigError(f"ZONDA_DB_URL {url!r} is not a database URL: {exc}") from exc
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_engine(url, parsed.database)
+    if parsed.get_backend_name() != "postgresql":
+        raise ConfigError(
+            f"ZONDA_DB_URL uses {parsed.get_backend_name()!r}; Zonda supports sqlite:///PATH and "
+            "postgresql+psycopg://USER@HOST/DB"
+        )
+    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+def _sqlite_engine(url: str, database: str | None) -> Engine:
+    if database and database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False}, poolclass=NullPool)
+    engine = engine.execution_options()
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        write = conn.get_execution_options().get(WRITE, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine
+
+
+@contextmanager
+def write_txn(engine: Engine) -> Iterator[Connection]:
+    """A transaction that writes. On SQLite it takes the write lock at BEGIN, so it never fails midway."""
+    with engine.connect() as conn, conn.execution_options(**{WRITE: True}).begin():
+        yield conn
+
+
+@contextmanager
+def read_txn(engine: Engine) -> Iterator[Connection]:
+    """A read-only transaction (a consistent snapshot on both databases)."""
+    with engine.connect() as conn, conn.begin():
+        yield conn
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"

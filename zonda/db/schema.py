@@ -1,0 +1,159 @@
+"""The metadata schema (one schema for SQLite and PostgreSQL). Changes go through Alembic migrations."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+from zonda.db.types import UTCDateTime
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+ID = 250
+
+dags = Table(
+    "dags",
+    metadata,
+    Column("dag_id", String(ID), primary_key=True),
+    Column("fileloc", Text, nullable=False),
+    Column("latest_version", Integer, nullable=False),
+    Column("paused", Boolean, nullable=False, default=False),
+    Column("active", Boolean, nullable=False, default=True),
+    Column("owner", String(ID), nullable=False, default=""),
+    Column("description", Text, nullable=False, default=""),
+    Column("tags", JSON, nullable=False, default=list),
+    Column("schedule", String(ID)),
+    Column("timezone", String(64), nullable=False, default="UTC"),
+    Column("next_fire_at", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+dag_versions = Table(
+    "dag_versions",
+    metadata,
+    Column("dag_id", String(ID), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("hash", String(64), nullable=False),
+    Column("spec", Text, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("fileloc", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index(None, "dag_id", "hash", unique=True),
+)
+
+import_errors = Table(
+    "import_errors",
+    metadata,
+    Column("fileloc", String(1024), primary_key=True),
+    Column("error", Text, nullable=False),
+    Column("recorded_at", UTCDateTime, nullable=False),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("dag_id", String(ID), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("key", String(ID)),
+    Column("params", JSON, nullable=False, default=dict),
+    Column("trigger", String(20), nullable=False),
+    Column("logical_date", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("started_at", UTCDateTime),
+    Column("ended_at", UTCDateTime),
+    Index(None, "dag_id", "created_at"),
+    Index(None, "key", "created_at"),
+    Index(None, "state", "created_at"),
+    Index(None, "created_at"),
+    Index(None, "dag_id", "logical_date", unique=True),
+)
+
+task_instances = Table(
+    "task_instances",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("task_id", String(ID), primary_key=True),
+    Column("map_index", Integer, primary_key=True),
+    Column("state", String(20), nullable=False),
+    Column("try_number", Integer, nullable=False, default=0),
+    Column("max_tries", Integer, nullable=False, default=1),
+    Column("queued_at", UTCDateTime),
+    Column("started_at", UTCDateTime),
+    Column("ended_at", UTCDateTime),
+    Column("next_try_at", UTCDateTime),
+    Column("output_serializer", String(100)),
+    Column("output_size", Integer),
+    Column("output_data", LargeBinary),
+    Column("output_uri", Text),
+    Column("output_length", Integer),
+    Column("error", Text),
+    ForeignKeyConstraint(["run_id"], ["runs.run_id"], ondelete="CASCADE"),
+    Index(None, "state"),
+)
+
+task_attempts = Table(
+    "task_attempts",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("task_id", String(ID), primary_key=True),
+    Column("map_index", Integer, primary_key=True),
+    Column("try_number", Integer, primary_key=True),
+    Column("state", String(20), nullable=False),
+    Column("queued_at", UTCDateTime),
+    Column("started_at", UTCDateTime),
+    Column("ended_at", UTCDateTime),
+    Column("error", Text),
+    ForeignKeyConstraint(["run_id"], ["runs.run_id"], ondelete="CASCADE"),
+)
+
+pools = Table(
+    "pools",
+    metadata,
+    Column("name", String(ID), primary_key=True),
+    Column("slots", Integer, nullable=False),
+    Column("description", Text, nullable=False, default=""),
+)
+
+commands = Table(
+    "commands",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(40), nullable=False),
+    Column("run_id", String(64), nullable=False),
+    Column("payload", JSON, nullable=False, default=dict),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("done_at", UTCDateTime),
+    Index(None, "done_at", "id"),
+)
+
+components = Table(
+    "components",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("kind", String(40), nullable=False),
+    Column("hostname", String(ID), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("heartbeat_at", UTCDateTime, nullable=False),
+)

@@ -1,0 +1,61 @@
+"""One typed Settings object (env vars `ZONDA_*`), built once at start-up and passed down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_PORT = 8640
+
+
+class Settings(BaseSettings):
+    """Everything configurable about a Zonda server and its CLI."""
+
+    model_config = SettingsConfigDict(env_prefix="ZONDA_", extra="ignore")
+
+    home: Path = Field(default_factory=lambda: Path.home() / ".zonda", description="State folder")
+    db_url: str = Field("", description="Metadata DB URL; default: SQLite under ZONDA_HOME")
+    dags_folder: Path | None = Field(None, description="DAG folder; default: the bundled examples")
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    server: str = Field("", description="Server URL the CLI talks to; default http://127.0.0.1:PORT")
+    workers: int = Field(4, ge=1, description="Local worker processes")
+    artifact_url: str = Field(
+        "", description="fsspec URL of the artifact store; default ZONDA_HOME/artifacts"
+    )
+    inline_output_bytes: int = Field(4096, description="Return values up to this size are kept in the DB")
+    parse_interval: float = Field(5.0, description="Seconds between scans of the DAG folder")
+    parse_timeout: float = Field(30.0, description="Seconds a DAG file may take to import")
+    parse_processes: int = Field(2, ge=1)
+    safety_poll_interval: float = Field(5.0, description="Seconds between the scheduler's safety-net polls")
+    heartbeat_interval: float = 2.0
+
+    @property
+    def resolved_db_url(self) -> str:
+        return self.db_url or f"sqlite:///{self.home / 'zonda.db'}"
+
+    @property
+    def resolved_artifact_url(self) -> str:
+        return self.artifact_url or str(self.home / "artifacts")
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def code_dir(self) -> Path:
+        return self.home / "code"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.home / "run"
+
+    @property
+    def server_url(self) -> str:
+        return (self.server or f"http://127.0.0.1:{self.port}").rstrip("/")
+
+    @property
+    def resolved_dags_folder(self) -> Path:
+        return self.dags_folder or Path(__file__).with_name("examples")

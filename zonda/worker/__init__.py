@@ -1,0 +1,1 @@
+"""The worker side: the protocol between scheduler and task code, and the runner that executes a task."""

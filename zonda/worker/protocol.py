@@ -1,0 +1,86 @@
+"""The protocol between the scheduler (via an executor) and the process that runs task code.
+
+What crosses the boundary: a `TaskRequest` carries everything a task needs (which code version,
+its inputs as artifact refs, params, context, its secrets); the worker answers with `TaskStarted`
+and then `TaskFinished` (outcome, timings, output ref). Nothing else: workers never hold the
+metadata DB's credentials, because task code is tenant code. The local executor frames these
+frozen dataclasses as pickles over a `multiprocessing` pipe; other executors may frame them
+differently but carry the same fields. Each message has a `version` so the format can evolve.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from zonda.core.outputs import ArtifactRef
+
+PROTOCOL_VERSION = 1
+
+InputValue = ArtifactRef | list[ArtifactRef] | None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRequest:
+    """Run one attempt of one task instance."""
+
+    run_id: str
+    dag_id: str
+    task_id: str
+    map_index: int
+    try_number: int
+    dag_version: int
+    code_uri: str
+    code_hash: str
+    fileloc: str
+    log_path: str
+    output_path: str
+    params: dict[str, Any] = field(default_factory=dict)
+    inputs: dict[str, InputValue] = field(default_factory=dict)
+    key: str | None = None
+    logical_date: datetime | None = None
+    timeout: float | None = None
+    secrets: dict[str, str] = field(default_factory=dict)
+    version: int = PROTOCOL_VERSION
+
+    @property
+    def ti_key(self) -> tuple[str, str, int]:
+        return (self.run_id, self.task_id, self.map_index)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskStarted:
+    """The attempt began executing user code."""
+
+    run_id: str
+    task_id: str
+    map_index: int
+    try_number: int
+    started_at: datetime
+    pid: int
+    version: int = PROTOCOL_VERSION
+
+
+@dataclass(frozen=True, slots=True)
+class TaskFinished:
+    """The attempt ended; `ok` tells success, `error` says why it failed (the traceback is in the log)."""
+
+    run_id: str
+    task_id: str
+    map_index: int
+    try_number: int
+    ok: bool
+    started_at: datetime
+    ended_at: datetime
+    output: ArtifactRef | None = None
+    length: int | None = None
+    error: str | None = None
+    version: int = PROTOCOL_VERSION
+
+    @property
+    def ti_key(self) -> tuple[str, str, int]:
+        return (self.run_id, self.task_id, self.map_index)
+
+
+WorkerMessage = TaskStarted | TaskFinished
