@@ -183,6 +183,17 @@ class RunGraph:
         self.changes.updated.add(key)
         return ti.try_number
 
+    def restore_attempt(self, key: TIKey, try_number: int, queued_at: datetime | None) -> bool:
+        """Recovery: an attempt a worker journaled may be newer than the stored state; adopt it."""
+        ti = self.instance(key)
+        resumable = (TaskState.SCHEDULED, TaskState.QUEUED, TaskState.RUNNING)
+        if ti.state not in resumable or ti.try_number > try_number:
+            return False
+        ti.state, ti.try_number = TaskState.QUEUED, try_number
+        ti.queued_at = ti.queued_at or queued_at
+        self.changes.updated.add(key)
+        return True
+
     def mark_running(self, key: TIKey, try_number: int, started_at: datetime) -> None:
         ti = self.instance(key)
         if ti.try_number != try_number or ti.state is not TaskState.QUEUED:
@@ -262,6 +273,7 @@ class RunGraph:
             cleared.extend(self._reset_node(self._nodes[task_id]))
         if cleared:
             self.state = RunState.RUNNING
+            self.ended_at = None
             self.changes.run_changed = True
             self.start(now)
         return cleared

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 from zonda.core.states import TriggerRule
@@ -85,11 +86,17 @@ class DagSpec:
     params_schema: dict[str, Any] = field(default_factory=dict)
     spec_version: int = SPEC_VERSION
 
+    @cached_property
+    def task_map(self) -> dict[str, TaskSpec]:
+        return {t.task_id: t for t in self.tasks}
+
+    @cached_property
+    def topo_index(self) -> dict[str, int]:
+        """Position of each task in topological order (ties in dispatch order follow the DAG)."""
+        return {t.task_id: i for i, t in enumerate(self.tasks)}
+
     def task(self, task_id: str) -> TaskSpec:
-        for spec in self.tasks:
-            if spec.task_id == task_id:
-                return spec
-        raise KeyError(task_id)
+        return self.task_map[task_id]
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))

@@ -26,12 +26,18 @@ def dag_to_spec(dag: DAG, fileloc: str = "") -> DagSpec:
     validate_timezone(opts.timezone)
     _check_positive(dag.dag_id, "max_active_runs", opts.max_active_runs)
     _check_positive(dag.dag_id, "max_active_tasks", opts.max_active_tasks)
+    schedule = schedule_spec(opts.schedule)
+    schema = params_schema(dag.params, dag.dag_id)
+    if schedule is not None and schema.get("required"):
+        raise DagDefinitionError(
+            f"DAG '{dag.dag_id}' has a schedule, so every param needs a default; missing: {schema['required']}"
+        )
     return DagSpec(
         dag_id=dag.dag_id,
         tasks=tuple(_task_spec(dag, node) for node in dag.nodes.values()),
         fileloc=fileloc,
         description=dag.description,
-        schedule=schedule_spec(opts.schedule),
+        schedule=schedule,
         timezone=opts.timezone,
         start_date=_start_date(opts.start_date, opts.timezone, dag.dag_id),
         catchup=opts.catchup,
@@ -39,7 +45,7 @@ def dag_to_spec(dag: DAG, fileloc: str = "") -> DagSpec:
         max_active_tasks=opts.max_active_tasks,
         tags=tuple(opts.tags),
         owner=opts.owner,
-        params_schema=params_schema(dag.params, dag.dag_id),
+        params_schema=schema,
     )
 
 

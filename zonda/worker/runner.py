@@ -5,6 +5,7 @@ Shared by the worker processes of the server and by `zonda run`, so both have th
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import traceback
@@ -43,7 +44,9 @@ def execute(
     started = datetime.now(UTC)
     if on_started is not None:
         on_started(
-            TaskStarted(request.run_id, request.task_id, request.map_index, request.try_number, started, 0)
+            TaskStarted(
+                request.run_id, request.task_id, request.map_index, request.try_number, started, os.getpid()
+            )
         )
     with captured_output(request.log_path):
         print(

@@ -1,0 +1,40 @@
+"""Heartbeats of the server's long-running parts (schedulers today; workers and triggerers later)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, delete, select, update
+
+from zonda.db.dialect import upsert
+from zonda.db.schema import components
+
+
+@dataclass(frozen=True)
+class Component:
+    id: str
+    kind: str
+    hostname: str
+    pid: int
+    started_at: datetime
+    heartbeat_at: datetime
+
+
+def register(conn: Connection, component: Component) -> None:
+    upsert(conn, components, [component.__dict__], ["id"])
+
+
+def heartbeat(conn: Connection, component_id: str, now: datetime) -> None:
+    conn.execute(update(components).where(components.c.id == component_id).values(heartbeat_at=now))
+
+
+def unregister(conn: Connection, component_id: str) -> None:
+    conn.execute(delete(components).where(components.c.id == component_id))
+
+
+def list_components(conn: Connection, kind: str | None = None) -> list[Component]:
+    query = select(components).order_by(components.c.id)
+    if kind:
+        query = query.where(components.c.kind == kind)
+    return [Component(**r._mapping) for r in conn.execute(query)]

@@ -1,0 +1,1 @@
+"""Executors: backends that run task requests somewhere and report outcomes back."""

@@ -1,0 +1,46 @@
+"""The executor interface the scheduler drives (local process pool today; Celery and others fit it too)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from zonda.worker.protocol import TaskFinished, TaskRequest, WorkerMessage
+
+TIRef = tuple[str, str, int]
+"""(run_id, task_id, map_index): one task instance across runs."""
+
+
+class Executor(Protocol):
+    """Runs requests and reports `TaskStarted`/`TaskFinished` messages.
+
+    A task whose worker vanished is reported as a failed `TaskFinished` (WorkerLostError), so the
+    scheduler applies the task's retry policy to it like to any failure.
+    """
+
+    def start(self) -> None:
+        """Start workers; returns when they can take requests."""
+
+    def free_slots(self) -> int:
+        """How many more requests can start now."""
+
+    def submit(self, request: TaskRequest) -> None:
+        """Start a request (only when `free_slots()` > 0)."""
+
+    def waitables(self) -> Sequence[Any]:
+        """Objects to pass to `multiprocessing.connection.wait`; ready means `poll()` has news."""
+
+    def poll(self) -> list[WorkerMessage]:
+        """Messages that arrived since the last call (never blocks)."""
+
+    def kill(self, ti: TIRef, reason: str) -> None:
+        """Stop a running task now (e.g. past its hard deadline); it is reported failed with `reason`."""
+
+    def recover(self) -> list[TaskFinished]:
+        """Outcomes that workers recorded before a restart but the scheduler may not have stored."""
+
+    def checkpoint(self) -> None:
+        """Everything returned by `poll()`/`recover()` so far is stored: records of it may be dropped."""
+
+    def stop(self) -> None:
+        """Stop the workers (running tasks are abandoned; they will be recovered or re-run)."""

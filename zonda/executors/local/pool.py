@@ -1,0 +1,183 @@
+"""`LocalExecutor`: N long-lived worker processes fed over pipes; crashed workers are replaced."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from typing import Any
+
+from zonda.executors.base import TIRef
+from zonda.executors.local.journal import read_journal
+from zonda.executors.local.worker_main import Envelope, WorkerConfig, worker_main
+from zonda.worker.protocol import TaskFinished, TaskRequest, WorkerMessage
+
+log = logging.getLogger(__name__)
+_ctx = multiprocessing.get_context("spawn")
+
+
+@dataclass
+class _Worker:
+    process: BaseProcess
+    conn: Connection
+    config: WorkerConfig
+    request: TaskRequest | None = None
+    unstored_outcome: bool = False
+    kill_reason: str | None = None
+    messages: list[WorkerMessage] = field(default_factory=list)
+
+
+class LocalExecutor:
+    """Runs each request in one of `size` worker processes on this machine."""
+
+    def __init__(self, size: int, artifact_url: str, inline_max_bytes: int, journal_dir: Path) -> None:
+        self.size = size
+        self.artifact_url = artifact_url
+        self.inline_max_bytes = inline_max_bytes
+        self.journal_dir = journal_dir
+        self._workers: list[_Worker] = []
+        self._idle: list[_Worker] = []
+        self._by_ti: dict[TIRef, _Worker] = {}
+        self._old_journals: list[Path] = []
+        self._seq = 0
+
+    def start(self) -> None:
+        self.journal_dir.mkdir(parents=True, exist_ok=True)
+        self._old_journals = sorted(self.journal_dir.glob("*.journal"))
+        self._workers = [self._spawn() for _ in range(self.size)]
+        self._idle = list(self._workers)
+
+    def free_slots(self) -> int:
+        return len(self._idle)
+
+    def submit(self, request: TaskRequest) -> None:
+        worker = self._idle.pop()
+        worker.request = request
+        self._by_ti[request.ti_key] = worker
+        worker.conn.send(Envelope(request, journal_stored=not worker.unstored_outcome))
+        worker.unstored_outcome = False
+
+    def waitables(self) -> Sequence[Any]:
+        return [w.conn for w in self._workers]
+
+    def poll(self) -> list[WorkerMessage]:
+        out: list[WorkerMessage] = []
+        for worker in list(self._workers):
+            out.extend(self._drain(worker))
+        return out
+
+    def kill(self, ti: TIRef, reason: str) -> None:
+        worker = self._by_ti.get(ti)
+        if worker is not None and worker.process.pid is not None:
+            worker.kill_reason = reason
+            worker.process.kill()
+
+    def recover(self) -> list[TaskFinished]:
+        return [record for path in self._old_journals for record in read_journal(path)]
+
+    def checkpoint(self) -> None:
+        for path in self._old_journals:
+            path.unlink(missing_ok=True)
+        self._old_journals = []
+        for worker in self._workers:
+            if worker.request is None:
+                worker.unstored_outcome = False
+
+    def stop(self) -> None:
+        for worker in self._workers:
+            try:
+                worker.conn.send(None)
+            except (BrokenPipeError, OSError):
+                log.debug("worker %s already gone", worker.config.worker_id)
+        for worker in self._workers:
+            worker.process.join(timeout=2)
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join()
+            Path(worker.config.journal_path).unlink(missing_ok=True)
+        self._workers, self._idle = [], []
+
+    def _drain(self, worker: _Worker) -> list[WorkerMessage]:
+        messages: list[WorkerMessage] = []
+        try:
+            while worker.conn.poll():
+                messages.append(self._received(worker, worker.conn.recv()))
+        except (EOFError, OSError):
+            messages.extend(self._replace(worker))
+        return messages
+
+    def _received(self, worker: _Worker, message: WorkerMessage) -> WorkerMessage:
+        if isinstance(message, TaskFinished) and worker.request is not None:
+            self._by_ti.pop(worker.request.ti_key, None)
+            worker.request = None
+            worker.unstored_outcome = True
+            self._idle.append(worker)
+        return message
+
+    def _replace(self, worker: _Worker) -> list[WorkerMessage]:
+        """The worker died: report its task (from its journal if it got that far) and start another."""
+        worker.process.join(timeout=5)
+        code = worker.process.exitcode
+        lost: list[WorkerMessage] = []
+        if worker.request is not None:
+            lost.append(self._lost_outcome(worker, code))
+            self._by_ti.pop(worker.request.ti_key, None)
+        self._workers.remove(worker)
+        if worker in self._idle:
+            self._idle.remove(worker)
+        self._old_journals.append(Path(worker.config.journal_path))
+        replacement = self._spawn()
+        self._workers.append(replacement)
+        self._idle.append(replacement)
+        log.warning(
+            "worker %s exited with code %s; started %s",
+            worker.config.worker_id,
+            code,
+            replacement.config.worker_id,
+        )
+        return lost
+
+    def _lost_outcome(self, worker: _Worker, code: int | None) -> TaskFinished:
+        request = worker.request
+        assert request is not None
+        for record in read_journal(Path(worker.config.journal_path)):
+            if record.ti_key == request.ti_key and record.try_number == request.try_number:
+                return record
+        now = datetime.now(UTC)
+        reason = worker.kill_reason or (
+            f"WorkerLostError: worker process {worker.process.pid} died (exit code {code}) while running the task"
+        )
+        return TaskFinished(
+            request.run_id,
+            request.task_id,
+            request.map_index,
+            request.try_number,
+            ok=False,
+            started_at=now,
+            ended_at=now,
+            error=reason,
+        )
+
+    def _spawn(self) -> _Worker:
+        self._seq += 1
+        worker_id = f"{os.getpid()}-{self._seq}"
+        config = WorkerConfig(
+            worker_id,
+            self.artifact_url,
+            self.inline_max_bytes,
+            str(self.journal_dir / f"worker-{worker_id}.journal"),
+            os.getpid(),
+        )
+        parent, child = _ctx.Pipe(duplex=True)
+        process = _ctx.Process(
+            target=worker_main, args=(child, config), name=f"zonda-worker-{worker_id}", daemon=True
+        )
+        process.start()
+        child.close()
+        return _Worker(process, parent, config)

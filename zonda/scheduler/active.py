@@ -1,0 +1,52 @@
+"""The runs a scheduler holds in memory, with the DAG version each one is pinned to."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import Connection
+
+from zonda.core.run_graph import RunGraph
+from zonda.db.dags import get_version
+from zonda.errors import NotFoundError
+from zonda.scheduler.requests import RunInfo, VersionInfo
+
+
+@dataclass
+class ActiveRun:
+    """One run the scheduler owns: its graph, pinned version and place in the dispatch order."""
+
+    graph: RunGraph
+    version: VersionInfo
+    info: RunInfo
+    seq: int
+    started_at: datetime | None = None
+    start_recorded: bool = field(default=False)
+
+    @property
+    def run_id(self) -> str:
+        return self.graph.run_id
+
+    @property
+    def dag_id(self) -> str:
+        return self.version.dag_id
+
+
+class Versions:
+    """DAG versions by (dag_id, version), loaded once each (versions never change)."""
+
+    def __init__(self, code_dir: Path) -> None:
+        self.code_dir = code_dir
+        self._cache: dict[tuple[str, int], VersionInfo] = {}
+
+    def get(self, conn: Connection, dag_id: str, version: int) -> VersionInfo:
+        key = (dag_id, version)
+        if key not in self._cache:
+            row = get_version(conn, dag_id, version)
+            if row is None:
+                raise NotFoundError(f"version {version} of DAG '{dag_id}' is missing from the metadata DB")
+            code_uri = str(self.code_dir / f"{row.hash}.py")
+            self._cache[key] = VersionInfo(dag_id, version, code_uri, row.hash, row.fileloc, row.spec)
+        return self._cache[key]

@@ -1,0 +1,366 @@
+"""The scheduler's event loop: react to worker messages, timers and wake-ups; write in batches.
+
+Each step waits on the workers' pipes and the wake-up socket, applies what arrived to the
+in-memory run graphs, dispatches ready work (before the commit: the workers' outcome journals
+make that safe), then writes every change of the step in one transaction. The DB is polled only
+when woken or as a safety net every `safety_poll_interval` seconds.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import socket
+import threading
+from collections import Counter
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from multiprocessing.connection import wait
+from typing import Any
+
+from sqlalchemy import Connection, Engine, select
+
+from zonda.core.run_graph import RunGraph, TIKey
+from zonda.core.states import RunState
+from zonda.db import components
+from zonda.db.commands import mark_done, pending_commands
+from zonda.db.engine import write_txn
+from zonda.db.schema import pools
+from zonda.errors import NotFoundError
+from zonda.executors.base import Executor, TIRef
+from zonda.scheduler.active import ActiveRun, Versions
+from zonda.scheduler.limits import Limits
+from zonda.scheduler.persistence import flush, load_run, runs_in_state
+from zonda.scheduler.ready_queue import ReadyQueue
+from zonda.scheduler.recovery import restore_outcomes
+from zonda.scheduler.requests import RunInfo, build_request
+from zonda.scheduler.schedules import fire_due
+from zonda.scheduler.timers import Timer, Timers
+from zonda.scheduler.wakeup import WakeupListener
+from zonda.settings import Settings
+from zonda.worker.protocol import TaskFinished, TaskStarted, WorkerMessage
+
+log = logging.getLogger(__name__)
+DEADLINE_GRACE = timedelta(seconds=5)
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Scheduler:
+    """Owns the active runs, decides with `RunGraph`, dispatches to an executor, persists in batches."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        executor: Executor,
+        listener: WakeupListener | None = None,
+        secrets: Mapping[str, str] | None = None,
+        clock: Clock = utcnow,
+    ) -> None:
+        self.settings, self.engine, self.executor, self.listener = settings, engine, executor, listener
+        self.secrets = dict(secrets or {})
+        self.clock = clock
+        self.runs: dict[str, ActiveRun] = {}
+        self.ready = ReadyQueue()
+        self.timers = Timers()
+        self.versions = Versions(settings.code_dir)
+        self.limits = Limits()
+        self.inflight: dict[TIRef, ActiveRun] = {}
+        self._dirty: set[str] = set()
+        self._finished: list[ActiveRun] = []
+        self._seq = itertools.count()
+        self._poll_now = True
+        self._next_poll = self._next_heartbeat = clock()
+        self._schedule_timer: datetime | None = None
+        self.component_id = f"scheduler-{socket.gethostname()}-{os.getpid()}"
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def serve(self, stop: threading.Event) -> None:
+        """Run until `stop` is set; unfinished runs are resumed by the next scheduler."""
+        self.executor.start()
+        self._register()
+        try:
+            self.recover()
+            while not stop.is_set():
+                self.step(max_wait=0.5)
+        finally:
+            self.executor.stop()
+            with write_txn(self.engine) as conn:
+                components.unregister(conn, self.component_id)
+            if self.listener is not None:
+                self.listener.close()
+
+    def recover(self) -> None:
+        """Resume the runs left running: store journaled outcomes, re-queue interrupted attempts."""
+        now = self.clock()
+        records = self.executor.recover()
+        with write_txn(self.engine) as conn:
+            journaled = {r.run_id for r in records}
+            for run_id, _, _ in runs_in_state(conn, RunState.RUNNING, set()):
+                self._adopt(conn, run_id, now)
+            for run_id in journaled.difference(self.runs):
+                self._adopt(conn, run_id, now)
+        restore_outcomes(self.runs, records, now)
+        for active in self.runs.values():
+            for ti in list(active.graph.instances()):
+                if ti.state.in_flight:
+                    active.graph.requeue(ti.key)
+            self._collect(active)
+        self._flush(now)
+        log.info("scheduler resumed %d run(s), %d journaled outcome(s)", len(self.runs), len(records))
+
+    def step(self, max_wait: float = 0.5) -> None:
+        """One turn of the loop: wait for news, apply it, dispatch, persist."""
+        waitables: list[Any] = [*self.executor.waitables()]
+        if self.listener is not None:
+            waitables.append(self.listener)
+        woken: list[Any] = list(wait(waitables, self._timeout(max_wait)))
+        now = self.clock()
+        if self.listener is not None and any(w is self.listener for w in woken):
+            self.listener.drain()
+            self._poll_now = True
+        for message in self.executor.poll():
+            self._on_message(message, now)
+        for timer in self.timers.pop_due(now):
+            self._on_timer(timer, now)
+        if self._poll_now or now >= self._next_poll:
+            self._poll_db(now)
+        self._dispatch(now)
+        self._flush(now)
+
+    # -- events --------------------------------------------------------------------------------
+
+    def _on_message(self, message: WorkerMessage, now: datetime) -> None:
+        active = self.runs.get(message.run_id)
+        if active is None:
+            log.debug("message for run %s, which this scheduler does not hold", message.run_id)
+            return
+        key = (message.task_id, message.map_index)
+        if isinstance(message, TaskStarted):
+            active.graph.mark_running(key, message.try_number, message.started_at)
+        elif isinstance(message, TaskFinished):
+            self._release((message.run_id, message.task_id, message.map_index), active)
+            active.graph.finish(
+                key,
+                message.try_number,
+                ok=message.ok,
+                now=now,
+                started_at=message.started_at,
+                ended_at=message.ended_at,
+                output=message.output,
+                length=message.length,
+                error=message.error,
+            )
+        self._collect(active)
+
+    def _on_timer(self, timer: Timer, now: datetime) -> None:
+        if timer.kind == "schedule":
+            self._poll_now = True
+            return
+        active = self.runs.get(timer.run_id)
+        if active is None:
+            return
+        ti = active.graph.instance(timer.ti_key) if self._has(active, timer.ti_key) else None
+        if ti is None or ti.try_number != timer.try_number:
+            return
+        if timer.kind == "retry":
+            active.graph.retry_due(timer.ti_key)
+            self._collect(active)
+        elif ti.state.in_flight:
+            timeout = active.version.spec.task(timer.ti_key[0]).timeout
+            reason = f"TaskTimeoutError: task timed out after {timeout:g} s and did not stop; its worker was killed"
+            self.executor.kill((timer.run_id, *timer.ti_key), reason)
+
+    def _release(self, ref: TIRef, active: ActiveRun) -> None:
+        if self.inflight.pop(ref, None) is not None:
+            self.limits.release(active.dag_id, active.version.spec.task(ref[1]))
+
+    # -- polling the DB ------------------------------------------------------------------------
+
+    def _poll_db(self, now: datetime) -> None:
+        with write_txn(self.engine) as conn:
+            _, next_fire = fire_due(conn, now)
+            self.limits.pool_sizes = {
+                r.name: r.slots for r in conn.execute(select(pools.c.name, pools.c.slots))
+            }
+            self._adopt_queued(conn, now)
+            self._apply_commands(conn, now)
+        if next_fire is not None and next_fire != self._schedule_timer:
+            self._schedule_timer = next_fire
+            self.timers.add(next_fire, "schedule")
+        self._poll_now = False
+        self._next_poll = now + timedelta(seconds=self.settings.safety_poll_interval)
+
+    def _adopt_queued(self, conn: Connection, now: datetime) -> None:
+        active_by_dag = Counter(a.dag_id for a in self.runs.values())
+        for run_id, dag_id, version in runs_in_state(conn, RunState.QUEUED, set(self.runs)):
+            limit = self._max_active_runs(conn, run_id, dag_id, version)
+            if limit is None or active_by_dag[dag_id] >= limit:
+                continue
+            active_by_dag[dag_id] += 1
+            self._adopt(conn, run_id, now)
+
+    def _max_active_runs(self, conn: Connection, run_id: str, dag_id: str, version: int) -> int | None:
+        try:
+            return self.versions.get(conn, dag_id, version).spec.max_active_runs
+        except NotFoundError:
+            log.exception("run %s cannot start", run_id)
+            return None
+
+    def _adopt(self, conn: Connection, run_id: str, now: datetime) -> ActiveRun | None:
+        loaded = load_run(conn, run_id)
+        if loaded is None:
+            return None
+        row, instances = loaded
+        version = self.versions.get(conn, row.dag_id, row.version)
+        graph = RunGraph(row.run_id, version.spec, row.params, instances)
+        active = ActiveRun(
+            graph, version, RunInfo(row.key, row.logical_date), next(self._seq), row.started_at
+        )
+        if row.state is not RunState.RUNNING:
+            active.started_at = now
+            graph.changes.run_changed = True
+        self.runs[run_id] = active
+        graph.start(now)
+        self._collect(active)
+        return active
+
+    def _apply_commands(self, conn: Connection, now: datetime) -> None:
+        done: list[int] = []
+        for command in pending_commands(conn):
+            active = self.runs.get(command.run_id) or self._adopt(conn, command.run_id, now)
+            if active is not None and command.kind == "clear":
+                task_id = command.payload.get("task_id")
+                active.graph.clear(
+                    [task_id] if task_id else None, bool(command.payload.get("downstream")), now
+                )
+                self._collect(active)
+            done.append(command.id)
+        mark_done(conn, done, now)
+
+    # -- dispatch and persistence --------------------------------------------------------------
+
+    def _dispatch(self, now: datetime) -> None:
+        blocked: list[tuple[ActiveRun, TIKey]] = []
+        while self.executor.free_slots() > 0:
+            item = self.ready.pop()
+            if item is None:
+                break
+            active = self.runs.get(item[0])
+            if active is None or not self._has(active, item[1]):
+                continue
+            if active.graph.instance(item[1]).state.value != "scheduled":
+                continue
+            if not self._dispatch_one(active, item[1], now):
+                blocked.append((active, item[1]))
+        for active, key in blocked:
+            self._push(active, key)
+
+    def _dispatch_one(self, active: ActiveRun, key: TIKey, now: datetime) -> bool:
+        spec = active.version.spec.task(key[0])
+        why = self.limits.blocker(active.dag_id, active.version.spec.max_active_tasks, spec)
+        if why == "unknown pool":
+            active.graph.fail(key, f"pool '{spec.pool}' does not exist; create it or remove `pool=`", now)
+            self._collect(active)
+            return True
+        if why is not None:
+            return False
+        try_number = active.graph.mark_queued(key, now)
+        request = build_request(
+            active.graph,
+            key,
+            try_number,
+            active.version,
+            active.info,
+            str(self.settings.logs_dir),
+            self.secrets,
+        )
+        self.executor.submit(request)
+        self.limits.take(active.dag_id, spec)
+        self.inflight[request.ti_key] = active
+        self._dirty.add(active.run_id)
+        if spec.timeout:
+            self.timers.add(
+                now + timedelta(seconds=spec.timeout) + DEADLINE_GRACE,
+                "deadline",
+                active.run_id,
+                key,
+                try_number,
+            )
+        return True
+
+    def _flush(self, now: datetime) -> None:
+        heartbeat = now >= self._next_heartbeat
+        if not self._dirty and not heartbeat:
+            return
+        batch = [self.runs[r] for r in self._dirty if r in self.runs]
+        with write_txn(self.engine) as conn:
+            flush(conn, [(a.graph, self._started(a)) for a in batch])
+            if heartbeat:
+                components.heartbeat(conn, self.component_id, now)
+        self.executor.checkpoint()
+        self._dirty.clear()
+        if heartbeat:
+            self._next_heartbeat = now + timedelta(seconds=self.settings.heartbeat_interval)
+        for active in batch:
+            if active.graph.state.finished:
+                del self.runs[active.run_id]
+                self.ready.discard_run(active.run_id)
+                self._poll_now = True
+
+    def _started(self, active: ActiveRun) -> datetime | None:
+        if active.start_recorded:
+            return None
+        active.start_recorded = True
+        return active.started_at
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _collect(self, active: ActiveRun) -> None:
+        """Queue what the run's graph made ready, arm its retry timers, mark it for the next write."""
+        changes = active.graph.changes
+        for key in changes.scheduled:
+            self._push(active, key)
+        for key in changes.retries:
+            ti = active.graph.instance(key)
+            assert ti.next_try_at is not None
+            self.timers.add(ti.next_try_at, "retry", active.run_id, key, ti.try_number)
+        changes.scheduled, changes.retries = [], []
+        self._dirty.add(active.run_id)
+
+    def _push(self, active: ActiveRun, key: TIKey) -> None:
+        spec = active.version.spec
+        self.ready.push(active.run_id, key, spec.task(key[0]).priority, active.seq, spec.topo_index[key[0]])
+
+    @staticmethod
+    def _has(active: ActiveRun, key: TIKey) -> bool:
+        try:
+            active.graph.instance(key)
+        except KeyError:
+            return False
+        return True
+
+    def _timeout(self, max_wait: float) -> float:
+        now = self.clock()
+        deadlines = [self._next_poll, self._next_heartbeat]
+        if (due := self.timers.next_due()) is not None:
+            deadlines.append(due)
+        if self._poll_now:
+            return 0.0
+        return max(0.0, min(max_wait, *((d - now).total_seconds() for d in deadlines)))
+
+    def _register(self) -> None:
+        now = self.clock()
+        with write_txn(self.engine) as conn:
+            components.register(
+                conn,
+                components.Component(
+                    self.component_id, "scheduler", socket.gethostname(), os.getpid(), now, now
+                ),
+            )
