@@ -2,39 +2,21 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, text
 
+from tests.services import PG_START, PG_URL, drop_pg_database, fresh_pg_database, pg_admin, service_missing
 from zonda.db.engine import make_engine
 from zonda.db.migrate import upgrade
-
-PG_URL = os.environ.get("ZONDA_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-PG_START = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
-
-
-def service_missing(name: str, how_to_start: str, error: Exception) -> None:
-    """In CI a missing service fails the test; on a laptop it skips with the command that starts it."""
-    message = f"{name} is not reachable ({error}); start it with: {how_to_start}"
-    if IN_CI:
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-def _pg_admin() -> Engine:
-    return create_engine(PG_URL, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
 
 
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[str]:
     """The PostgreSQL server's URL (its `test` database), checked reachable."""
-    admin = _pg_admin()
+    admin = pg_admin()
     try:
         with admin.connect() as conn:
             conn.execute(text("select 1"))
@@ -43,23 +25,6 @@ def pg_server() -> Iterator[str]:
     finally:
         admin.dispose()
     yield PG_URL
-
-
-def fresh_pg_database(server_url: str) -> tuple[str, str]:
-    """Create an empty database on the server; returns (its URL, its name)."""
-    name = f"zonda_t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return make_url(server_url).set(database=name).render_as_string(hide_password=False), name
-
-
-def drop_pg_database(server_url: str, name: str) -> None:
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

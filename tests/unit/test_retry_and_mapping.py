@@ -24,9 +24,7 @@ def test_cleared_task_gets_its_retries_again() -> None:
     assert max_tries(TaskSpec("t", retries=2), tries_so_far=3) == 6
 
 
-@pytest.mark.parametrize(
-    ("lengths", "count"), [([3], 3), ([2, 3], 6), ([0, 5], 0), ([], 0)]
-)
+@pytest.mark.parametrize(("lengths", "count"), [([3], 3), ([2, 3], 6), ([0, 5], 0), ([], 0)])
 def test_map_count(lengths: list[int], count: int) -> None:
     assert map_count(lengths) == count
 

@@ -10,6 +10,9 @@ from zonda.core.spec import DagSpec, MapSource, TaskSpec
 from zonda.core.states import RunState, TaskState, TriggerRule
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
+TRAIN = TaskSpec(
+    "train", upstream=("grid",), data_upstream=("grid",), map_sources=(MapSource("p", "task", "grid"),)
+)
 
 
 def spec(*tasks: TaskSpec) -> DagSpec:
@@ -112,7 +115,12 @@ def test_stale_report_of_an_old_try_is_ignored() -> None:
 def test_mapping_over_an_upstream_result_expands_at_run_time() -> None:
     g = run(
         TaskSpec("grid"),
-        TaskSpec("train", upstream=("grid",), data_upstream=("grid",), map_sources=(MapSource("p", "task", "grid"),)),
+        TaskSpec(
+            "train",
+            upstream=("grid",),
+            data_upstream=("grid",),
+            map_sources=(MapSource("p", "task", "grid"),),
+        ),
         TaskSpec("best", upstream=("train",), data_upstream=("train",)),
     )
     take_scheduled(g)
@@ -129,7 +137,12 @@ def test_mapping_over_an_upstream_result_expands_at_run_time() -> None:
 def test_mapping_over_an_empty_list_skips() -> None:
     g = run(
         TaskSpec("grid"),
-        TaskSpec("train", upstream=("grid",), data_upstream=("grid",), map_sources=(MapSource("p", "task", "grid"),)),
+        TaskSpec(
+            "train",
+            upstream=("grid",),
+            data_upstream=("grid",),
+            map_sources=(MapSource("p", "task", "grid"),),
+        ),
     )
     succeed(g, ("grid", -1), length=0)
     assert state(g, "train") is TaskState.SKIPPED
@@ -138,7 +151,12 @@ def test_mapping_over_an_empty_list_skips() -> None:
 def test_mapping_over_a_non_list_fails_with_a_message() -> None:
     g = run(
         TaskSpec("grid"),
-        TaskSpec("train", upstream=("grid",), data_upstream=("grid",), map_sources=(MapSource("p", "task", "grid"),)),
+        TaskSpec(
+            "train",
+            upstream=("grid",),
+            data_upstream=("grid",),
+            map_sources=(MapSource("p", "task", "grid"),),
+        ),
     )
     succeed(g, ("grid", -1), length=None)
     ti = g.instance(("train", -1))

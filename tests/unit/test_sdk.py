@@ -77,8 +77,15 @@ def test_a_cycle_is_refused_with_the_path() -> None:
 
 
 def test_spec_round_trips_losslessly() -> None:
-    @dag(schedule="@daily", timezone="Europe/London", tags=["ml"], owner="team-a", max_active_runs=2,
-         start_date="2026-01-01", catchup=True)
+    @dag(
+        schedule="@daily",
+        timezone="Europe/London",
+        tags=["ml"],
+        owner="team-a",
+        max_active_runs=2,
+        start_date="2026-01-01",
+        catchup=True,
+    )
     def full(user_id: int = 1, country: str = "GB"):
         total(double.partial().map(x=[user_id]))
 
@@ -129,7 +136,7 @@ def test_map_outside_a_dag_and_on_a_scalar_are_explained() -> None:
 
 
 def test_context_outside_a_task_says_how_to_test() -> None:
-    with pytest.raises(zonda.sdk.context.NoTaskContextError, match="zonda.testing"):
+    with pytest.raises(zonda.sdk.context.NoTaskContextError, match=r"zonda\.testing"):
         zonda.context()
 
 

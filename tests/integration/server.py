@@ -1,0 +1,103 @@
+"""A real `zonda up` in a subprocess, for integration tests (real scheduler, workers, API)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ZONDA = str(Path(sys.executable).with_name("zonda"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ZondaServer:
+    """Starts, stops, kills and restarts one server over a given home, DAG folder and DB."""
+
+    def __init__(
+        self, home: Path, dags: Path, db_url: str, workers: int = 4, env: dict[str, str] | None = None
+    ):
+        self.home, self.dags, self.db_url, self.workers = home, dags, db_url, workers
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "ZONDA_DB_URL": db_url, "ZONDA_PARSE_INTERVAL": "1", **(env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.client = httpx.Client(base_url=self.url, timeout=30)
+
+    def start(self, expect_dags: int = 1) -> None:
+        args = [ZONDA, "up", "--dags", str(self.dags), "--home", str(self.home), "--port", str(self.port)]
+        log = (self.home / "server.out").open("ab")
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            [*args, "--workers", str(self.workers)], env=self.env, stdout=log, stderr=log
+        )
+        self.wait_until(lambda: self._ready(expect_dags), 60, "server ready")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(30)
+        self.proc = None
+
+    def kill(self) -> None:
+        """SIGKILL the whole server (the supervisor; its children die with it)."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(10)
+        self.proc = None
+        self.wait_until(self._port_free, 30, "port released")
+
+    def trigger(self, dag_id: str, params: dict[str, Any] | None = None, key: str | None = None) -> str:
+        response = self.client.post(f"/api/v1/dags/{dag_id}/runs", json={"params": params or {}, "key": key})
+        assert response.status_code == 201, response.text
+        return str(response.json()["run_id"])
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        response = self.client.get(f"/api/v1/runs/{run_id}")
+        response.raise_for_status()
+        result: dict[str, Any] = response.json()
+        return result
+
+    def wait_run(self, run_id: str, timeout: float = 60) -> dict[str, Any]:
+        self.wait_until(
+            lambda: self.run(run_id)["state"] in ("success", "failed"), timeout, f"run {run_id} ends"
+        )
+        return self.run(run_id)
+
+    def log(self, run_id: str, task_id: str, **query: Any) -> str:
+        response = self.client.get(f"/api/v1/runs/{run_id}/tasks/{task_id}/logs", params=query)
+        response.raise_for_status()
+        return response.text
+
+    @staticmethod
+    def wait_until(check: Any, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if check():
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"timed out after {timeout} s waiting for: {what}")
+
+    def _ready(self, expect_dags: int) -> bool:
+        assert self.proc is not None and self.proc.poll() is None, "server exited; see server.out in its home"
+        health = self.client.get("/health").json()
+        dags = self.client.get("/api/v1/dags").json()
+        return bool(health["schedulers"]) and len(dags) >= expect_dags
+
+    def _port_free(self) -> bool:
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", self.port)) != 0

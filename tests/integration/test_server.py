@@ -1,0 +1,190 @@
+"""The whole server with real worker processes, on SQLite and on the real PostgreSQL server."""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import insert
+
+from tests.integration.server import ZondaServer
+from tests.services import drop_pg_database, fresh_pg_database
+from zonda.db.engine import make_engine, write_txn
+from zonda.db.migrate import upgrade
+from zonda.db.schema import pools
+
+DAGS = Path(__file__).with_name("dags")
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ZondaServer]:
+    home = tmp_path_factory.mktemp("home")
+    name = ""
+    if request.param == "sqlite":
+        url = f"sqlite:///{home / 'zonda.db'}"
+    else:
+        url, name = fresh_pg_database(request.getfixturevalue("pg_server"))
+    engine = make_engine(url)
+    upgrade(engine)
+    with write_txn(engine) as conn:
+        conn.execute(insert(pools).values(name="tiny", slots=1, description="one at a time"))
+    engine.dispose()
+    env = {
+        "ZONDA_TEST_MARKS": str(home / "marks"),
+        "ZONDA_TEST_VENV": sys.prefix,
+        "ZONDA_SECRET_API_TOKEN": "s3cr3t-value-123",
+    }
+    dags = shutil.copytree(DAGS, home / "dags")
+    srv = ZondaServer(home, dags, url, workers=4, env=env)
+    srv.start(expect_dags=12)
+    yield srv
+    srv.stop()
+    if name:
+        drop_pg_database(request.getfixturevalue("pg_server"), name)
+
+
+def tasks_by_id(record: dict[str, Any]) -> dict[tuple[str, int], dict[str, Any]]:
+    return {(t["task_id"], t["map_index"]): t for t in record["tasks"]}
+
+
+def test_retry_after_a_failure(server: ZondaServer) -> None:
+    record = server.wait_run(server.trigger("flaky_once"))
+    task = tasks_by_id(record)[("flaky", -1)]
+    assert record["state"] == "success"
+    assert task["try_number"] == 2
+    assert "first attempt fails on purpose" in server.log(record["run_id"], "flaky", try_number=1)
+    assert "success" in server.log(record["run_id"], "flaky")
+
+
+def test_timeout_fails_the_task_with_a_clear_error(server: ZondaServer) -> None:
+    record = server.wait_run(server.trigger("timeouts"))
+    task = tasks_by_id(record)[("sleepy", -1)]
+    assert record["state"] == "failed"
+    assert "timed out after 0.5 s" in task["error"]
+
+
+def test_a_worker_that_dies_is_detected_and_the_task_retried(server: ZondaServer) -> None:
+    record = server.wait_run(server.trigger("crashy"))
+    assert record["state"] == "success"
+    assert tasks_by_id(record)[("die_first", -1)]["try_number"] == 2
+
+
+def test_trigger_rules(server: ZondaServer) -> None:
+    record = server.wait_run(server.trigger("rules"))
+    states = {k[0]: t["state"] for k, t in tasks_by_id(record).items()}
+    assert states == {
+        "boom": "failed",
+        "never": "upstream_failed",
+        "on_failure": "success",
+        "report": "success",
+    }
+    assert record["state"] == "failed"
+
+
+def test_mapping_fans_out_at_run_time_and_joins(server: ZondaServer) -> None:
+    record = server.wait_run(server.trigger("mapped", {"n": 4}))
+    tasks = tasks_by_id(record)
+    assert record["state"] == "success"
+    assert sorted(i for (t, i) in tasks if t == "square") == [0, 1, 2, 3]
+    assert tasks[("total", -1)]["upstream"] == ["square"]
+
+
+def test_secrets_are_masked_in_logs(server: ZondaServer) -> None:
+    record = server.wait_run(server.trigger("secrets"))
+    log = server.log(record["run_id"], "leak")
+    assert record["state"] == "success"
+    assert "calling the API with ***" in log
+    assert "s3cr3t-value-123" not in log
+
+
+def test_max_active_runs_keeps_runs_apart(server: ZondaServer) -> None:
+    ids = [server.trigger("one_at_a_time") for _ in range(3)]
+    records = sorted((server.wait_run(i) for i in ids), key=lambda r: r["started_at"])
+    for before, after in itertools.pairwise(records):
+        assert before["ended_at"] <= after["started_at"]
+
+
+def test_pool_slots_are_enforced(server: ZondaServer) -> None:
+    record = server.wait_run(server.trigger("pools"))
+    spans = sorted((t["started_at"], t["ended_at"]) for t in record["tasks"])
+    assert record["state"] == "success"
+    for (_, end), (start, _) in itertools.pairwise(spans):
+        assert end <= start
+
+
+def test_an_unknown_pool_fails_with_a_message(server: ZondaServer) -> None:
+    record = server.wait_run(server.trigger("unknown_pool"))
+    assert "pool 'missing' does not exist" in tasks_by_id(record)[("nowhere", -1)]["error"]
+
+
+def test_bash_task_with_env_and_virtualenv(server: ZondaServer) -> None:
+    record = server.wait_run(server.trigger("bash_env", key="cust-7"))
+    log = server.log(record["run_id"], "show")
+    assert record["state"] == "success"
+    assert "FOO=bar key=cust-7" in log
+    assert f"python={sys.prefix}/bin/python" in log
+
+
+def test_schedules_fire_every_second_without_duplicates(server: ZondaServer) -> None:
+    server.wait_until(lambda: len(_scheduled(server)) >= 3, 10, "three ticks")
+    dates = sorted(r["logical_date"] for r in _scheduled(server))
+    assert len(dates) == len(set(dates))
+
+
+def test_run_record_shape(server: ZondaServer) -> None:
+    record = server.wait_run(server.trigger("mapped", {"n": 2}, key="user-9"))
+    assert set(record) >= {
+        "run_id",
+        "dag_id",
+        "dag_version",
+        "state",
+        "key",
+        "params",
+        "trigger",
+        "created_at",
+        "started_at",
+        "ended_at",
+        "tasks",
+    }
+    task = record["tasks"][0]
+    assert set(task) >= {
+        "task_id",
+        "map_index",
+        "state",
+        "try_number",
+        "upstream",
+        "queued_at",
+        "started_at",
+        "ended_at",
+    }
+    assert record["created_at"].endswith("Z") and len(record["created_at"]) == len(
+        "2026-01-01T00:00:00.000000Z"
+    )
+    found = server.client.get("/api/v1/runs", params={"key": "user-9"}).json()["runs"]
+    assert [r["run_id"] for r in found] == [record["run_id"]]
+
+
+def _scheduled(server: ZondaServer) -> list[dict[str, Any]]:
+    runs: list[dict[str, Any]] = server.client.get(
+        "/api/v1/runs", params={"dag_id": "ticker", "limit": 500}
+    ).json()["runs"]
+    return runs
+
+
+def test_bad_dag_file_does_not_stop_the_others(server: ZondaServer) -> None:
+    broken = server.dags / "zz_broken.py"
+    broken.write_text("import zonda\ndef broken(:\n")
+    try:
+        errors_listed = lambda: server.client.get("/api/v1/import-errors").json()  # noqa: E731
+        server.wait_until(errors_listed, 20, "import error recorded")
+        errors = server.client.get("/api/v1/import-errors").json()
+        assert "SyntaxError" in errors[0]["error"]
+        assert server.wait_run(server.trigger("flaky_once"))["state"] == "success"
+    finally:
+        broken.unlink()

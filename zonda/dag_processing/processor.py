@@ -1,0 +1,110 @@
+"""`DagProcessor`: keeps the metadata DB in step with the DAG folder, one pass every `parse_interval`.
+
+A pass stamps every DAG file (see `scan`), imports the new and changed ones in child processes
+(see `runner`), saves each DAG version's source in the code store (see `code_store`), records it
+all in one write transaction (see `registry`) and wakes the scheduler if anything changed.
+What was seen is remembered in memory only: a restarted processor parses every file once again,
+which creates no new versions for unchanged DAGs.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from zonda.dag_processing.code_store import store_source, version_hash
+from zonda.dag_processing.registry import Recorded, record_pass
+from zonda.dag_processing.runner import FileResult, parse_files
+from zonda.dag_processing.scan import FileStamp, changed_dag_files, dag_files, scan
+from zonda.db.engine import write_txn
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from zonda.scheduler.wakeup import Waker
+    from zonda.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ParseReport:
+    """What one pass did: files imported, DAG rows written, versions created, files in error, DAGs retired."""
+
+    files_parsed: int = 0
+    dags_updated: int = 0
+    new_versions: int = 0
+    errors: int = 0
+    deactivated: int = 0
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.dags_updated or self.new_versions or self.errors or self.deactivated)
+
+
+class DagProcessor:
+    """Parses the DAG folder into DAG versions and import errors; one instance owns every `dags` row."""
+
+    def __init__(self, settings: Settings, engine: Engine, waker: Waker) -> None:
+        self._settings = settings
+        self._engine = engine
+        self._waker = waker
+        self._stamps: dict[str, FileStamp] = {}
+        self._present: frozenset[str] | None = None
+        self._conflicted: frozenset[str] = frozenset()
+
+    def process_once(self) -> ParseReport:
+        """Run one pass over the DAG folder; raises only for failures of Zonda itself (e.g. the DB)."""
+        stamps = scan(self._settings.resolved_dags_folder, self._stamps)
+        present = dag_files(stamps)
+        todo = changed_dag_files(self._stamps, stamps)
+        results = parse_files(todo, self._settings.parse_processes, self._settings.parse_timeout)
+        self._store_code(results)
+        recorded = self._record(results, present)
+        self._remember(stamps, present, todo, recorded)
+        report = ParseReport(
+            len(results), recorded.dags_updated, recorded.new_versions, recorded.errors, recorded.deactivated
+        )
+        if report.changed:
+            self._waker.wake()
+        return report
+
+    def run_forever(self, stop: threading.Event) -> None:
+        """Run a pass every `parse_interval` seconds until `stop` is set; failed passes are logged."""
+        interval = self._settings.parse_interval
+        log.info("DAG processor watching %s every %gs", self._settings.resolved_dags_folder, interval)
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                self.process_once()
+            except Exception:
+                log.exception("DAG processing pass failed; retrying in %gs", interval)
+            stop.wait(max(0.0, interval - (time.monotonic() - started)))
+
+    def _store_code(self, results: Sequence[FileResult]) -> None:
+        for result in results:
+            for spec in result.specs:
+                store_source(self._settings.code_dir, version_hash(spec, result.source), result.source)
+
+    def _record(self, results: Sequence[FileResult], present: frozenset[str]) -> Recorded:
+        """Write the pass in one transaction; the set of files is reconciled only when it changed."""
+        retire = present if present != self._present else None
+        if not results and retire is None:
+            return Recorded()
+        with write_txn(self._engine) as conn:
+            return record_pass(conn, results, retire, datetime.now(UTC))
+
+    def _remember(
+        self, stamps: dict[str, FileStamp], present: frozenset[str], parsed: list[str], recorded: Recorded
+    ) -> None:
+        """Keep this pass's stamps. Files refused for a duplicate DAG id are parsed again after
+        some DAG was deactivated, since the id they want may be free now."""
+        conflicted = ((self._conflicted - set(parsed)) | recorded.conflicted) & present
+        if recorded.deactivated:
+            stamps = {path: stamp for path, stamp in stamps.items() if path not in conflicted}
+        self._stamps, self._present, self._conflicted = stamps, present, conflicted
