@@ -37,8 +37,8 @@ class ZondaServer:
 
     def start(self, expect_dags: int = 1) -> None:
         args = [ZONDA, "up", "--dags", str(self.dags), "--home", str(self.home), "--port", str(self.port)]
-        log = (self.home / "server.out").open("ab")
         self.home.mkdir(parents=True, exist_ok=True)
+        log = (self.home / "server.out").open("ab")
         self.proc = subprocess.Popen(
             [*args, "--workers", str(self.workers)], env=self.env, stdout=log, stderr=log
         )

@@ -1,0 +1,345 @@
+"""The `zonda` command: local runs in-process, remote commands against a real server on a free port."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import uvicorn
+from sqlalchemy import Engine, select, update
+from typer.testing import CliRunner, Result
+
+from tests.integration.dag_seed import load_dags, seed_dag
+from zonda.api.app import create_app
+from zonda.api.schemas import DagRecord, RunPage, RunRecord
+from zonda.cli.main import app
+from zonda.db.engine import make_engine, read_txn, write_txn
+from zonda.db.migrate import upgrade
+from zonda.db.schema import runs, task_instances
+from zonda.scheduler.wakeup import NullWaker
+from zonda.settings import Settings
+from zonda.worker.logs import log_path
+
+LOCAL_DAG = """
+from zonda import dag, task
+
+@task
+def numbers(n: int) -> list[int]:
+    return list(range(n))
+
+@task
+def total(xs: list[int]) -> int:
+    return sum(xs)
+
+@task
+def check(t: int, label: str) -> str:
+    print("total is", t)
+    return f"{label}={t}"
+
+@dag
+def sums(n: int, label: str = "sum"):
+    check(total(numbers(n)), label)
+"""
+
+FAILING_DAG = """
+from zonda import dag, task
+
+@task
+def boom() -> None:
+    raise ValueError("the model diverged")
+
+@task
+def after(x: None) -> None:
+    pass
+
+@dag
+def broken():
+    after(boom())
+"""
+
+TWO_DAGS = """
+from zonda import dag, task
+
+@task
+def hello() -> str:
+    return "hi"
+
+@dag
+def first():
+    hello()
+
+@dag
+def second():
+    hello()
+"""
+
+SERVER_DAGS = """
+from zonda import dag, task
+
+@task
+def extract(n: int) -> list[int]:
+    return list(range(n))
+
+@task
+def report(xs: list[int], label: str) -> None:
+    print(label, xs)
+
+@dag
+def etl(n: int, label: str = "x"):
+    report(extract(n), label)
+
+@dag(schedule="@daily", start_date="2026-01-01")
+def nightly(size: int = 3):
+    report(extract(size), "nightly")
+"""
+
+runner = CliRunner()
+
+
+def zonda(*args: str) -> Result:
+    return runner.invoke(app, list(args))
+
+
+def dag_file(tmp_path: Path, source: str, name: str = "pipeline.py") -> str:
+    path = tmp_path / name
+    path.write_text(source)
+    return str(path)
+
+
+# zonda run ---------------------------------------------------------------------------------------------
+
+
+def test_run_succeeds_and_shows_every_task(tmp_path: Path) -> None:
+    result = zonda("run", dag_file(tmp_path, LOCAL_DAG), "--param", "n=4")
+    assert result.exit_code == 0, result.output
+    for task_id in ("numbers", "total", "check"):
+        assert task_id in result.stdout
+    assert "success" in result.stdout
+    assert "running" in result.stderr  # live progress, one line per state change
+
+
+def test_run_json_prints_only_the_run_record(tmp_path: Path) -> None:
+    result = zonda(
+        "run", dag_file(tmp_path, LOCAL_DAG), "-p", "n=4", "-p", "label=42", "--key", "k1", "--json"
+    )
+    assert result.exit_code == 0, result.output
+    record = RunRecord.model_validate_json(result.stdout)
+    assert (record.dag_id, record.state, record.key) == ("sums", "success", "k1")
+    assert record.params == {"n": 4, "label": "42"}  # a str param keeps "42" as text
+    assert [t.task_id for t in record.tasks] == ["numbers", "total", "check"]
+    assert {t.state for t in record.tasks} == {"success"}
+    assert result.stderr == ""
+
+
+def test_a_failing_run_exits_1_and_shows_the_error(tmp_path: Path) -> None:
+    result = zonda("run", dag_file(tmp_path, FAILING_DAG))
+    assert result.exit_code == 1, result.output
+    assert "the model diverged" in result.output
+    assert "upstream_failed" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("params", "named"),
+    [(["n=many"], "n"), ([], "n"), (["n=1", "colour=red"], "colour"), (["n"], "n")],
+    ids=["wrong-type", "missing", "unknown", "no-equals"],
+)
+def test_bad_params_exit_2_naming_the_param(tmp_path: Path, params: list[str], named: str) -> None:
+    options = [arg for p in params for arg in ("--param", p)]
+    result = zonda("run", dag_file(tmp_path, LOCAL_DAG), *options)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: ")
+    assert named in result.stderr
+
+
+def test_a_file_with_two_dags_needs_dag(tmp_path: Path) -> None:
+    path = dag_file(tmp_path, TWO_DAGS)
+    result = zonda("run", path)
+    assert result.exit_code == 2
+    assert "first, second" in result.stderr
+    assert "--dag" in result.stderr
+    chosen = zonda("run", path, "--dag", "second", "--json")
+    assert chosen.exit_code == 0, chosen.output
+    assert json.loads(chosen.stdout)["dag_id"] == "second"
+    assert "first, second" in zonda("run", path, "--dag", "third").stderr
+
+
+def test_a_file_that_fails_to_import_shows_its_traceback(tmp_path: Path) -> None:
+    result = zonda("run", dag_file(tmp_path, "import not_a_module_anywhere\n"))
+    assert result.exit_code == 1
+    assert "ModuleNotFoundError" in result.stderr
+    assert "failed to import" in result.stderr
+
+
+# Remote commands against a real server -------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    url: str
+    engine: Engine
+    settings: Settings
+
+    def __call__(self, *args: str) -> Result:
+        return zonda(*args, "--server", self.url)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A real uvicorn server in a thread, on a free port, over a fresh SQLite DB with two DAGs."""
+    home = tmp_path_factory.mktemp("home")
+    settings = Settings(home=home, db_url=f"sqlite:///{home / 'zonda.db'}")
+    engine = make_engine(settings.resolved_db_url)
+    upgrade(engine)
+    for dag in load_dags(SERVER_DAGS, "/dags/etl.py").values():
+        seed_dag(engine, dag, source=SERVER_DAGS, fileloc="/dags/etl.py")
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    uv = uvicorn.Server(
+        uvicorn.Config(create_app(settings, engine=engine, waker=NullWaker()), log_level="warning")
+    )
+    thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not uv.started and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert uv.started, "uvicorn did not start"
+    yield Server(f"http://127.0.0.1:{sock.getsockname()[1]}", engine, settings)
+    uv.should_exit = True
+    thread.join(10)
+    sock.close()
+    engine.dispose()
+
+
+def test_trigger_json_returns_the_queued_run(server: Server) -> None:
+    result = server("trigger", "etl", "--param", "n=3", "--param", "label=7", "--key", "user-1", "--json")
+    assert result.exit_code == 0, result.output
+    record = RunRecord.model_validate_json(result.stdout)
+    assert (record.dag_id, record.state, record.trigger, record.key) == ("etl", "queued", "api", "user-1")
+    assert record.params == {"n": 3, "label": "7"}
+    assert [t.task_id for t in record.tasks] == ["extract", "report"]
+
+
+def test_trigger_errors_come_from_the_api(server: Server) -> None:
+    bad = server("trigger", "etl", "--param", "n=lots")
+    assert bad.exit_code == 1
+    assert bad.stderr.startswith("error: bad params")
+    assert "n:" in bad.stderr
+    unknown = server("trigger", "nope")
+    assert unknown.exit_code == 1
+    assert "DAG 'nope' not found" in unknown.stderr
+
+
+def test_runs_list_and_show(server: Server) -> None:
+    run_id = RunRecord.model_validate_json(
+        server("trigger", "etl", "-p", "n=1", "--key", "k-list", "--json").stdout
+    ).run_id
+    listed = server("runs", "list", "--key", "k-list", "--json")
+    assert listed.exit_code == 0, listed.output
+    assert [r.run_id for r in RunPage.model_validate_json(listed.stdout).runs] == [run_id]
+    table = server("runs", "list", "--dag", "etl")
+    assert table.exit_code == 0
+    assert run_id in table.stdout
+    shown = server("runs", "show", run_id)
+    assert shown.exit_code == 0, shown.output
+    assert run_id in shown.stdout
+    assert "extract" in shown.stdout
+    assert RunRecord.model_validate_json(server("runs", "show", run_id, "--json").stdout).run_id == run_id
+    missing = server("runs", "show", "nope")
+    assert (missing.exit_code, "not found" in missing.stderr) == (1, True)
+
+
+def test_runs_clear_a_queued_run_is_refused(server: Server) -> None:
+    run_id = json.loads(server("trigger", "etl", "-p", "n=1", "--json").stdout)["run_id"]
+    result = server("runs", "clear", run_id, "--task", "extract", "--downstream")
+    assert result.exit_code == 1
+    assert "still queued" in result.stderr
+
+
+def test_dags_list_pause_and_unpause(server: Server) -> None:
+    listed = server("dags", "list")
+    assert listed.exit_code == 0, listed.output
+    assert "etl" in listed.stdout
+    assert "nightly" in listed.stdout
+    assert server("dags", "pause", "nightly").exit_code == 0
+    dags = {
+        d["dag_id"]: DagRecord.model_validate(d) for d in json.loads(server("dags", "list", "--json").stdout)
+    }
+    assert dags["nightly"].paused
+    assert server("dags", "unpause", "nightly").exit_code == 0
+    assert not DagRecord.model_validate(json.loads(server("dags", "list", "--json").stdout)[1]).paused
+    assert server("dags", "pause", "nope").exit_code == 1
+    errors = server("dags", "errors")
+    assert (errors.exit_code, errors.stdout.strip()) == (0, "no import errors")
+
+
+def test_logs_prints_the_attempt_log(server: Server) -> None:
+    run_id = json.loads(server("trigger", "etl", "-p", "n=1", "--json").stdout)["run_id"]
+    with write_txn(server.engine) as conn:
+        conn.execute(
+            update(task_instances)
+            .where(task_instances.c.run_id == run_id, task_instances.c.task_id == "extract")
+            .values(try_number=1)
+        )
+    path = Path(log_path(str(server.settings.logs_dir), "etl", run_id, "extract", -1, 1))
+    path.parent.mkdir(parents=True)
+    path.write_text("extracting 1 row\n")
+    result = server("logs", run_id, "extract")
+    assert (result.exit_code, result.stdout) == (0, "extracting 1 row\n")
+    assert server("logs", run_id, "extract", "--try", "2").exit_code == 1
+
+
+def test_backfill_creates_runs(server: Server) -> None:
+    result = server("backfill", "nightly", "--from", "2026-02-01", "--to", "2026-02-03")
+    assert result.exit_code == 0, result.output
+    assert "created 3 runs" in result.stdout
+    again = server("backfill", "nightly", "--from", "2026-02-01", "--to", "2026-02-03", "--json")
+    assert json.loads(again.stdout) == {"run_ids": [], "skipped_existing": 3}
+    assert server("backfill", "nightly", "--from", "yesterday", "--to", "2026-02-03").exit_code == 2
+
+
+def _finish_run_with_key(engine: Engine, key: str, state: str) -> None:
+    """Plays the scheduler: waits for the run with `key` and finishes it and its tasks."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with read_txn(engine) as conn:
+            run_id = conn.execute(select(runs.c.run_id).where(runs.c.key == key)).scalar()
+        if run_id:
+            break
+        time.sleep(0.02)
+    with write_txn(engine) as conn:
+        conn.execute(update(task_instances).where(task_instances.c.run_id == run_id).values(state=state))
+        conn.execute(update(runs).where(runs.c.run_id == run_id).values(state=state))
+
+
+@pytest.mark.parametrize(("state", "code"), [("success", 0), ("failed", 1)])
+def test_trigger_wait_follows_the_run_to_its_end(server: Server, state: str, code: int) -> None:
+    key = f"wait-{state}"
+    finisher = threading.Thread(target=_finish_run_with_key, args=(server.engine, key, state))
+    finisher.start()
+    result = server("trigger", "etl", "-p", "n=2", "--key", key, "--wait", "--json")
+    finisher.join()
+    assert result.exit_code == code, result.output
+    assert RunRecord.model_validate_json(result.stdout).state == state
+
+
+def test_server_from_the_environment(server: Server) -> None:
+    result = runner.invoke(app, ["dags", "list", "--json"], env={"ZONDA_SERVER": server.url})
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(result.stdout)) == 2
+
+
+def test_an_unreachable_server_says_how_to_fix_it() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    result = zonda("runs", "list", "--server", url)
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (
+        f"error: cannot reach the Zonda server at {url}: start it with `zonda up` or pass --server URL"
+    )

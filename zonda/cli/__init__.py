@@ -1,0 +1,1 @@
+"""The `zonda` command line: parsing and presentation only; remote commands go through the HTTP API."""

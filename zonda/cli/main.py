@@ -1,0 +1,284 @@
+"""The `zonda` command: argument parsing only; `local` runs DAG files, `client` talks to a server."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+from typer.core import TyperGroup
+
+from zonda.api.schemas import RunRecord
+from zonda.cli import local, render
+from zonda.cli.client import ApiError, ZondaClient
+from zonda.core.states import RunState
+from zonda.errors import ConfigError, ParamsError, ZondaError
+from zonda.settings import Settings
+
+
+class _ZondaGroup(TyperGroup):
+    """Shows Zonda's errors as `error: ...` with an exit code (2: bad usage or params; 1: the rest)."""
+
+    def invoke(self, ctx: Any) -> Any:  # typer's (vendored) click.Context
+        """Run the command; a ZondaError becomes `error: ...` and an exit code."""
+        try:
+            return super().invoke(ctx)
+        except ParamsError as exc:
+            render.fail(str(exc), exc.details, code=local.USAGE)
+        except ApiError as exc:
+            render.fail(str(exc), exc.details)
+        except ZondaError as exc:
+            render.fail(str(exc))
+
+
+app = typer.Typer(
+    cls=_ZondaGroup,
+    name="zonda",
+    help="Zonda: run Python DAGs locally, or manage them on a Zonda server.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+runs_app = typer.Typer(help="List, show and clear runs on the server.", no_args_is_help=True)
+dags_app = typer.Typer(help="List DAGs, pause or unpause them, show import errors.", no_args_is_help=True)
+db_app = typer.Typer(help="Metadata DB maintenance.", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+app.add_typer(dags_app, name="dags")
+app.add_typer(db_app, name="db")
+
+Server = Annotated[
+    str | None,
+    typer.Option("--server", help="Server URL [default: $ZONDA_SERVER or http://127.0.0.1:8640]"),
+]
+Json = Annotated[bool, typer.Option("--json", help="Print the API's JSON instead of a table.")]
+Params = Annotated[
+    list[str] | None, typer.Option("--param", "-p", help="NAME=VALUE (JSON values: 3, true, [1,2]); repeat.")
+]
+Key = Annotated[str | None, typer.Option("--key", help="Business key of the run, e.g. user-42.")]
+
+
+def main() -> None:
+    """Console entry point `zonda`."""
+    app()
+
+
+# Local --------------------------------------------------------------------------------------------
+
+
+@app.command()
+def run(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="DAG file")],
+    dag: Annotated[str | None, typer.Option("--dag", help="DAG id, if the file defines several.")] = None,
+    param: Params = None,
+    key: Key = None,
+    as_json: Json = False,
+) -> None:
+    """Run a DAG file in this process (no server needed), showing each task's progress."""
+    raise typer.Exit(local.run_file(file, dag, param or [], key, as_json))
+
+
+@app.command()
+def up(
+    dags: Annotated[Path | None, typer.Option("--dags", help="DAG folder.", file_okay=False)] = None,
+    home: Annotated[Path | None, typer.Option("--home", help="State folder (DB, logs).")] = None,
+    port: Annotated[int | None, typer.Option("--port", min=1, max=65535)] = None,
+    workers: Annotated[int | None, typer.Option("--workers", min=1, help="Worker processes.")] = None,
+) -> None:
+    """Start a Zonda server on this machine: API and UI, scheduler, DAG processor, workers."""
+    settings = _settings(dags_folder=dags, home=home, port=port, workers=workers)
+    from zonda.standalone.supervisor import serve
+
+    serve(settings)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the metadata DB (ZONDA_DB_URL, default SQLite under ZONDA_HOME) to this version."""
+    from zonda.db.engine import make_engine
+    from zonda.db.migrate import upgrade
+
+    engine = make_engine(_settings().resolved_db_url)
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
+    render.note(f"metadata DB {engine.url.render_as_string(hide_password=True)} is up to date")
+
+
+# Runs ---------------------------------------------------------------------------------------------
+
+
+@app.command()
+def trigger(
+    dag_id: str,
+    param: Params = None,
+    key: Key = None,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Wait for the run to finish; exit 1 if it fails.")
+    ] = False,
+    as_json: Json = False,
+    server: Server = None,
+) -> None:
+    """Start a run of a DAG on the server."""
+    with _client(server) as client:
+        schema = client.dag(dag_id).params_schema if param else {}
+        record = client.trigger(dag_id, local.parse_params(param or [], schema), key)
+        if wait:
+            record = _wait(client, record, None if as_json else render.TaskProgress())
+    if as_json:
+        render.print_json(record)
+    elif wait:
+        render.run_view(record)
+    else:
+        render.note(
+            f"run {record.run_id} of {record.dag_id} is {record.state}; see `zonda runs show {record.run_id}`"
+        )
+    if wait and record.state != RunState.SUCCESS:
+        raise typer.Exit(1)
+
+
+@runs_app.command("list")
+def runs_list(
+    dag: Annotated[str | None, typer.Option("--dag", help="Only this DAG's runs.")] = None,
+    key: Key = None,
+    state: Annotated[str | None, typer.Option("--state", help="queued, running, success or failed.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=500)] = 20,
+    cursor: Annotated[str | None, typer.Option("--cursor", help="next_cursor of the previous page.")] = None,
+    as_json: Json = False,
+    server: Server = None,
+) -> None:
+    """Runs, newest first."""
+    with _client(server) as client:
+        page = client.runs(dag_id=dag, key=key, state=state, limit=limit, cursor=cursor)
+    render.print_json(page) if as_json else render.runs_view(page)
+
+
+@runs_app.command("show")
+def runs_show(run_id: str, as_json: Json = False, server: Server = None) -> None:
+    """A run and its tasks."""
+    with _client(server) as client:
+        record = client.run(run_id)
+    render.print_json(record) if as_json else render.run_view(record)
+
+
+@runs_app.command("clear")
+def runs_clear(
+    run_id: str,
+    task: Annotated[
+        str | None, typer.Option("--task", help="Clear this task (default: failed ones).")
+    ] = None,
+    downstream: Annotated[
+        bool, typer.Option("--downstream", help="Also clear its downstream tasks.")
+    ] = False,
+    server: Server = None,
+) -> None:
+    """Re-run a run's failed tasks, or one task (and its downstream tasks)."""
+    with _client(server) as client:
+        accepted = client.clear(run_id, task, downstream)
+    render.note(f"clear of run {accepted.run_id} accepted (command {accepted.command_id})")
+
+
+@app.command()
+def logs(
+    run_id: str,
+    task_id: str,
+    try_number: Annotated[int | None, typer.Option("--try", min=1, help="Attempt (default: latest).")] = None,
+    map_index: Annotated[int, typer.Option("--map-index", min=-1, help="Mapped instance.")] = -1,
+    server: Server = None,
+) -> None:
+    """Print the log of a task's attempt."""
+    with _client(server) as client:
+        typer.echo(client.log(run_id, task_id, map_index, try_number), nl=False)
+
+
+@app.command()
+def backfill(
+    dag_id: str,
+    start: Annotated[str, typer.Option("--from", help="First date, e.g. 2026-01-01 (DAG's timezone).")],
+    end: Annotated[str, typer.Option("--to", help="Last date (inclusive), e.g. 2026-01-31.")],
+    as_json: Json = False,
+    server: Server = None,
+) -> None:
+    """Create one run per scheduled time in [--from, --to] that has no run yet."""
+    with _client(server) as client:
+        result = client.backfill(dag_id, _date(start, "--from"), _date(end, "--to"))
+    if as_json:
+        render.print_json(result)
+    else:
+        render.note(f"created {len(result.run_ids)} runs; {result.skipped_existing} dates already had a run")
+
+
+# DAGs ---------------------------------------------------------------------------------------------
+
+
+@dags_app.command("list")
+def dags_list(as_json: Json = False, server: Server = None) -> None:
+    """The DAGs on the server."""
+    with _client(server) as client:
+        dags = client.dags()
+    render.print_json(dags) if as_json else render.dags_view(dags)
+
+
+@dags_app.command("errors")
+def dags_errors(server: Server = None) -> None:
+    """DAG files that failed to import, with their tracebacks."""
+    with _client(server) as client:
+        render.import_errors_view(client.import_errors())
+
+
+@dags_app.command("pause")
+def dags_pause(dag_id: str, server: Server = None) -> None:
+    """Stop a DAG's schedule (it can still be triggered by hand)."""
+    with _client(server) as client:
+        client.set_paused(dag_id, True)
+    render.note(f"DAG {dag_id} paused")
+
+
+@dags_app.command("unpause")
+def dags_unpause(dag_id: str, server: Server = None) -> None:
+    """Resume a DAG's schedule."""
+    with _client(server) as client:
+        client.set_paused(dag_id, False)
+    render.note(f"DAG {dag_id} unpaused")
+
+
+# Helpers ------------------------------------------------------------------------------------------
+
+
+def _settings(**overrides: Any) -> Settings:
+    """Settings from ZONDA_* variables, with the options given on the command line on top."""
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        raise ConfigError(f"bad setting: {exc}") from exc
+
+
+def _client(server: str | None) -> ZondaClient:
+    """A client for --server, else ZONDA_SERVER, else the local default."""
+    return ZondaClient(server or _settings().server_url)
+
+
+def _wait(client: ZondaClient, record: RunRecord, progress: render.TaskProgress | None) -> RunRecord:
+    """Poll the run until it finishes, feeding task changes to `progress`."""
+    delay = 0.05
+    while not RunState(record.state).finished:
+        time.sleep(delay)
+        delay = min(delay * 1.5, 2.0)
+        record = client.run(record.run_id)
+        if progress is not None:
+            for task in record.tasks:
+                progress.update(task)
+    return record
+
+
+def _date(text: str, option: str) -> datetime:
+    """An ISO date or datetime from the command line (without an offset it is in the DAG's timezone)."""
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r} is not a date such as 2026-01-31 or 2026-01-31T12:00", param_hint=option
+        ) from None

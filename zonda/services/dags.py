@@ -1,0 +1,91 @@
+"""DAGs as the API shows them: their latest version's shape, pause state and next scheduled run."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from zonda.api.schemas import DagRecord, ImportErrorRecord
+from zonda.db import dags as db
+from zonda.db.engine import read_txn, write_txn
+from zonda.errors import NotFoundError
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+    from zonda.db.dags import DagRow, VersionRow
+    from zonda.services.context import Services
+
+
+def list_dags(svc: Services) -> list[DagRecord]:
+    """Every active DAG, with its params schema and task ids from its latest version."""
+    with read_txn(svc.engine) as conn:
+        return [_record(conn, row) for row in db.list_dags(conn)]
+
+
+def get_dag(svc: Services, dag_id: str) -> DagRecord:
+    """One DAG (active or not); NotFoundError if Zonda never saw it."""
+    with read_txn(svc.engine) as conn:
+        return _record(conn, require_dag(conn, dag_id))
+
+
+def set_paused(svc: Services, dag_id: str, paused: bool) -> DagRecord:
+    """Pause or unpause a DAG's schedule (manual triggers work either way); wakes the scheduler."""
+    with write_txn(svc.engine) as conn:
+        if not db.set_paused(conn, dag_id, paused):
+            raise NotFoundError(_missing(dag_id))
+        record = _record(conn, require_dag(conn, dag_id))
+    svc.waker.wake()
+    return record
+
+
+def list_import_errors(svc: Services) -> list[ImportErrorRecord]:
+    """DAG files that failed to import, with their tracebacks."""
+    with read_txn(svc.engine) as conn:
+        rows = db.list_import_errors(conn)
+    return [ImportErrorRecord(fileloc=r.fileloc, error=r.error, recorded_at=r.recorded_at) for r in rows]
+
+
+def require_dag(conn: Connection, dag_id: str) -> DagRow:
+    """The DAG's row, or NotFoundError saying where to look."""
+    row = db.get_dag(conn, dag_id)
+    if row is None:
+        raise NotFoundError(_missing(dag_id))
+    return row
+
+
+def require_latest_version(conn: Connection, dag_id: str) -> VersionRow:
+    """The DAG's latest version (what new runs pin), or NotFoundError."""
+    row = require_dag(conn, dag_id)
+    version = db.get_version(conn, dag_id, row.latest_version)
+    if version is None:
+        raise NotFoundError(f"DAG '{dag_id}' has no stored version {row.latest_version}; re-parse its file")
+    return version
+
+
+def _record(conn: Connection, row: DagRow) -> DagRecord:
+    """A DAG row plus its latest version's params schema and task ids."""
+    version = db.get_version(conn, row.dag_id, row.latest_version)
+    spec = version.spec if version is not None else None
+    return DagRecord(
+        dag_id=row.dag_id,
+        fileloc=row.fileloc,
+        version=row.latest_version,
+        paused=row.paused,
+        active=row.active,
+        owner=row.owner,
+        description=row.description,
+        tags=list(row.tags),
+        schedule=row.schedule,
+        timezone=row.timezone,
+        next_run_at=row.next_fire_at,
+        params_schema=spec.params_schema if spec else {},
+        tasks=[t.task_id for t in spec.tasks] if spec else [],
+    )
+
+
+def _missing(dag_id: str) -> str:
+    """The not-found message for a DAG id."""
+    return (
+        f"DAG '{dag_id}' not found: no DAG file defines it, or its file failed to import "
+        "(see GET /api/v1/import-errors or `zonda dags errors`)"
+    )
