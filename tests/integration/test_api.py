@@ -381,3 +381,16 @@ def test_openapi_lists_every_path(api: Api) -> None:
 def test_unknown_paths_and_methods_get_the_error_body(api: Api) -> None:
     assert_error(api.client.get("/api/v1/nothing-here"), 404, "not_found")
     assert_error(api.client.delete("/api/v1/runs"), 405, "method_not_allowed")
+
+
+# Pools ----------------------------------------------------------------------------------------------
+
+
+def test_pools_can_be_created_resized_listed_and_deleted(api: Api) -> None:
+    assert api.client.put("/api/v1/pools/gpu", json={"slots": 2, "description": "GPUs"}).status_code == 200
+    assert api.client.put("/api/v1/pools/gpu", json={"slots": 4}).json()["slots"] == 4
+    assert [p["name"] for p in api.client.get("/api/v1/pools").json()] == ["gpu"]
+    assert api.waker.count >= 2
+    assert api.client.delete("/api/v1/pools/gpu").status_code == 204
+    assert_error(api.client.delete("/api/v1/pools/gpu"), 404, "not_found")
+    assert_error(api.client.put("/api/v1/pools/gpu", json={"slots": -1}), 422, "invalid_request")

@@ -10,13 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import insert
 
 from tests.integration.server import ZondaServer
 from tests.services import drop_pg_database, fresh_pg_database
-from zonda.db.engine import make_engine, write_txn
-from zonda.db.migrate import upgrade
-from zonda.db.schema import pools
 
 DAGS = Path(__file__).with_name("dags")
 pytestmark = pytest.mark.slow
@@ -30,11 +26,6 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         url = f"sqlite:///{home / 'zonda.db'}"
     else:
         url, name = fresh_pg_database(request.getfixturevalue("pg_server"))
-    engine = make_engine(url)
-    upgrade(engine)
-    with write_txn(engine) as conn:
-        conn.execute(insert(pools).values(name="tiny", slots=1, description="one at a time"))
-    engine.dispose()
     env = {
         "ZONDA_TEST_MARKS": str(home / "marks"),
         "ZONDA_TEST_VENV": sys.prefix,
@@ -43,6 +34,7 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     dags = shutil.copytree(DAGS, home / "dags")
     srv = ZondaServer(home, dags, url, workers=4, env=env)
     srv.start(expect_dags=12)
+    srv.client.put("/api/v1/pools/tiny", json={"slots": 1, "description": "one at a time"}).raise_for_status()
     yield srv
     srv.stop()
     if name:

@@ -131,6 +131,17 @@ class CommandAccepted(BaseModel):
     run_id: str
 
 
+class PoolSpec(BaseModel):
+    """A pool's size."""
+
+    slots: int = Field(ge=0, description="Tasks using this pool run at most this many slots at once")
+    description: str = ""
+
+
+class PoolRecord(PoolSpec):
+    name: str
+
+
 class Health(BaseModel):
     """Liveness of the parts of the server."""
 

@@ -20,6 +20,7 @@ from zonda.api.schemas import (
     CommandAccepted,
     DagRecord,
     ImportErrorRecord,
+    PoolRecord,
     RunPage,
     RunRecord,
     TriggerRequest,
@@ -28,6 +29,7 @@ from zonda.errors import ServerUnavailableError, ZondaError
 
 _DAGS = TypeAdapter(list[DagRecord])
 _IMPORT_ERRORS = TypeAdapter(list[ImportErrorRecord])
+_POOLS = TypeAdapter(list[PoolRecord])
 
 
 class ApiError(ZondaError):
@@ -108,6 +110,19 @@ class ZondaClient:
     def import_errors(self) -> list[ImportErrorRecord]:
         """DAG files that failed to import."""
         return _IMPORT_ERRORS.validate_python(self._json("GET", "/api/v1/import-errors"))
+
+    def pools(self) -> list[PoolRecord]:
+        """Every pool."""
+        return _POOLS.validate_python(self._json("GET", "/api/v1/pools"))
+
+    def set_pool(self, name: str, slots: int, description: str = "") -> PoolRecord:
+        """Create or resize a pool."""
+        body = {"slots": slots, "description": description}
+        return PoolRecord.model_validate(self._json("PUT", f"/api/v1/pools/{name}", json=body))
+
+    def delete_pool(self, name: str) -> None:
+        """Delete a pool."""
+        self._send("DELETE", f"/api/v1/pools/{name}")
 
     # Transport ----------------------------------------------------------------------------------
 

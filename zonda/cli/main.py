@@ -43,11 +43,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 runs_app = typer.Typer(help="List, show and clear runs on the server.", no_args_is_help=True)
+pools_app = typer.Typer(help="Pools: slot limits shared by the tasks that name them.", no_args_is_help=True)
 dags_app = typer.Typer(help="List DAGs, pause or unpause them, show import errors.", no_args_is_help=True)
 db_app = typer.Typer(help="Metadata DB maintenance.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
 app.add_typer(dags_app, name="dags")
 app.add_typer(db_app, name="db")
+app.add_typer(pools_app, name="pools")
 
 Server = Annotated[
     str | None,
@@ -243,6 +245,38 @@ def dags_unpause(dag_id: str, server: Server = None) -> None:
     with _client(server) as client:
         client.set_paused(dag_id, False)
     render.note(f"DAG {dag_id} unpaused")
+
+
+# Pools --------------------------------------------------------------------------------------------
+
+
+@pools_app.command("list")
+def pools_list(as_json: Json = False, server: Server = None) -> None:
+    """Every pool and its slots."""
+    with _client(server) as client:
+        pools = client.pools()
+    render.print_json(pools) if as_json else render.pools_view(pools)
+
+
+@pools_app.command("set")
+def pools_set(
+    name: str,
+    slots: Annotated[int, typer.Option("--slots", min=0, help="Slots tasks in this pool may use at once.")],
+    description: Annotated[str, typer.Option("--description")] = "",
+    server: Server = None,
+) -> None:
+    """Create a pool or change its slots."""
+    with _client(server) as client:
+        client.set_pool(name, slots, description)
+    render.note(f"pool {name} has {slots} slots")
+
+
+@pools_app.command("delete")
+def pools_delete(name: str, server: Server = None) -> None:
+    """Delete a pool."""
+    with _client(server) as client:
+        client.delete_pool(name)
+    render.note(f"pool {name} deleted")
 
 
 # Helpers ------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from zonda.api.schemas import DagRecord, ImportErrorRecord, RunPage, RunRecord, TaskRecord
+from zonda.api.schemas import DagRecord, ImportErrorRecord, PoolRecord, RunPage, RunRecord, TaskRecord
 
 STATE_STYLES = {
     "success": "green",
@@ -155,6 +155,14 @@ def import_errors_view(errors: Sequence[ImportErrorRecord]) -> None:
     for e in errors:
         out.print(Text.assemble((e.fileloc, "bold red"), f"  ({when(e.recorded_at)})"))
         out.print(Text(e.error.rstrip()), Text(""))
+
+
+def pools_view(pools: Sequence[PoolRecord]) -> None:
+    """Pools and their slots."""
+    table = Table("pool", "slots", "description", box=None)
+    for p in pools:
+        table.add_row(p.name, str(p.slots), p.description)
+    console().print(table if pools else Text("no pools"))
 
 
 class TaskProgress:
