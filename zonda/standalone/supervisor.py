@@ -29,6 +29,7 @@ def serve(settings: Settings, on_ready: Callable[[Settings], None] | None = None
     prepare(settings)
     stop = stop_on_signals()
     children = {name: _start(name, entry, settings) for name, entry in COMPONENTS.items()}
+    print(banner(settings), flush=True)
     if on_ready is not None:
         on_ready(settings)
     while not stop.wait(0.5):
@@ -37,6 +38,23 @@ def serve(settings: Settings, on_ready: Callable[[Settings], None] | None = None
                 log.error("%s exited with code %s; restarting it", name, proc.exitcode)
                 children[name] = _start(name, COMPONENTS[name], settings)
     _stop_all(children)
+
+
+def banner(settings: Settings) -> str:
+    """What a user needs to know once `zonda up` is starting."""
+    db = (
+        settings.resolved_db_url.split("@")[-1]
+        if "@" in settings.resolved_db_url
+        else settings.resolved_db_url
+    )
+    return (
+        f"Zonda is starting: API http://{settings.host}:{settings.port} (OpenAPI at /openapi.json)\n"
+        f"  DAGs    {settings.resolved_dags_folder}\n"
+        f"  home    {settings.home}\n"
+        f"  DB      {db}\n"
+        f"  workers {settings.workers}\n"
+        "Press Ctrl-C to stop; unfinished runs resume on the next start."
+    )
 
 
 def prepare(settings: Settings) -> None:
