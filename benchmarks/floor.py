@@ -1,0 +1,106 @@
+"""W0: the physical floor. A committed single-row UPDATE (SQLite WAL + synchronous=NORMAL, and
+PostgreSQL over loopback) and a small-message round trip to a pre-started worker process over a pipe."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+import psycopg
+
+COMMITS = 2000
+ROUND_TRIPS = 2000
+WARMUP = 50
+MESSAGE = {"run_id": "r-0000", "task_id": "s3_2", "map_index": -1, "try_number": 1}
+
+
+def median_us(operation: Callable[[], None], count: int) -> float:
+    """Median wall time of `operation` in µs over `count` calls, after a short warm-up."""
+    for _ in range(WARMUP):
+        operation()
+    samples: list[float] = []
+    for _ in range(count):
+        start = time.perf_counter_ns()
+        operation()
+        samples.append((time.perf_counter_ns() - start) / 1000.0)
+    return statistics.median(samples)
+
+
+def sqlite_commit_us(count: int = COMMITS) -> float:
+    """Median µs of BEGIN IMMEDIATE; UPDATE one row; COMMIT on a WAL database with synchronous=NORMAL."""
+    with tempfile.TemporaryDirectory(prefix="zonda-w0-") as folder:
+        conn = sqlite3.connect(Path(folder) / "floor.db", isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)")
+        conn.execute("INSERT INTO t VALUES (1, 0)")
+
+        def commit() -> None:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("UPDATE t SET n = n + 1 WHERE id = 1")
+            conn.execute("COMMIT")
+
+        try:
+            return median_us(commit, count)
+        finally:
+            conn.close()
+
+
+def postgres_commit_us(url: str, count: int = COMMITS) -> float:
+    """Median µs of UPDATE one row + COMMIT on PostgreSQL over loopback TCP."""
+    with psycopg.connect(url) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS zonda_w0 (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)")
+        conn.execute("INSERT INTO zonda_w0 VALUES (1, 0) ON CONFLICT DO NOTHING")
+        conn.commit()
+
+        def commit() -> None:
+            conn.execute("UPDATE zonda_w0 SET n = n + 1 WHERE id = 1")
+            conn.commit()
+
+        try:
+            return median_us(commit, count)
+        finally:
+            conn.execute("DROP TABLE zonda_w0")
+            conn.commit()
+
+
+def _echo(conn: Connection) -> None:
+    """The pre-started worker: send back every message until None."""
+    while (message := conn.recv()) is not None:
+        conn.send(message)
+
+
+def pipe_round_trip_us(count: int = ROUND_TRIPS) -> float:
+    """Median µs to send a small dict to a pre-started (spawned) process over a Pipe and get it back."""
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe(duplex=True)
+    process = ctx.Process(target=_echo, args=(child,), daemon=True)
+    process.start()
+    child.close()
+
+    def round_trip() -> None:
+        parent.send(MESSAGE)
+        parent.recv()
+
+    try:
+        return median_us(round_trip, count)
+    finally:
+        parent.send(None)
+        process.join(5)
+
+
+def measure(db: str, pg_url: str | None) -> dict[str, float]:
+    """W0 figures for one configuration: the commit floor of its DB (`commit_us`) and the pipe floor."""
+    figures = {"pipe_round_trip_us": pipe_round_trip_us()}
+    if db == "sqlite":
+        figures["commit_us"] = sqlite_commit_us()
+    else:
+        assert pg_url is not None
+        figures["commit_us"] = postgres_commit_us(pg_url)
+    return figures

@@ -1,0 +1,111 @@
+"""The server's processes, by role (from /proc), and the CPU time each one used."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+TICKS = os.sysconf("SC_CLK_TCK")
+LISTEN = "0A"
+
+
+def _stat_fields(pid: int) -> list[str]:
+    """Fields of /proc/PID/stat after the command name (index 0 is the state, 1 the ppid)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def children(pid: int) -> list[int]:
+    """Direct child processes of `pid`."""
+    found: list[int] = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if int(_stat_fields(int(entry))[1]) == pid:
+                found.append(int(entry))
+        except (OSError, IndexError):
+            continue
+    return sorted(found)
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of the process so far."""
+    try:
+        fields = _stat_fields(pid)
+    except OSError:
+        return 0.0, 0.0
+    return int(fields[11]) / TICKS, int(fields[12]) / TICKS
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of the process so far."""
+    return sum(cpu_split(pid))
+
+
+def listening_inodes(port: int) -> set[str]:
+    """Socket inodes of TCP sockets listening on `port`."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            parts = line.split()
+            if parts[3] == LISTEN and int(parts[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(parts[9])
+    return inodes
+
+
+def socket_inodes(pid: int) -> set[str]:
+    found: set[str] = set()
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return found
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            found.add(target[8:-1])
+    return found
+
+
+def roles(supervisor: int, port: int) -> dict[str, list[int]]:
+    """{"supervisor", "scheduler", "workers", "api", "dag-processor"} -> pids.
+
+    The scheduler is the child whose children are the worker processes; the API is the child
+    listening on the server's port; the DAG processor is the remaining component.
+    """
+    components = [p for p in children(supervisor) if "resource_tracker" not in cmdline(p)]
+    if not components:
+        raise RuntimeError(f"server {supervisor} has no component processes")
+    scheduler = max(components, key=lambda p: len(children(p)))
+    listening = listening_inodes(port)
+    api = [p for p in components if p != scheduler and socket_inodes(p) & listening]
+    rest = [p for p in components if p != scheduler and p not in api]
+    return {
+        "supervisor": [supervisor],
+        "scheduler": [scheduler],
+        "workers": children(scheduler),
+        "api": api,
+        "dag-processor": rest,
+    }
+
+
+def cpu_by_role(by_role: dict[str, list[int]]) -> dict[str, float]:
+    return {role: sum(cpu_seconds(p) for p in pids) for role, pids in by_role.items()}
+
+
+def system_cpu_by_role(by_role: dict[str, list[int]]) -> dict[str, float]:
+    """The kernel (system) part of each role's CPU time."""
+    return {role: sum(cpu_split(p)[1] for p in pids) for role, pids in by_role.items()}

@@ -1,0 +1,298 @@
+"""Tables of figures next to the targets and the reference figures; the machine; docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import re
+import sqlite3
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmarks import load
+
+Spread = Mapping[str, tuple[float, float, float]]
+
+CONFIG_TITLES = {"sqlite": "SQLite + local executor", "postgres": "PostgreSQL + local executor"}
+WORKLOAD_TITLES = {
+    "W0": "W0 floor (measured before the server starts)",
+    "W1a": "W1a onboarding_40x20, one run alone",
+    "W1": "W1 onboarding_40x20, 20 runs triggered at once",
+    "W2": "W2 fanout_1000 (mapped task)",
+    "W3": "W3 one_task, 20 triggers in sequence through the REST API",
+}
+
+
+@dataclass(frozen=True)
+class Row:
+    """How to show one figure: label, unit, target (`<=`/`>=` and value) and the reference figures."""
+
+    label: str
+    target: tuple[str, float] | None = None
+    airflow: str = ""
+    prefect: str = ""
+    dagster: str = ""
+    note: str = ""
+
+
+ROWS: dict[str, dict[str, Row]] = {
+    "W0": {
+        "commit_us": Row(
+            "committed single-row UPDATE, µs (this config's DB)",
+            note="BENCHMARKS.md: SQLite 28, PostgreSQL 360",
+        ),
+        "pipe_round_trip_us": Row("pipe round trip to a worker process, µs", note="BENCHMARKS.md: 70"),
+    },
+    "W1a": {
+        "transition_ms_p50": Row("transition p50, ms", ("<=", 1.0), "781 (244 with 1 s loops)", "in-process"),
+        "transition_ms_p95": Row("transition p95, ms"),
+        "transition_ms_p99": Row(
+            "transition p99, ms", ("<=", 5.0), "1,266 (446 with 1 s loops)", "in-process"
+        ),
+        "transition_ms_max": Row("transition max, ms"),
+        "makespan_ms": Row("makespan (created -> last task ended), ms"),
+        "react_ms_p50": Row("part 1: upstream ended -> scheduler woke to dispatch, p50 ms"),
+        "react_ms_p95": Row("part 1: upstream ended -> scheduler woke to dispatch, p95 ms"),
+        "dispatch_ms_p50": Row("part 2: scheduler woke -> task started in a worker, p50 ms"),
+        "dispatch_ms_p95": Row("part 2: scheduler woke -> task started in a worker, p95 ms"),
+        "p50_x_commit": Row("transition p50 / W0 commit floor, x"),
+        "p50_x_pipe": Row("transition p50 / W0 pipe floor, x"),
+    },
+    "W1": {
+        "transition_ms_p50": Row("transition p50, ms", ("<=", 5.0), "14,930", "38.8", "79,344"),
+        "transition_ms_p95": Row("transition p95, ms"),
+        "transition_ms_p99": Row("transition p99, ms", ("<=", 50.0), "28,171", "124", "99,016"),
+        "transition_ms_max": Row("transition max, ms"),
+        "makespan_ms_p50": Row("run makespan p50, ms"),
+        "makespan_ms_p95": Row("run makespan p95, ms"),
+        "makespan_ms_max": Row("run makespan max, ms"),
+        "wall_s": Row(
+            "wall time, 20 runs (first trigger sent -> last task ended), s",
+            ("<=", 2.0),
+            "144",
+            "64.5",
+            "1,449",
+        ),
+        "trigger_spread_ms": Row("spread of the 20 trigger sends (client), ms"),
+        "react_ms_p50": Row("part 1: upstream ended -> scheduler woke to dispatch, p50 ms"),
+        "react_ms_p95": Row("part 1: upstream ended -> scheduler woke to dispatch, p95 ms"),
+        "dispatch_ms_p50": Row("part 2: scheduler woke -> task started in a worker, p50 ms"),
+        "dispatch_ms_p95": Row("part 2: scheduler woke -> task started in a worker, p95 ms"),
+        "p50_x_commit": Row("transition p50 / W0 commit floor, x"),
+        "p50_x_pipe": Row("transition p50 / W0 pipe floor, x"),
+    },
+    "W2": {
+        "tasks_per_s": Row(
+            "tasks/s = 1000 / (start(join) - end(start))", (">=", 1000.0), "2.4", "91", "0.35"
+        ),
+        "fanout_s": Row("start(join) - end(start), s"),
+        "makespan_ms": Row("makespan, ms"),
+    },
+    "W3": {
+        "trigger_to_start_ms_p50": Row(
+            "trigger sent -> task started p50, ms",
+            ("<=", 20.0),
+            "1,075 (175 with 1 s loops)",
+            "9,522",
+            "13,821",
+        ),
+        "trigger_to_start_ms_p95": Row("trigger sent -> task started p95, ms"),
+        "trigger_to_start_ms_max": Row("trigger sent -> task started max, ms"),
+        "api_ms_p50": Row("part 1: trigger sent -> run created (API), p50 ms"),
+        "pickup_ms_p50": Row("part 2: run created -> scheduler woke to dispatch, p50 ms"),
+        "start_ms_p50": Row("part 3: scheduler woke -> task started in a worker, p50 ms"),
+    },
+}
+
+
+def fmt(value: float) -> str:
+    if math.isnan(value):
+        return "-"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def verdict(row: Row, median: float) -> str:
+    if row.target is None:
+        return ""
+    op, limit = row.target
+    met = median <= limit if op == "<=" else median >= limit
+    return "met" if met else "**MISSED**"
+
+
+def target_text(row: Row) -> str:
+    return row.note if row.target is None else f"{row.target[0]} {fmt(row.target[1])}"
+
+
+def workload_rows(workload: str, spread: Spread) -> list[list[str]]:
+    """[figure, min, median, max, target, verdict, Airflow, Prefect, Dagster] per figure measured."""
+    rows: list[list[str]] = []
+    for name, row in ROWS.get(workload, {}).items():
+        if name not in spread:
+            continue
+        low, mid, high = spread[name]
+        cells = [row.label, fmt(low), fmt(mid), fmt(high), target_text(row), verdict(row, mid)]
+        rows.append([*cells, row.airflow, row.prefect, row.dagster])
+    return rows
+
+
+HEADER = ["figure", "min", "median", "max", "target", "status", "Airflow 3.3", "Prefect 3.9", "Dagster 1.13"]
+
+
+def markdown_table(rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in rows]
+    return "\n".join(lines)
+
+
+def text_table(rows: Sequence[Sequence[str]]) -> str:
+    """Aligned plain-text columns for the terminal (figure, min, median, max, target, verdict)."""
+    cells = [HEADER[:6], *[[c.replace("**", "") for c in r[:6]] for r in rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(6)]
+    return "\n".join(
+        "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        )
+        for r in cells
+    )
+
+
+def machine() -> dict[str, str]:
+    """CPU model, cores, RAM, Python, kernel, SQLite library version."""
+    cpu = _first_match(Path("/proc/cpuinfo"), r"^model name\s*:\s*(.+)$") or platform.processor()
+    mem_kb = _first_match(Path("/proc/meminfo"), r"^MemTotal:\s*(\d+) kB")
+    ram = f"{int(mem_kb) / 1024 / 1024:.1f} GiB" if mem_kb else "?"
+    return {
+        "cpu": cpu,
+        "cores": str(os.cpu_count()),
+        "ram": ram,
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "sqlite": sqlite3.sqlite_version,
+    }
+
+
+def _first_match(path: Path, pattern: str) -> str | None:
+    try:
+        found = re.search(pattern, path.read_text(), re.MULTILINE)
+    except OSError:
+        return None
+    return found.group(1).strip() if found else None
+
+
+@dataclass
+class ConfigReport:
+    """What one configuration's section of docs/benchmarks.md shows."""
+
+    db: str
+    date: str
+    command: str
+    repeat: int
+    workers: int
+    warmup: bool
+    duration_s: float
+    machine: dict[str, str]
+    db_version: str
+    load: dict[str, float]
+    spreads: dict[str, dict[str, tuple[float, float, float]]]
+    raw_path: str
+
+
+def section(report: ConfigReport) -> str:
+    m = report.machine
+    lines = [
+        f"### {CONFIG_TITLES[report.db]}",
+        "",
+        f"- Machine: {m['cpu']}, {m['cores']} cores, {m['ram']} RAM; Python {m['python']}; "
+        f"Linux {m['kernel']}; {report.db_version}",
+        f"- Date: {report.date}",
+        f"- Command: `{report.command}`",
+        f"- {report.repeat} repetition(s) (min / median / max over them), {report.workers} local workers, "
+        f"warm-up pass {'done, not counted' if report.warmup else 'skipped'}; "
+        f"this configuration took {report.duration_s:.0f} s; raw JSON: `{report.raw_path}`",
+        f"- Load during the measurement (the machine is shared): {load.describe(report.load)}"
+        + ("; the PostgreSQL server's work counts as other processes" if report.db == "postgres" else ""),
+        "",
+    ]
+    for workload, spread in report.spreads.items():
+        lines += [
+            f"#### {WORKLOAD_TITLES[workload]}",
+            "",
+            markdown_table(workload_rows(workload, spread)),
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def terminal(report: ConfigReport) -> str:
+    parts = [
+        f"== {CONFIG_TITLES[report.db]} ({report.repeat} repetitions, {report.duration_s:.0f} s) ==",
+        load.describe(report.load),
+    ]
+    for workload, spread in report.spreads.items():
+        parts += [f"-- {WORKLOAD_TITLES[workload]}", text_table(workload_rows(workload, spread)), ""]
+    return "\n".join(parts)
+
+
+DOC_HEAD = """# Benchmarks
+
+The workloads are specified in BENCHMARKS.md: W0 floor, W1a/W1 `onboarding_40x20`, W2
+`fanout_1000`, W3 trigger latency. Their DAGs are in `benchmarks/dags/`. Every figure comes from
+Zonda's own recorded times (the run records of the REST API), except W0 (timed by the script), the
+start of W1's wall time and of W3's latency (the client's clock when it sends the trigger; same
+machine).
+
+## How to run
+
+```bash
+.venv/bin/python -m benchmarks.run                    # both databases, 5 repetitions, all workloads
+.venv/bin/python -m benchmarks.run --db sqlite --repeat 3 --workloads W1a,W1 --out /tmp/b.md
+.venv/bin/python -m benchmarks.run --wait-quiet 180   # first wait (up to 180 s) for an idle machine
+.venv/bin/python -m benchmarks.profile --db sqlite --workload W1   # py-spy: scheduler, API, a worker
+.venv/bin/python -m benchmarks.profile --workload W1a --idle       # wall-time view (waits included)
+.venv/bin/python -m benchmarks.profile --workload W2 --no-spy      # CPU per process role and per task
+```
+
+Each configuration gets a fresh server (`python -m benchmarks._server`: temp home, free port, 16
+workers; on PostgreSQL a fresh database `zonda_bench_*`, dropped afterwards). W0 is measured before
+the server starts. Then a warm-up pass (one W1, W2 and W3 round, not counted, so that every worker
+has imported the DAG modules once), then N repetitions of the workloads in the order given; the
+tables show min / median / max over the repetitions, and a target is judged on the median. Raw JSON
+(figures and run records) goes to `benchmarks/results/` (git-ignored), as do profiles.
+
+Definitions: transition = start(task) - max(end(upstreams)), over every task with upstreams;
+part 1 of it ends at the task's `queued_at` (the time the scheduler's loop woke up for the step that
+dispatched it), part 2 goes from there to the task's start in a worker. Makespan = run created ->
+last task ended. W1 wall = first trigger sent -> last task ended. W3 = trigger sent -> task
+`started_at`, split into API (-> run `created_at`), scheduler pickup (-> `queued_at`) and start.
+W2's 1000 tasks are one mapped task (`work.map(item=start())`), the idiomatic Zonda fan-out.
+
+The machine is shared with other work: each section says how busy it was while measuring.
+
+## Results
+"""
+
+
+def marker(db: str) -> tuple[str, str]:
+    return f"<!-- results:{db}:begin (generated by benchmarks/run.py) -->", f"<!-- results:{db}:end -->"
+
+
+def update_doc(path: Path, reports: Sequence[ConfigReport]) -> None:
+    """Replace (or append) each configuration's generated section; the rest of the file is kept."""
+    text = path.read_text() if path.exists() else DOC_HEAD
+    for report in reports:
+        begin, end = marker(report.db)
+        block = f"{begin}\n{section(report)}\n{end}"
+        pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
+        found = pattern.search(text)
+        if found:
+            text = text[: found.start()] + block + text[found.end() :]
+        else:
+            text = text.rstrip("\n") + "\n\n" + block + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
