@@ -25,6 +25,7 @@ from zonda.scheduler.requests import RunInfo, VersionInfo, build_request
 from zonda.sdk.dag import DAG
 from zonda.sdk.serialize import dag_to_spec
 from zonda.worker.loader import StaticLoader
+from zonda.worker.logs import capture_installed
 from zonda.worker.protocol import TaskFinished
 from zonda.worker.runner import execute
 
@@ -49,7 +50,8 @@ def run_locally(
     version = VersionInfo(dag.dag_id, 0, "", f"local-{run_id}", spec.fileloc, spec)
     graph = RunGraph.new(run_id, spec, values)
     driver = _Driver(graph, version, RunInfo(key, None), store, StaticLoader(dag), on_change)
-    driver.run(logs_dir or tempfile.mkdtemp(prefix="zonda-run-"), dict(secrets or {}))
+    with capture_installed():
+        driver.run(logs_dir or tempfile.mkdtemp(prefix="zonda-run-"), dict(secrets or {}))
     return run_record(graph, spec, 0, key, RunTrigger.LOCAL, created)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
 
 import fsspec
@@ -9,6 +10,8 @@ import fsspec
 from zonda.artifacts.serializers import DEFAULT_CHAIN, resolve_serializer
 from zonda.core.outputs import ArtifactRef
 from zonda.errors import SerializationError
+
+CACHE_BYTES = 64 * 1024 * 1024
 
 
 class ArtifactStore:
@@ -18,6 +21,8 @@ class ArtifactStore:
         self.fs, self.root = fsspec.core.url_to_fs(url)
         self.protocol = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
         self.inline_max_bytes = inline_max_bytes
+        self._recent: OrderedDict[str, bytes] = OrderedDict()
+        self._recent_size = 0
 
     def put(self, path: str, data: bytes) -> str:
         full = f"{self.root.rstrip('/')}/{path}"
@@ -27,9 +32,22 @@ class ArtifactStore:
         return full if self.protocol == "file" else f"{self.protocol}://{full}"
 
     def get(self, uri: str) -> bytes:
-        with self.fs.open(uri, "rb") as f:
-            data: bytes = f.read()
+        """The bytes at `uri`; recently read artifacts come from memory (artifacts never change)."""
+        data = self._recent.get(uri)
+        if data is None:
+            with self.fs.open(uri, "rb") as f:
+                data = f.read()
+            self._remember(uri, data)
         return data
+
+    def _remember(self, uri: str, data: bytes) -> None:
+        if len(data) > CACHE_BYTES // 8:
+            return
+        self._recent[uri] = data
+        self._recent_size += len(data)
+        while self._recent_size > CACHE_BYTES:
+            _, dropped = self._recent.popitem(last=False)
+            self._recent_size -= len(dropped)
 
     def save(self, value: Any, path: str, serializer: str | None = None, where: str = "task") -> ArtifactRef:
         """Serialize `value` (small values stay inline) or raise SerializationError saying why."""

@@ -9,7 +9,6 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.pool import NullPool
 
 from zonda.errors import ConfigError
 
@@ -35,8 +34,9 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
 def _sqlite_engine(url: str, database: str | None) -> Engine:
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False}, poolclass=NullPool)
-    engine = engine.execution_options()
+    engine = create_engine(
+        url, connect_args={"timeout": 60, "check_same_thread": False}, pool_size=4, max_overflow=8
+    )
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:

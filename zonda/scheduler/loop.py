@@ -43,6 +43,8 @@ from zonda.worker.protocol import TaskFinished, TaskStarted, WorkerMessage
 
 log = logging.getLogger(__name__)
 DEADLINE_GRACE = timedelta(seconds=5)
+LAZY_WRITE_DELAY = timedelta(milliseconds=100)
+"""'Running' marks alone wait this long for a write: they only inform, recovery never needs them."""
 Clock = Callable[[], datetime]
 
 
@@ -72,6 +74,7 @@ class Scheduler:
         self.limits = Limits()
         self.inflight: dict[TIRef, ActiveRun] = {}
         self._dirty: set[str] = set()
+        self._lazy_since: datetime | None = None
         self._finished: list[ActiveRun] = []
         self._seq = itertools.count()
         self._poll_now = True
@@ -144,7 +147,9 @@ class Scheduler:
         key = (message.task_id, message.map_index)
         if isinstance(message, TaskStarted):
             active.graph.mark_running(key, message.try_number, message.started_at)
-        elif isinstance(message, TaskFinished):
+            self._lazy_since = self._lazy_since or now
+            return
+        if isinstance(message, TaskFinished):
             self._release((message.run_id, message.task_id, message.map_index), active)
             active.graph.finish(
                 key,
@@ -297,8 +302,12 @@ class Scheduler:
 
     def _flush(self, now: datetime) -> None:
         heartbeat = now >= self._next_heartbeat
-        if not self._dirty and not heartbeat:
+        lazy_due = self._lazy_since is not None and now - self._lazy_since >= LAZY_WRITE_DELAY
+        if not self._dirty and not heartbeat and not lazy_due:
             return
+        if self._lazy_since is not None:
+            self._lazy_since = None
+            self._dirty.update(self.runs)
         batch = [self.runs[r] for r in self._dirty if r in self.runs]
         with write_txn(self.engine) as conn:
             flush(conn, [(a.graph, self._started(a)) for a in batch])
@@ -349,6 +358,8 @@ class Scheduler:
     def _timeout(self, max_wait: float) -> float:
         now = self.clock()
         deadlines = [self._next_poll, self._next_heartbeat]
+        if self._lazy_since is not None:
+            deadlines.append(self._lazy_since + LAZY_WRITE_DELAY)
         if (due := self.timers.next_due()) is not None:
             deadlines.append(due)
         if self._poll_now:

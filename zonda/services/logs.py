@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 def read_log(
     svc: Services, run_id: str, task_id: str, map_index: int = -1, try_number: int | None = None
 ) -> str:
-    """The attempt's log text; NotFoundError saying which of run, task, try or file is missing."""
+    """The attempt's log text ("" if it wrote nothing); NotFoundError saying which of run, task or try is missing."""
     with read_txn(svc.engine) as conn:
         run = db.get_run(conn, run_id)
         if run is None:
@@ -29,7 +29,7 @@ def read_log(
     attempt = _attempt(ti, run_id, try_number)
     path = Path(log_path(str(svc.settings.logs_dir), run.dag_id, run_id, task_id, map_index, attempt))
     if not path.is_file():
-        raise NotFoundError(f"try {attempt} of task '{task_id}' in run {run_id} has no log file (yet)")
+        return ""
     return path.read_text(encoding="utf-8", errors="replace")
 
 

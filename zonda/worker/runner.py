@@ -9,6 +9,7 @@ import os
 import signal
 import threading
 import traceback
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -21,10 +22,10 @@ from zonda.errors import TaskTimeoutError
 from zonda.sdk.context import TaskContext, bound_context
 from zonda.sdk.dag import DAG
 from zonda.sdk.params import coerce_params
-from zonda.sdk.secrets import task_secrets
+from zonda.sdk.secrets import masked_values, task_secrets
 from zonda.worker.arguments import Inputs, bind_arguments
 from zonda.worker.bash import run_bash
-from zonda.worker.logs import captured_output
+from zonda.worker.logs import captured_output, mask_text
 from zonda.worker.protocol import TaskFinished, TaskRequest, TaskStarted
 
 
@@ -48,25 +49,25 @@ def execute(
                 request.run_id, request.task_id, request.map_index, request.try_number, started, os.getpid()
             )
         )
-    with captured_output(request.log_path):
-        print(
-            f"--- {request.dag_id} / {request.run_id} / {_label(request)}: attempt {request.try_number} ---"
-        )
+    header = (
+        f"--- {request.dag_id} / {request.run_id} / {_label(request)}: attempt {request.try_number} ---\n"
+    )
+    with captured_output(request.log_path, header) as log, task_secrets(request.secrets):
         try:
             output, length = _call(request, loader, store)
         except (Exception, SystemExit) as exc:  # any failure of user code is the task's outcome
             traceback.print_exc()
-            error = f"{type(exc).__name__}: {exc}"
-            print(f"--- failed: {error} ---")
+            error = mask_text(f"{type(exc).__name__}: {exc}", masked_values())
+            log.end(f"--- failed: {error} ---\n")
             return _finished(request, started, ok=False, error=error)
-        print("--- success ---")
+        log.end("--- success ---\n")
     return _finished(request, started, ok=True, output=output, length=length)
 
 
 def _call(request: TaskRequest, loader: Loader, store: ArtifactStore) -> tuple[ArtifactRef, int | None]:
     dag = loader.dag(request)
     node = dag.nodes[request.task_id]
-    params = coerce_params(dag.params, request.params)
+    params = _params(dag, request)
     inputs = Inputs(request.inputs, store)
     ctx = TaskContext(
         run_id=request.run_id,
@@ -79,7 +80,7 @@ def _call(request: TaskRequest, loader: Loader, store: ArtifactStore) -> tuple[A
         logical_date=request.logical_date,
         dag_version=request.dag_version,
     )
-    with bound_context(ctx), task_secrets(request.secrets), time_limit(request.timeout):
+    with bound_context(ctx), time_limit(request.timeout):
         args, kwargs = bind_arguments(node, params, inputs, request.map_index)
         result: Any = node.task.fn(*args, **kwargs)
         if node.task.kind == "bash":
@@ -87,6 +88,19 @@ def _call(request: TaskRequest, loader: Loader, store: ArtifactStore) -> tuple[A
             result = run_bash(str(result), node.task.bash, ctx, request.secrets)
     ref = store.save(result, request.output_path, node.task.options.serializer, f"task '{request.task_id}'")
     return ref, len(result) if isinstance(result, list | tuple) else None
+
+
+_coerced: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
+
+
+def _params(dag: DAG, request: TaskRequest) -> dict[str, Any]:
+    """The run's params as the DAG function's types, converted once per run in this process."""
+    key = (request.code_hash, request.run_id)
+    if key not in _coerced:
+        _coerced[key] = coerce_params(dag.params, request.params)
+        if len(_coerced) > 256:
+            _coerced.popitem(last=False)
+    return _coerced[key]
 
 
 @contextmanager

@@ -13,6 +13,7 @@ from pathlib import Path
 from zonda.artifacts.store import ArtifactStore
 from zonda.executors.local.journal import Journal
 from zonda.worker.loader import DagLoader
+from zonda.worker.logs import capture_installed
 from zonda.worker.protocol import TaskRequest
 from zonda.worker.runner import execute
 
@@ -53,6 +54,12 @@ def worker_main(conn: Connection, config: WorkerConfig) -> None:
     loader = DagLoader()
     store = ArtifactStore(config.artifact_url, config.inline_max_bytes)
     journal = Journal(Path(config.journal_path))
+    with capture_installed():
+        _serve(conn, loader, store, journal)
+    journal.close()
+
+
+def _serve(conn: Connection, loader: DagLoader, store: ArtifactStore, journal: Journal) -> None:
     while True:
         try:
             envelope: Envelope | None = conn.recv()
@@ -65,4 +72,3 @@ def worker_main(conn: Connection, config: WorkerConfig) -> None:
         outcome = execute(envelope.request, loader, store, on_started=conn.send)
         journal.append(outcome)
         conn.send(outcome)
-    journal.close()
