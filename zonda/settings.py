@@ -22,6 +22,12 @@ class Settings(BaseSettings):
     port: int = DEFAULT_PORT
     server: str = Field("", description="Server URL the CLI talks to; default http://127.0.0.1:PORT")
     workers: int = Field(4, ge=1, description="Local worker processes")
+    worker_nice: int = Field(
+        0,
+        ge=0,
+        le=19,
+        description="Niceness of local worker processes: >0 keeps the scheduler responsive under load",
+    )
     artifact_url: str = Field(
         "", description="fsspec URL of the artifact store; default ZONDA_HOME/artifacts"
     )
@@ -31,6 +37,11 @@ class Settings(BaseSettings):
     parse_processes: int = Field(2, ge=1)
     safety_poll_interval: float = Field(5.0, description="Seconds between the scheduler's safety-net polls")
     heartbeat_interval: float = 2.0
+    scheduler_write_window: float = Field(
+        0.005,
+        ge=0,
+        description="Seconds the scheduler gathers changes before writing them in one transaction",
+    )
 
     @property
     def resolved_db_url(self) -> str:

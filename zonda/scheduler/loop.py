@@ -43,8 +43,7 @@ from zonda.worker.protocol import TaskFinished, TaskStarted, WorkerMessage
 
 log = logging.getLogger(__name__)
 DEADLINE_GRACE = timedelta(seconds=5)
-LAZY_WRITE_DELAY = timedelta(milliseconds=100)
-"""'Running' marks alone wait this long for a write: they only inform, recovery never needs them."""
+
 Clock = Callable[[], datetime]
 
 
@@ -74,7 +73,8 @@ class Scheduler:
         self.limits = Limits()
         self.inflight: dict[TIRef, ActiveRun] = {}
         self._dirty: set[str] = set()
-        self._lazy_since: datetime | None = None
+        self._dirty_since: datetime | None = None
+        self._write_window = timedelta(seconds=settings.scheduler_write_window)
         self._finished: list[ActiveRun] = []
         self._seq = itertools.count()
         self._poll_now = True
@@ -93,6 +93,7 @@ class Scheduler:
             while not stop.is_set():
                 self.step(max_wait=0.5)
         finally:
+            self._flush(self.clock(), force=True)
             self.executor.stop()
             with write_txn(self.engine) as conn:
                 components.unregister(conn, self.component_id)
@@ -115,7 +116,7 @@ class Scheduler:
                 if ti.state.in_flight:
                     active.graph.requeue(ti.key)
             self._collect(active)
-        self._flush(now)
+        self._flush(now, force=True)
         log.info("scheduler resumed %d run(s), %d journaled outcome(s)", len(self.runs), len(records))
 
     def step(self, max_wait: float = 0.5) -> None:
@@ -147,7 +148,7 @@ class Scheduler:
         key = (message.task_id, message.map_index)
         if isinstance(message, TaskStarted):
             active.graph.mark_running(key, message.try_number, message.started_at)
-            self._lazy_since = self._lazy_since or now
+            self._mark_dirty(active)
             return
         if isinstance(message, TaskFinished):
             self._release((message.run_id, message.task_id, message.map_index), active)
@@ -289,7 +290,7 @@ class Scheduler:
         self.executor.submit(request)
         self.limits.take(active.dag_id, spec)
         self.inflight[request.ti_key] = active
-        self._dirty.add(active.run_id)
+        self._mark_dirty(active)
         if spec.timeout:
             self.timers.add(
                 now + timedelta(seconds=spec.timeout) + DEADLINE_GRACE,
@@ -300,14 +301,13 @@ class Scheduler:
             )
         return True
 
-    def _flush(self, now: datetime) -> None:
+    def _flush(self, now: datetime, force: bool = False) -> None:
+        """Write the changes of the last `scheduler_write_window` seconds in one transaction."""
         heartbeat = now >= self._next_heartbeat
-        lazy_due = self._lazy_since is not None and now - self._lazy_since >= LAZY_WRITE_DELAY
-        if not self._dirty and not heartbeat and not lazy_due:
+        due = self._dirty_since is not None and (force or now - self._dirty_since >= self._write_window)
+        if not due and not heartbeat:
             return
-        if self._lazy_since is not None:
-            self._lazy_since = None
-            self._dirty.update(self.runs)
+        self._dirty_since = None
         batch = [self.runs[r] for r in self._dirty if r in self.runs]
         with write_txn(self.engine) as conn:
             flush(conn, [(a.graph, self._started(a)) for a in batch])
@@ -341,7 +341,12 @@ class Scheduler:
             assert ti.next_try_at is not None
             self.timers.add(ti.next_try_at, "retry", active.run_id, key, ti.try_number)
         changes.scheduled, changes.retries = [], []
+        self._mark_dirty(active)
+
+    def _mark_dirty(self, active: ActiveRun) -> None:
         self._dirty.add(active.run_id)
+        if self._dirty_since is None:
+            self._dirty_since = self.clock()
 
     def _push(self, active: ActiveRun, key: TIKey) -> None:
         spec = active.version.spec
@@ -358,8 +363,8 @@ class Scheduler:
     def _timeout(self, max_wait: float) -> float:
         now = self.clock()
         deadlines = [self._next_poll, self._next_heartbeat]
-        if self._lazy_since is not None:
-            deadlines.append(self._lazy_since + LAZY_WRITE_DELAY)
+        if self._dirty_since is not None:
+            deadlines.append(self._dirty_since + self._write_window)
         if (due := self.timers.next_due()) is not None:
             deadlines.append(due)
         if self._poll_now:

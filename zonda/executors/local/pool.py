@@ -36,8 +36,11 @@ class _Worker:
 class LocalExecutor:
     """Runs each request in one of `size` worker processes on this machine."""
 
-    def __init__(self, size: int, artifact_url: str, inline_max_bytes: int, journal_dir: Path) -> None:
+    def __init__(
+        self, size: int, artifact_url: str, inline_max_bytes: int, journal_dir: Path, nice: int = 0
+    ) -> None:
         self.size = size
+        self.nice = nice
         self.artifact_url = artifact_url
         self.inline_max_bytes = inline_max_bytes
         self.journal_dir = journal_dir
@@ -173,6 +176,7 @@ class LocalExecutor:
             self.inline_max_bytes,
             str(self.journal_dir / f"worker-{worker_id}.journal"),
             os.getpid(),
+            self.nice,
         )
         parent, child = _ctx.Pipe(duplex=True)
         process = _ctx.Process(

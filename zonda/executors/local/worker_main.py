@@ -29,6 +29,7 @@ class WorkerConfig:
     inline_max_bytes: int
     journal_path: str
     parent_pid: int
+    nice: int = 0
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,8 @@ def worker_main(conn: Connection, config: WorkerConfig) -> None:
     """Serve requests until the pipe closes or a `None` arrives."""
     die_with_parent(config.parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if config.nice:
+        os.nice(config.nice)
     loader = DagLoader()
     store = ArtifactStore(config.artifact_url, config.inline_max_bytes)
     journal = Journal(Path(config.journal_path))
