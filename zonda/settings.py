@@ -23,7 +23,7 @@ class Settings(BaseSettings):
     server: str = Field("", description="Server URL the CLI talks to; default http://127.0.0.1:PORT")
     workers: int = Field(4, ge=1, description="Local worker processes")
     worker_nice: int = Field(
-        0,
+        10,
         ge=0,
         le=19,
         description="Niceness of local worker processes: >0 keeps the scheduler responsive under load",
