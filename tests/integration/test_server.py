@@ -51,7 +51,9 @@ def test_retry_after_a_failure(server: ZondaServer) -> None:
     assert record["state"] == "success"
     assert task["try_number"] == 2
     assert "first attempt fails on purpose" in server.log(record["run_id"], "flaky", try_number=1)
-    assert "success" in server.log(record["run_id"], "flaky")
+    second = server.log(record["run_id"], "flaky")
+    assert "second attempt works" in second
+    assert second.rstrip().endswith("--- success ---")
 
 
 def test_timeout_fails_the_task_with_a_clear_error(server: ZondaServer) -> None:

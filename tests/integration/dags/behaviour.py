@@ -25,6 +25,7 @@ def mark(name: str) -> None:
 def flaky() -> str:
     if zonda.context().try_number == 1:
         raise RuntimeError("first attempt fails on purpose")
+    print("second attempt works")
     return "ok"
 
 

@@ -12,12 +12,15 @@ from pathlib import Path
 
 from zonda.artifacts.store import ArtifactStore
 from zonda.executors.local.journal import Journal
+from zonda.executors.local.started import StartedReporter
 from zonda.worker.loader import DagLoader
 from zonda.worker.logs import capture_installed
 from zonda.worker.protocol import TaskRequest
 from zonda.worker.runner import execute
 
 PR_SET_PDEATHSIG = 1
+STARTED_DELAY = 0.02
+"""Tasks shorter than this report only their end (with its start time) to the scheduler."""
 
 
 @dataclass(frozen=True)
@@ -57,12 +60,15 @@ def worker_main(conn: Connection, config: WorkerConfig) -> None:
     loader = DagLoader()
     store = ArtifactStore(config.artifact_url, config.inline_max_bytes)
     journal = Journal(Path(config.journal_path))
+    reporter = StartedReporter(conn, STARTED_DELAY)
     with capture_installed():
-        _serve(conn, loader, store, journal)
+        _serve(conn, loader, store, journal, reporter)
     journal.close()
 
 
-def _serve(conn: Connection, loader: DagLoader, store: ArtifactStore, journal: Journal) -> None:
+def _serve(
+    conn: Connection, loader: DagLoader, store: ArtifactStore, journal: Journal, reporter: StartedReporter
+) -> None:
     while True:
         try:
             envelope: Envelope | None = conn.recv()
@@ -72,6 +78,7 @@ def _serve(conn: Connection, loader: DagLoader, store: ArtifactStore, journal: J
             break
         if envelope.journal_stored:
             journal.truncate()
-        outcome = execute(envelope.request, loader, store, on_started=conn.send)
+        outcome = execute(envelope.request, loader, store, on_started=reporter.started)
         journal.append(outcome)
+        reporter.finished()
         conn.send(outcome)
