@@ -7,6 +7,7 @@ Every function takes an open `Connection` (the caller owns the transaction) and 
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
@@ -285,13 +286,26 @@ def _dag_row(row: Row[Any]) -> DagRow:
     )
 
 
+_specs: OrderedDict[str, DagSpec] = OrderedDict()
+
+
+def _parsed_spec(version_hash: str, text: str) -> DagSpec:
+    """The spec of a version, parsed once per process (a version's hash fixes its content)."""
+    spec = _specs.get(version_hash)
+    if spec is None:
+        spec = _specs[version_hash] = DagSpec.from_json(text)
+        if len(_specs) > 1024:
+            _specs.popitem(last=False)
+    return spec
+
+
 def _version_row(row: Row[Any], prefix: str = "") -> VersionRow:
     m = row._mapping
     return VersionRow(
         dag_id=m[f"{prefix}dag_id"],
         version=m[f"{prefix}version"],
         hash=m[f"{prefix}hash"],
-        spec=DagSpec.from_json(m[f"{prefix}spec"]),
+        spec=_parsed_spec(m[f"{prefix}hash"], m[f"{prefix}spec"]),
         source=m[f"{prefix}source"],
         fileloc=m[f"{prefix}fileloc"],
         created_at=m[f"{prefix}created_at"],
