@@ -57,7 +57,7 @@ class CountingWaker:
     def __init__(self) -> None:
         self.count = 0
 
-    def wake(self) -> None:
+    def wake(self, topic: str = "runs") -> None:
         self.count += 1
 
 

@@ -90,7 +90,7 @@ class CountingWaker:
     def __init__(self) -> None:
         self.wakes = 0
 
-    def wake(self) -> None:
+    def wake(self, topic: str = "runs") -> None:
         self.wakes += 1
 
 

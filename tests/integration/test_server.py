@@ -182,3 +182,47 @@ def test_bad_dag_file_does_not_stop_the_others(server: ZondaServer) -> None:
         assert server.wait_run(server.trigger("flaky_once"))["state"] == "success"
     finally:
         broken.unlink()
+
+
+PINNED = """
+import time
+
+from zonda import dag, task
+
+VERSION = "{version}"
+
+
+@task
+def hold() -> None:
+    time.sleep({sleep})
+
+
+@task
+def report() -> str:
+    print("running version", VERSION)
+    return VERSION
+
+
+@dag
+def pinned() -> None:
+    hold() >> report()
+"""
+
+
+def test_a_run_keeps_the_code_version_it_started_with(server: ZondaServer) -> None:
+    path = server.dags / "pinned.py"
+    path.write_text(PINNED.format(version="one", sleep=2))
+    server.wait_until(lambda: _dag_version(server, "pinned") == 1, 20, "pinned v1 parsed")
+    first = server.trigger("pinned")
+    path.write_text(PINNED.format(version="two!", sleep=0))
+    server.wait_until(lambda: _dag_version(server, "pinned") == 2, 20, "pinned v2 parsed")
+    second = server.trigger("pinned")
+    old, new = server.wait_run(first), server.wait_run(second)
+    assert (old["dag_version"], new["dag_version"]) == (1, 2)
+    assert "running version one" in server.log(first, "report")
+    assert "running version two!" in server.log(second, "report")
+
+
+def _dag_version(server: ZondaServer, dag_id: str) -> int:
+    response = server.client.get(f"/api/v1/dags/{dag_id}")
+    return int(response.json()["version"]) if response.status_code == 200 else 0

@@ -71,7 +71,7 @@ class DagProcessor:
             len(results), recorded.dags_updated, recorded.new_versions, recorded.errors, recorded.deactivated
         )
         if report.changed:
-            self._waker.wake()
+            self._waker.wake("dags")
         return report
 
     def run_forever(self, stop: threading.Event) -> None:

@@ -30,6 +30,10 @@ class Executor(Protocol):
     def waitables(self) -> Sequence[Any]:
         """Objects to pass to `multiprocessing.connection.wait`; ready means `poll()` has news."""
 
+    @property
+    def epoch(self) -> int:
+        """Number of `poll()` calls so far: names "everything polled until now" for `checkpoint`."""
+
     def poll(self) -> list[WorkerMessage]:
         """Messages that arrived since the last call (never blocks)."""
 
@@ -39,8 +43,8 @@ class Executor(Protocol):
     def recover(self) -> list[TaskFinished]:
         """Outcomes that workers recorded before a restart but the scheduler may not have stored."""
 
-    def checkpoint(self) -> None:
-        """Everything returned by `poll()`/`recover()` so far is stored: records of it may be dropped."""
+    def checkpoint(self, epoch: int) -> None:
+        """Everything returned by `recover()` and by `poll()` up to `epoch` is stored: drop records of it."""
 
     def stop(self) -> None:
         """Stop the workers (running tasks are abandoned; they will be recovered or re-run)."""

@@ -31,13 +31,14 @@ from zonda.errors import NotFoundError
 from zonda.executors.base import Executor, TIRef
 from zonda.scheduler.active import ActiveRun, Versions
 from zonda.scheduler.limits import Limits
-from zonda.scheduler.persistence import flush, load_run, runs_in_state
+from zonda.scheduler.persistence import collect, load_run, runs_in_state
 from zonda.scheduler.ready_queue import ReadyQueue
 from zonda.scheduler.recovery import restore_outcomes
 from zonda.scheduler.requests import RunInfo, build_request
 from zonda.scheduler.schedules import fire_due
 from zonda.scheduler.timers import Timer, Timers
-from zonda.scheduler.wakeup import WakeupListener
+from zonda.scheduler.wakeup import TOPICS, WakeupListener
+from zonda.scheduler.writer import Batch, Writer
 from zonda.settings import Settings
 from zonda.worker.protocol import TaskFinished, TaskStarted, WorkerMessage
 
@@ -75,11 +76,11 @@ class Scheduler:
         self._dirty: set[str] = set()
         self._dirty_since: datetime | None = None
         self._write_window = timedelta(seconds=settings.scheduler_write_window)
-        self._finished: list[ActiveRun] = []
         self._seq = itertools.count()
-        self._poll_now = True
         self._next_poll = self._next_heartbeat = clock()
         self._schedule_timer: datetime | None = None
+        self._topics: set[str] = set(TOPICS)
+        self.writer = Writer(engine)
         self.component_id = f"scheduler-{socket.gethostname()}-{os.getpid()}"
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -94,6 +95,7 @@ class Scheduler:
                 self.step(max_wait=0.5)
         finally:
             self._flush(self.clock(), force=True)
+            self.writer.stop()
             self.executor.stop()
             with write_txn(self.engine) as conn:
                 components.unregister(conn, self.component_id)
@@ -121,19 +123,20 @@ class Scheduler:
 
     def step(self, max_wait: float = 0.5) -> None:
         """One turn of the loop: wait for news, apply it, dispatch, persist."""
-        waitables: list[Any] = [*self.executor.waitables()]
+        waitables: list[Any] = [*self.executor.waitables(), self.writer]
         if self.listener is not None:
             waitables.append(self.listener)
         woken: list[Any] = list(wait(waitables, self._timeout(max_wait)))
         now = self.clock()
         if self.listener is not None and any(w is self.listener for w in woken):
-            self.listener.drain()
-            self._poll_now = True
+            self._topics |= self.listener.drain()
+        if any(w is self.writer for w in woken):
+            self._on_committed(self.writer.committed())
         for message in self.executor.poll():
             self._on_message(message, now)
         for timer in self.timers.pop_due(now):
             self._on_timer(timer, now)
-        if self._poll_now or now >= self._next_poll:
+        if self._topics or now >= self._next_poll:
             self._poll_db(now)
         self._dispatch(now)
         self._flush(now)
@@ -167,7 +170,7 @@ class Scheduler:
 
     def _on_timer(self, timer: Timer, now: datetime) -> None:
         if timer.kind == "schedule":
-            self._poll_now = True
+            self._topics.add("dags")
             return
         active = self.runs.get(timer.run_id)
         if active is None:
@@ -190,18 +193,26 @@ class Scheduler:
     # -- polling the DB ------------------------------------------------------------------------
 
     def _poll_db(self, now: datetime) -> None:
+        """Look at what the wake-up topics name (everything on the safety-net poll)."""
+        topics, self._topics = self._topics, set()
+        if now >= self._next_poll:
+            topics = set(TOPICS)
+            self._next_poll = now + timedelta(seconds=self.settings.safety_poll_interval)
+        next_fire = None
         with write_txn(self.engine) as conn:
-            _, next_fire = fire_due(conn, now)
-            self.limits.pool_sizes = {
-                r.name: r.slots for r in conn.execute(select(pools.c.name, pools.c.slots))
-            }
-            self._adopt_queued(conn, now)
-            self._apply_commands(conn, now)
+            if "dags" in topics:
+                _, next_fire = fire_due(conn, now)
+                topics.add("runs")
+            if "pools" in topics:
+                rows = conn.execute(select(pools.c.name, pools.c.slots))
+                self.limits.pool_sizes = {r.name: r.slots for r in rows}
+            if "runs" in topics:
+                self._adopt_queued(conn, now)
+            if "commands" in topics:
+                self._apply_commands(conn, now)
         if next_fire is not None and next_fire != self._schedule_timer:
             self._schedule_timer = next_fire
             self.timers.add(next_fire, "schedule")
-        self._poll_now = False
-        self._next_poll = now + timedelta(seconds=self.settings.safety_poll_interval)
 
     def _adopt_queued(self, conn: Connection, now: datetime) -> None:
         active_by_dag = Counter(a.dag_id for a in self.runs.values())
@@ -302,26 +313,39 @@ class Scheduler:
         return True
 
     def _flush(self, now: datetime, force: bool = False) -> None:
-        """Write the changes of the last `scheduler_write_window` seconds in one transaction."""
+        """Hand the changes gathered for `scheduler_write_window` to the writer (one batch in flight)."""
         heartbeat = now >= self._next_heartbeat
         due = self._dirty_since is not None and (force or now - self._dirty_since >= self._write_window)
-        if not due and not heartbeat:
+        if (not due and not heartbeat) or (self.writer.busy and not force):
             return
-        self._dirty_since = None
         batch = [self.runs[r] for r in self._dirty if r in self.runs]
-        with write_txn(self.engine) as conn:
-            flush(conn, [(a.graph, self._started(a)) for a in batch])
-            if heartbeat:
-                components.heartbeat(conn, self.component_id, now)
-        self.executor.checkpoint()
+        rows = collect((a.graph, self._started(a)) for a in batch)
+        finished = [a.run_id for a in batch if a.graph.state.finished]
+        extra = self._heartbeat_writer(now) if heartbeat else None
+        self.writer.submit(Batch(rows, self.executor.epoch, finished, extra))
         self._dirty.clear()
+        self._dirty_since = None
         if heartbeat:
             self._next_heartbeat = now + timedelta(seconds=self.settings.heartbeat_interval)
-        for active in batch:
-            if active.graph.state.finished:
-                del self.runs[active.run_id]
-                self.ready.discard_run(active.run_id)
-                self._poll_now = True
+        if force:
+            self._on_committed(self.writer.wait_idle())
+
+    def _on_committed(self, batches: list[Batch]) -> None:
+        """Stored for good: workers may drop journal records, finished runs leave memory."""
+        for batch in batches:
+            self.executor.checkpoint(batch.epoch)
+            for run_id in batch.finished_runs:
+                active = self.runs.get(run_id)
+                if active is not None and active.graph.state.finished and run_id not in self._dirty:
+                    del self.runs[run_id]
+                    self.ready.discard_run(run_id)
+                    self._topics.add("runs")
+
+    def _heartbeat_writer(self, now: datetime) -> Callable[[Connection], None]:
+        def beat(conn: Connection) -> None:
+            components.heartbeat(conn, self.component_id, now)
+
+        return beat
 
     def _started(self, active: ActiveRun) -> datetime | None:
         if active.start_recorded:
@@ -363,11 +387,11 @@ class Scheduler:
     def _timeout(self, max_wait: float) -> float:
         now = self.clock()
         deadlines = [self._next_poll, self._next_heartbeat]
-        if self._dirty_since is not None:
+        if self._dirty_since is not None and not self.writer.busy:
             deadlines.append(self._dirty_since + self._write_window)
         if (due := self.timers.next_due()) is not None:
             deadlines.append(due)
-        if self._poll_now:
+        if self._topics:
             return 0.0
         return max(0.0, min(max_wait, *((d - now).total_seconds() for d in deadlines)))
 

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, Row, and_, bindparam, delete, select, update
 
 from zonda.core.outputs import ArtifactRef
 from zonda.core.run_graph import RunGraph, TaskInstance
 from zonda.core.states import RunState, TaskState
+from zonda.db.dialect import insert_ignore, upsert
 from zonda.db.schema import runs, task_attempts, task_instances
 
 ti = task_instances.c
@@ -91,42 +92,62 @@ _DELETE = delete(task_instances).where(
 )
 
 
-def flush(conn: Connection, graphs: Iterable[tuple[RunGraph, datetime | None]]) -> None:
-    """Write every pending change of these runs; each graph's `changes` is reset afterwards."""
-    inserts: list[dict[str, Any]] = []
-    updates: list[dict[str, Any]] = []
-    deletes: list[dict[str, Any]] = []
-    attempts: list[dict[str, Any]] = []
+@dataclass
+class Rows:
+    """One batch of writes, collected in the loop and written by the writer thread."""
+
+    inserts: list[dict[str, Any]] = field(default_factory=list)
+    updates: list[dict[str, Any]] = field(default_factory=list)
+    deletes: list[dict[str, Any]] = field(default_factory=list)
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    run_updates: list[dict[str, Any]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.inserts or self.updates or self.deletes or self.attempts or self.run_updates)
+
+
+def collect(graphs: Iterable[tuple[RunGraph, datetime | None]]) -> Rows:
+    """The rows for every pending change of these runs; each graph's `changes` is reset."""
+    rows = Rows()
     for graph, started_at in graphs:
         changes = graph.changes
         if not changes:
             continue
         run_id = graph.run_id
-        deletes.extend({"b_run": run_id, "b_task": k[0], "b_map": k[1]} for k in changes.deleted)
-        inserts.extend({"run_id": run_id, **_values(graph.instance(k))} for k in changes.inserted)
-        updates.extend(
+        rows.deletes.extend({"b_run": run_id, "b_task": k[0], "b_map": k[1]} for k in changes.deleted)
+        rows.inserts.extend({"run_id": run_id, **_values(graph.instance(k))} for k in changes.inserted)
+        rows.updates.extend(
             {"b_run": run_id, "b_task": k[0], "b_map": k[1], **_values(graph.instance(k))}
             for k in changes.updated - changes.inserted
         )
-        attempts.extend({"run_id": run_id, **vars_of(a)} for a in changes.attempts)
+        rows.attempts.extend({"run_id": run_id, **vars_of(a)} for a in changes.attempts)
         if changes.run_changed:
-            _update_run(conn, graph, started_at)
+            rows.run_updates.append(_run_values(graph, started_at))
         graph.changes = type(changes)()
-    if deletes:
-        conn.execute(_DELETE, deletes)
-    if inserts:
-        conn.execute(insert(task_instances), inserts)
-    if updates:
-        conn.execute(_UPDATE, updates)
-    if attempts:
-        conn.execute(insert(task_attempts), attempts)
+    return rows
 
 
-def _update_run(conn: Connection, graph: RunGraph, started_at: datetime | None) -> None:
-    values: dict[str, Any] = {"state": graph.state.value, "ended_at": graph.ended_at}
+def write(conn: Connection, rows: Rows) -> None:
+    """Write a batch. Idempotent, so a batch whose commit was not confirmed can be written again."""
+    if rows.deletes:
+        conn.execute(_DELETE, rows.deletes)
+    if rows.inserts:
+        upsert(conn, task_instances, rows.inserts, ["run_id", "task_id", "map_index"])
+    if rows.updates:
+        conn.execute(_UPDATE, rows.updates)
+    if rows.attempts:
+        insert_ignore(conn, task_attempts, rows.attempts)
+    for values in rows.run_updates:
+        run_id = values.pop("run_id")
+        conn.execute(update(runs).where(runs.c.run_id == run_id).values(values))
+        values["run_id"] = run_id
+
+
+def _run_values(graph: RunGraph, started_at: datetime | None) -> dict[str, Any]:
+    values: dict[str, Any] = {"run_id": graph.run_id, "state": graph.state.value, "ended_at": graph.ended_at}
     if started_at is not None:
         values["started_at"] = started_at
-    conn.execute(update(runs).where(runs.c.run_id == graph.run_id).values(values))
+    return values
 
 
 def vars_of(attempt: Any) -> dict[str, Any]:

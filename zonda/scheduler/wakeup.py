@@ -14,10 +14,14 @@ from typing import Protocol
 log = logging.getLogger(__name__)
 
 
-class Waker(Protocol):
-    """Tells the scheduler to look at the DB now."""
+TOPICS = frozenset({"runs", "commands", "dags", "pools"})
+"""What changed: new runs, run commands (clear...), DAGs or schedules, pools."""
 
-    def wake(self) -> None: ...
+
+class Waker(Protocol):
+    """Tells the scheduler to look at one part of the DB now."""
+
+    def wake(self, topic: str = "runs") -> None: ...
 
 
 class SocketWaker:
@@ -28,9 +32,9 @@ class SocketWaker:
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._sock.setblocking(False)
 
-    def wake(self) -> None:
+    def wake(self, topic: str = "runs") -> None:
         try:
-            self._sock.sendto(b"!", self.path)
+            self._sock.sendto(topic.encode(), self.path)
         except (FileNotFoundError, ConnectionRefusedError, BlockingIOError) as exc:
             log.debug("scheduler not listening on %s (%s); its poll will pick the change up", self.path, exc)
 
@@ -38,7 +42,7 @@ class SocketWaker:
 class NullWaker:
     """For processes with no scheduler to wake (e.g. tests of the API alone)."""
 
-    def wake(self) -> None:
+    def wake(self, topic: str = "runs") -> None:
         return None
 
 
@@ -56,14 +60,14 @@ class WakeupListener:
     def fileno(self) -> int:
         return self._sock.fileno()
 
-    def drain(self) -> int:
-        count = 0
+    def drain(self) -> set[str]:
+        """The topics of every wake-up received since the last call."""
+        topics: set[str] = set()
         while True:
             try:
-                self._sock.recv(64)
+                topics.add(self._sock.recv(64).decode(errors="replace"))
             except BlockingIOError:
-                return count
-            count += 1
+                return topics & TOPICS
 
     def close(self) -> None:
         self._sock.close()

@@ -34,7 +34,7 @@ def set_paused(svc: Services, dag_id: str, paused: bool) -> DagRecord:
         if not db.set_paused(conn, dag_id, paused):
             raise NotFoundError(_missing(dag_id))
         record = _record(conn, require_dag(conn, dag_id))
-    svc.waker.wake()
+    svc.waker.wake("dags")
     return record
 
 

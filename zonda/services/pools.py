@@ -18,7 +18,7 @@ def set_pool(svc: Services, name: str, spec: PoolSpec) -> PoolRecord:
     pool = PoolRecord(name=name, slots=spec.slots, description=spec.description)
     with write_txn(svc.engine) as conn:
         db.set_pool(conn, pool)
-    svc.waker.wake()
+    svc.waker.wake("pools")
     return pool
 
 
@@ -26,4 +26,4 @@ def delete_pool(svc: Services, name: str) -> None:
     with write_txn(svc.engine) as conn:
         if not db.delete_pool(conn, name):
             raise NotFoundError(f"pool '{name}' does not exist; `zonda pools list` shows the pools")
-    svc.waker.wake()
+    svc.waker.wake("pools")

@@ -44,7 +44,7 @@ def trigger_run(svc: Services, dag_id: str, request: TriggerRequest) -> RunRecor
     with write_txn(svc.engine) as conn:
         run_id = _create(conn, svc, version, params, request.key, RunTrigger.API, None)
         record = _require_run(conn, run_id)
-    svc.waker.wake()
+    svc.waker.wake("runs")
     return record
 
 
@@ -87,7 +87,7 @@ def clear_run(svc: Services, run_id: str, request: ClearRequest) -> CommandAccep
         _check_clearable(run, request)
         payload: dict[str, Any] = {"task_id": request.task_id, "downstream": request.downstream}
         command_id = add_command(conn, "clear", run_id, payload, svc.now())
-    svc.waker.wake()
+    svc.waker.wake("commands")
     return CommandAccepted(command_id=command_id, run_id=run_id)
 
 
@@ -101,7 +101,7 @@ def backfill(svc: Services, dag_id: str, request: BackfillRequest) -> BackfillRe
     with write_txn(svc.engine) as conn:
         result = _create_missing(conn, svc, version, params, fires)
     if result.run_ids:
-        svc.waker.wake()
+        svc.waker.wake("runs")
     return result
 
 

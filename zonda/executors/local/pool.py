@@ -28,7 +28,7 @@ class _Worker:
     conn: Connection
     config: WorkerConfig
     request: TaskRequest | None = None
-    unstored_outcome: bool = False
+    outcome_epoch: int = -1
     kill_reason: str | None = None
     messages: list[WorkerMessage] = field(default_factory=list)
 
@@ -47,12 +47,13 @@ class LocalExecutor:
         self._workers: list[_Worker] = []
         self._idle: list[_Worker] = []
         self._by_ti: dict[TIRef, _Worker] = {}
-        self._old_journals: list[Path] = []
+        self._old_journals: list[tuple[Path, int]] = []
         self._seq = 0
+        self._epoch = 0
 
     def start(self) -> None:
         self.journal_dir.mkdir(parents=True, exist_ok=True)
-        self._old_journals = sorted(self.journal_dir.glob("*.journal"))
+        self._old_journals = [(path, 0) for path in sorted(self.journal_dir.glob("*.journal"))]
         self._workers = [self._spawn() for _ in range(self.size)]
         self._idle = list(self._workers)
 
@@ -63,13 +64,17 @@ class LocalExecutor:
         worker = self._idle.pop()
         worker.request = request
         self._by_ti[request.ti_key] = worker
-        worker.conn.send(Envelope(request, journal_stored=not worker.unstored_outcome))
-        worker.unstored_outcome = False
+        worker.conn.send(Envelope(request, journal_stored=worker.outcome_epoch < 0))
 
     def waitables(self) -> Sequence[Any]:
         return [w.conn for w in self._workers]
 
+    @property
+    def epoch(self) -> int:
+        return self._epoch
+
     def poll(self) -> list[WorkerMessage]:
+        self._epoch += 1
         out: list[WorkerMessage] = []
         for worker in list(self._workers):
             out.extend(self._drain(worker))
@@ -82,15 +87,16 @@ class LocalExecutor:
             worker.process.kill()
 
     def recover(self) -> list[TaskFinished]:
-        return [record for path in self._old_journals for record in read_journal(path)]
+        return [record for path, _ in self._old_journals for record in read_journal(path)]
 
-    def checkpoint(self) -> None:
-        for path in self._old_journals:
-            path.unlink(missing_ok=True)
-        self._old_journals = []
+    def checkpoint(self, epoch: int) -> None:
+        for path, seen in list(self._old_journals):
+            if seen <= epoch:
+                path.unlink(missing_ok=True)
+                self._old_journals.remove((path, seen))
         for worker in self._workers:
-            if worker.request is None:
-                worker.unstored_outcome = False
+            if 0 <= worker.outcome_epoch <= epoch:
+                worker.outcome_epoch = -1
 
     def stop(self) -> None:
         for worker in self._workers:
@@ -119,7 +125,7 @@ class LocalExecutor:
         if isinstance(message, TaskFinished) and worker.request is not None:
             self._by_ti.pop(worker.request.ti_key, None)
             worker.request = None
-            worker.unstored_outcome = True
+            worker.outcome_epoch = self._epoch
             self._idle.append(worker)
         return message
 
@@ -134,7 +140,7 @@ class LocalExecutor:
         self._workers.remove(worker)
         if worker in self._idle:
             self._idle.remove(worker)
-        self._old_journals.append(Path(worker.config.journal_path))
+        self._old_journals.append((Path(worker.config.journal_path), self._epoch))
         replacement = self._spawn()
         self._workers.append(replacement)
         self._idle.append(replacement)

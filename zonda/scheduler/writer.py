@@ -1,0 +1,110 @@
+"""The scheduler's writer thread: commits batches so that DB round trips never stall the loop.
+
+One batch is in flight at a time; changes made meanwhile wait for the next one, so batches grow
+when the DB is slow (group commit). A batch that fails because the DB is unreachable is retried
+until it commits; batches are idempotent, so an unconfirmed commit is safe to repeat.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import queue
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError
+
+from zonda.db.engine import write_txn
+from zonda.scheduler.persistence import Rows, write
+
+log = logging.getLogger(__name__)
+RETRY_DELAYS = (0.1, 0.5, 1.0, 2.0, 5.0)
+
+
+@dataclass
+class Batch:
+    """Rows to write plus what the loop does once they are committed."""
+
+    rows: Rows
+    epoch: int
+    finished_runs: list[str] = field(default_factory=list)
+    extra: Callable[[Connection], None] | None = None
+    heartbeat_at: datetime | None = None
+
+
+class Writer:
+    """Commits one `Batch` at a time on a daemon thread and wakes the loop after each commit."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._todo: queue.Queue[Batch | None] = queue.Queue()
+        self._done: queue.Queue[Batch] = queue.Queue()
+        self._in_flight = 0
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._thread = threading.Thread(target=self._run, name="zonda-scheduler-writer", daemon=True)
+        self._thread.start()
+
+    @property
+    def busy(self) -> bool:
+        return self._in_flight > 0
+
+    def fileno(self) -> int:
+        """Readable when a batch was committed (for `multiprocessing.connection.wait`)."""
+        return self._wake_r.fileno()
+
+    def submit(self, batch: Batch) -> None:
+        self._in_flight += 1
+        self._todo.put(batch)
+
+    def committed(self) -> list[Batch]:
+        """Batches committed since the last call (drains the wake-up socket)."""
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except BlockingIOError:
+            pass
+        done: list[Batch] = []
+        while not self._done.empty():
+            done.append(self._done.get_nowait())
+        self._in_flight -= len(done)
+        return done
+
+    def wait_idle(self) -> list[Batch]:
+        """Block until every submitted batch is committed; returns them."""
+        done: list[Batch] = []
+        while self.busy:
+            done.append(self._done.get())
+            self._in_flight -= 1
+        return done + self.committed()
+
+    def stop(self) -> None:
+        self._todo.put(None)
+        self._thread.join(timeout=30)
+        self._wake_r.close()
+        self._wake_w.close()
+
+    def _run(self) -> None:
+        while (batch := self._todo.get()) is not None:
+            self._commit(batch)
+            self._done.put(batch)
+            self._wake_w.send(b"!")
+
+    def _commit(self, batch: Batch) -> None:
+        for attempt in itertools.count():
+            try:
+                with write_txn(self.engine) as conn:
+                    write(conn, batch.rows)
+                    if batch.extra is not None:
+                        batch.extra(conn)
+                return
+            except DBAPIError as exc:
+                delay = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)]
+                log.warning("writing a batch failed (%s); retrying in %.1f s", exc.__class__.__name__, delay)
+                time.sleep(delay)
