@@ -1,9 +1,10 @@
-"""Retrain a model: load data -> features -> train several models in parallel -> keep the best.
+"""Retrain a model: load data -> features -> train models in parallel -> evaluate -> keep the best.
 
     zonda trigger retrain_model --wait
 
-Lesson: `.map()` fans out one task instance per element, known only at run time, and the
-downstream task receives the list of their results. Data passes as return values.
+Lesson: `.map()` fans out one task instance per element, known only at run time; mapping over a
+mapped task pairs them one to one; a plain downstream task receives the list of results. Data
+passes as return values (fitted models are pickled, plain metrics are JSON).
 """
 
 from __future__ import annotations
@@ -53,10 +54,9 @@ def candidate_models() -> list[dict[str, Any]]:
 
 @task(retries=1)
 def train(features: dict[str, Any], candidate: dict[str, Any]) -> dict[str, Any]:
-    """Train one candidate and return its test metrics."""
+    """Fit one candidate; the fitted model travels on as a (pickled) return value."""
     from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
     from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import accuracy_score, f1_score
 
     kind = candidate["kind"]
     options = {k: v for k, v in candidate.items() if k != "kind"}
@@ -68,9 +68,17 @@ def train(features: dict[str, Any], candidate: dict[str, Any]) -> dict[str, Any]
     else:
         model = GradientBoostingClassifier(random_state=0, **options)
     model.fit(features["x_train"], features["y_train"])
-    predicted = model.predict(features["x_test"])
+    return {"candidate": candidate, "model": model}
+
+
+@task
+def evaluate(features: dict[str, Any], trained: dict[str, Any]) -> dict[str, Any]:
+    """Score one fitted model on the held-out split."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    predicted = trained["model"].predict(features["x_test"])
     return {
-        "candidate": candidate,
+        "candidate": trained["candidate"],
         "accuracy": float(accuracy_score(features["y_test"], predicted)),
         "f1_macro": float(f1_score(features["y_test"], predicted, average="macro")),
     }
@@ -88,5 +96,6 @@ def keep_best(results: list[dict[str, Any]]) -> dict[str, Any]:
 def retrain_model() -> None:
     """Sweep candidate models over the wine dataset and keep the best one."""
     features = build_features(load_dataset())
-    results = train.partial(features=features).map(candidate=candidate_models())
-    keep_best(results)
+    trained = train.partial(features=features).map(candidate=candidate_models())
+    scores = evaluate.partial(features=features).map(trained=trained)
+    keep_best(scores)
