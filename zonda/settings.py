@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -37,6 +38,19 @@ class Settings(BaseSettings):
     parse_processes: int = Field(2, ge=1)
     safety_poll_interval: float = Field(5.0, description="Seconds between the scheduler's safety-net polls")
     heartbeat_interval: float = 2.0
+    executor: Literal["local", "celery"] = Field(
+        "local", description="Where tasks run: local processes or Celery"
+    )
+    broker_url: str = Field(
+        "", description="Celery broker, e.g. redis://127.0.0.1:6379/0 or amqp://guest:guest@127.0.0.1:5672//"
+    )
+    log_url: str = Field("", description="fsspec URL where task logs live; default ZONDA_HOME/logs")
+    scheduler_lease_seconds: float = Field(
+        6.0, gt=0, description="A run whose scheduler has not renewed its lease for this long is taken over"
+    )
+    queued_timeout: float = Field(
+        300.0, gt=0, description="A task queued this long without starting is queued again (a lost message)"
+    )
     scheduler_write_window: float = Field(
         0.005,
         ge=0,

@@ -18,6 +18,14 @@ class Executor(Protocol):
     scheduler applies the task's retry policy to it like to any failure.
     """
 
+    commit_before_dispatch: bool
+    """True if the scheduler must store a task as queued before submitting it. Executors without
+    an outcome journal need this, so that a scheduler that takes over knows what is in flight."""
+
+    in_flight_survives_scheduler: bool
+    """True if tasks keep running when the scheduler that sent them dies (remote workers): the
+    scheduler that takes over waits for their outcome instead of re-queueing them."""
+
     def start(self) -> None:
         """Start workers; returns when they can take requests."""
 
@@ -42,6 +50,9 @@ class Executor(Protocol):
 
     def recover(self) -> list[TaskFinished]:
         """Outcomes that workers recorded before a restart but the scheduler may not have stored."""
+
+    def follow(self, scheduler_id: str) -> None:
+        """Also receive the messages meant for `scheduler_id`, whose runs this scheduler took over."""
 
     def checkpoint(self, epoch: int) -> None:
         """Everything returned by `recover()` and by `poll()` up to `epoch` is stored: drop records of it."""

@@ -36,6 +36,9 @@ class _Worker:
 class LocalExecutor:
     """Runs each request in one of `size` worker processes on this machine."""
 
+    commit_before_dispatch = False
+    in_flight_survives_scheduler = False
+
     def __init__(
         self, size: int, artifact_url: str, inline_max_bytes: int, journal_dir: Path, nice: int = 0
     ) -> None:
@@ -88,6 +91,9 @@ class LocalExecutor:
 
     def recover(self) -> list[TaskFinished]:
         return [record for path, _ in self._old_journals for record in read_journal(path)]
+
+    def follow(self, scheduler_id: str) -> None:
+        """Local workers die with their scheduler: there is nothing of another scheduler to follow."""
 
     def checkpoint(self, epoch: int) -> None:
         for path, seen in list(self._old_journals):
