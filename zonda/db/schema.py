@@ -82,11 +82,14 @@ runs = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("started_at", UTCDateTime),
     Column("ended_at", UTCDateTime),
+    Column("owner", String(ID)),
+    Column("lease_until", UTCDateTime),
     Index(None, "dag_id", "created_at"),
     Index(None, "key", "created_at"),
     Index(None, "state", "created_at"),
     Index(None, "created_at"),
     Index(None, "dag_id", "logical_date", unique=True),
+    Index("ix_runs_owner", "owner"),
 )
 
 task_instances = Table(

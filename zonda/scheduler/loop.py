@@ -22,8 +22,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, select
 
 from zonda.core.run_graph import RunGraph, TIKey
-from zonda.core.states import RunState
-from zonda.db import components
+from zonda.core.states import RunState, TaskState
+from zonda.db import components, leases
 from zonda.db.commands import mark_done, pending_commands
 from zonda.db.engine import write_txn
 from zonda.db.schema import pools
@@ -31,6 +31,7 @@ from zonda.errors import NotFoundError
 from zonda.executors.base import Executor, TIRef
 from zonda.scheduler.active import ActiveRun, Versions
 from zonda.scheduler.limits import Limits
+from zonda.scheduler.ownership import dead_local_schedulers
 from zonda.scheduler.persistence import collect, load_run, runs_in_state
 from zonda.scheduler.ready_queue import ReadyQueue
 from zonda.scheduler.recovery import restore_outcomes
@@ -38,9 +39,9 @@ from zonda.scheduler.requests import RunInfo, build_request
 from zonda.scheduler.schedules import fire_due
 from zonda.scheduler.timers import Timer, Timers
 from zonda.scheduler.wakeup import TOPICS, WakeupListener
-from zonda.scheduler.writer import Batch, Writer
+from zonda.scheduler.writer import Batch, Lease, Writer
 from zonda.settings import Settings
-from zonda.worker.protocol import TaskFinished, TaskStarted, WorkerMessage
+from zonda.worker.protocol import TaskFinished, TaskRequest, TaskStarted, WorkerMessage
 
 log = logging.getLogger(__name__)
 DEADLINE_GRACE = timedelta(seconds=5)
@@ -81,6 +82,11 @@ class Scheduler:
         self._schedule_timer: datetime | None = None
         self._topics: set[str] = set(TOPICS)
         self.writer = Writer(engine)
+        self._lease = timedelta(seconds=settings.scheduler_lease_seconds)
+        self._queued_timeout = timedelta(seconds=settings.queued_timeout)
+        self._next_orphan_check = clock()
+        self._followed: set[str] = set()
+        self._outbox: list[TaskRequest] = []
         self.component_id = f"scheduler-{socket.gethostname()}-{os.getpid()}"
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -94,30 +100,31 @@ class Scheduler:
             while not stop.is_set():
                 self.step(max_wait=0.5)
         finally:
+            for message in self.executor.poll():
+                self._on_message(message, self.clock())
             self._flush(self.clock(), force=True)
             self.writer.stop()
             self.executor.stop()
             with write_txn(self.engine) as conn:
+                leases.release(conn, self.component_id, self.clock())
                 components.unregister(conn, self.component_id)
             if self.listener is not None:
                 self.listener.close()
 
     def recover(self) -> None:
-        """Resume the runs left running: store journaled outcomes, re-queue interrupted attempts."""
+        """Take over the runs of dead schedulers of this machine: journaled outcomes, in-flight work."""
         now = self.clock()
         records = self.executor.recover()
         with write_txn(self.engine) as conn:
-            journaled = {r.run_id for r in records}
-            for run_id, _, _ in runs_in_state(conn, RunState.RUNNING, set()):
-                self._adopt(conn, run_id, now)
-            for run_id in journaled.difference(self.runs):
-                self._adopt(conn, run_id, now)
+            dead = dead_local_schedulers(conn, self.component_id)
+            for run_id, owner in leases.held_by(conn, dead):
+                if leases.claim_from(conn, run_id, self.component_id, self._lease_until(now), owner):
+                    self._adopt(conn, run_id, now, previous_owner=owner)
+            for component_id in dead:
+                components.unregister(conn, component_id)
         restore_outcomes(self.runs, records, now)
         for active in self.runs.values():
-            for ti in list(active.graph.instances()):
-                if ti.state.in_flight:
-                    active.graph.requeue(ti.key)
-            self._collect(active)
+            self._resume_in_flight(active, now)
         self._flush(now, force=True)
         log.info("scheduler resumed %d run(s), %d journaled outcome(s)", len(self.runs), len(records))
 
@@ -136,7 +143,7 @@ class Scheduler:
             self._on_message(message, now)
         for timer in self.timers.pop_due(now):
             self._on_timer(timer, now)
-        if self._topics or now >= self._next_poll:
+        if self._topics or now >= self._next_poll or now >= self._next_orphan_check:
             self._poll_db(now)
         self._dispatch(now)
         self._flush(now)
@@ -181,6 +188,16 @@ class Scheduler:
         if timer.kind == "retry":
             active.graph.retry_due(timer.ti_key)
             self._collect(active)
+        elif timer.kind == "queued":
+            if ti.state is TaskState.QUEUED:
+                log.warning(
+                    "task %s of run %s did not start within queued_timeout; queueing it again",
+                    ti.key,
+                    timer.run_id,
+                )
+                self._release((timer.run_id, *timer.ti_key), active)
+                active.graph.requeue(timer.ti_key)
+                self._collect(active)
         elif ti.state.in_flight:
             timeout = active.version.spec.task(timer.ti_key[0]).timeout
             reason = f"TaskTimeoutError: task timed out after {timeout:g} s and did not stop; its worker was killed"
@@ -208,6 +225,9 @@ class Scheduler:
                 self.limits.pool_sizes = {r.name: r.slots for r in rows}
             if "runs" in topics:
                 self._adopt_queued(conn, now)
+            if now >= self._next_orphan_check:
+                self._adopt_orphans(conn, now)
+                self._next_orphan_check = now + self._lease / 3
             if "commands" in topics:
                 self._apply_commands(conn, now)
         if next_fire is not None and next_fire != self._schedule_timer:
@@ -220,8 +240,9 @@ class Scheduler:
             limit = self._max_active_runs(conn, run_id, dag_id, version)
             if limit is None or active_by_dag[dag_id] >= limit:
                 continue
-            active_by_dag[dag_id] += 1
-            self._adopt(conn, run_id, now)
+            if leases.claim(conn, run_id, self.component_id, self._lease_until(now), now):
+                active_by_dag[dag_id] += 1
+                self._adopt(conn, run_id, now)
 
     def _max_active_runs(self, conn: Connection, run_id: str, dag_id: str, version: int) -> int | None:
         try:
@@ -230,7 +251,37 @@ class Scheduler:
             log.exception("run %s cannot start", run_id)
             return None
 
-    def _adopt(self, conn: Connection, run_id: str, now: datetime) -> ActiveRun | None:
+    def _adopt_orphans(self, conn: Connection, now: datetime) -> None:
+        """Take over active runs whose scheduler stopped renewing their leases."""
+        for run_id, owner in leases.orphaned(conn, now):
+            if run_id not in self.runs and leases.claim(
+                conn, run_id, self.component_id, self._lease_until(now), now
+            ):
+                log.warning("taking over run %s from scheduler %s, whose lease ran out", run_id, owner)
+                active = self._adopt(conn, run_id, now, previous_owner=owner)
+                if active is not None:
+                    self._resume_in_flight(active, now)
+
+    def _resume_in_flight(self, active: ActiveRun, now: datetime) -> None:
+        """Attempts in flight under a dead scheduler: wait for them if they survive it, else re-queue."""
+        for ti in list(active.graph.instances()):
+            if not ti.state.in_flight:
+                continue
+            if not self.executor.in_flight_survives_scheduler:
+                active.graph.requeue(ti.key)
+                continue
+            self.inflight[(active.run_id, ti.task_id, ti.map_index)] = active
+            self.limits.take(active.dag_id, active.version.spec.task(ti.task_id))
+            if ti.state is TaskState.QUEUED:
+                self.timers.add(now + self._queued_timeout, "queued", active.run_id, ti.key, ti.try_number)
+        self._collect(active)
+
+    def _adopt(
+        self, conn: Connection, run_id: str, now: datetime, previous_owner: str | None = None
+    ) -> ActiveRun | None:
+        if previous_owner and previous_owner not in self._followed:
+            self._followed.add(previous_owner)
+            self.executor.follow(previous_owner)
         loaded = load_run(conn, run_id)
         if loaded is None:
             return None
@@ -251,7 +302,11 @@ class Scheduler:
     def _apply_commands(self, conn: Connection, now: datetime) -> None:
         done: list[int] = []
         for command in pending_commands(conn):
-            active = self.runs.get(command.run_id) or self._adopt(conn, command.run_id, now)
+            active = self.runs.get(command.run_id)
+            if active is None:
+                if not leases.claim(conn, command.run_id, self.component_id, self._lease_until(now), now):
+                    continue
+                active = self._adopt(conn, command.run_id, now)
             if active is not None and command.kind == "clear":
                 task_id = command.payload.get("task_id")
                 active.graph.clear(
@@ -265,7 +320,7 @@ class Scheduler:
 
     def _dispatch(self, now: datetime) -> None:
         blocked: list[tuple[ActiveRun, TIKey]] = []
-        while self.executor.free_slots() > 0:
+        while self.executor.free_slots() - len(self._outbox) - self.writer.pending_requests > 0:
             item = self.ready.pop()
             if item is None:
                 break
@@ -298,7 +353,12 @@ class Scheduler:
             str(self.settings.logs_dir),
             self.secrets,
         )
-        self.executor.submit(request)
+        if self.executor.commit_before_dispatch:
+            self._outbox.append(request)
+        else:
+            self.executor.submit(request)
+        if self.executor.in_flight_survives_scheduler:
+            self.timers.add(now + self._queued_timeout, "queued", active.run_id, key, try_number)
         self.limits.take(active.dag_id, spec)
         self.inflight[request.ti_key] = active
         self._mark_dirty(active)
@@ -315,14 +375,18 @@ class Scheduler:
     def _flush(self, now: datetime, force: bool = False) -> None:
         """Hand the changes gathered for `scheduler_write_window` to the writer (one batch in flight)."""
         heartbeat = now >= self._next_heartbeat
-        due = self._dirty_since is not None and (force or now - self._dirty_since >= self._write_window)
+        due = self._dirty_since is not None and (
+            force or bool(self._outbox) or now - self._dirty_since >= self._write_window
+        )
         if (not due and not heartbeat) or (self.writer.busy and not force):
             return
         batch = [self.runs[r] for r in self._dirty if r in self.runs]
         rows = collect((a.graph, self._started(a)) for a in batch)
         finished = [a.run_id for a in batch if a.graph.state.finished]
         extra = self._heartbeat_writer(now) if heartbeat else None
-        self.writer.submit(Batch(rows, self.executor.epoch, finished, extra))
+        requests, self._outbox = self._outbox, []
+        lease = Lease(self.component_id, list(self.runs), self._lease_until(now))
+        self.writer.submit(Batch(rows, self.executor.epoch, finished, extra, lease, requests))
         self._dirty.clear()
         self._dirty_since = None
         if heartbeat:
@@ -334,12 +398,39 @@ class Scheduler:
         """Stored for good: workers may drop journal records, finished runs leave memory."""
         for batch in batches:
             self.executor.checkpoint(batch.epoch)
+            for run_id in batch.lost_runs:
+                self._drop_lost(run_id)
+            for request in batch.requests:
+                self._submit_stored(request)
             for run_id in batch.finished_runs:
                 active = self.runs.get(run_id)
                 if active is not None and active.graph.state.finished and run_id not in self._dirty:
                     del self.runs[run_id]
                     self.ready.discard_run(run_id)
                     self._topics.add("runs")
+
+    def _submit_stored(self, request: TaskRequest) -> None:
+        """Publish a request whose queued state is now stored, unless the task moved on meanwhile."""
+        active = self.runs.get(request.run_id)
+        key = (request.task_id, request.map_index)
+        if active is None or not self._has(active, key):
+            return
+        ti = active.graph.instance(key)
+        if ti.state is TaskState.QUEUED and ti.try_number == request.try_number:
+            self.executor.submit(request)
+
+    def _drop_lost(self, run_id: str) -> None:
+        """Another scheduler took this run (our lease ran out): stop working on it."""
+        active = self.runs.pop(run_id, None)
+        if active is None:
+            return
+        log.error("lost the lease of run %s to another scheduler; dropping it", run_id)
+        self.ready.discard_run(run_id)
+        for ref in [r for r, a in self.inflight.items() if a is active]:
+            self._release(ref, active)
+
+    def _lease_until(self, now: datetime) -> datetime:
+        return now + self._lease
 
     def _heartbeat_writer(self, now: datetime) -> Callable[[Connection], None]:
         def beat(conn: Connection) -> None:
@@ -386,7 +477,7 @@ class Scheduler:
 
     def _timeout(self, max_wait: float) -> float:
         now = self.clock()
-        deadlines = [self._next_poll, self._next_heartbeat]
+        deadlines = [self._next_poll, self._next_heartbeat, self._next_orphan_check]
         if self._dirty_since is not None and not self.writer.busy:
             deadlines.append(self._dirty_since + self._write_window)
         if (due := self.timers.next_due()) is not None:

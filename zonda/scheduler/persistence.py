@@ -105,6 +105,19 @@ class Rows:
     def __bool__(self) -> bool:
         return bool(self.inserts or self.updates or self.deletes or self.attempts or self.run_updates)
 
+    def only(self, run_ids: set[str]) -> Rows:
+        """The rows of these runs only."""
+
+        def keep(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            return [r for r in rows if r.get("run_id", r.get("b_run")) in run_ids]
+
+        return Rows(
+            *(
+                keep(rows)
+                for rows in (self.inserts, self.updates, self.deletes, self.attempts, self.run_updates)
+            )
+        )
+
 
 def collect(graphs: Iterable[tuple[RunGraph, datetime | None]]) -> Rows:
     """The rows for every pending change of these runs; each graph's `changes` is reset."""

@@ -10,7 +10,7 @@ from typing import Literal
 
 from zonda.core.run_graph import TIKey
 
-TimerKind = Literal["retry", "deadline", "schedule"]
+TimerKind = Literal["retry", "deadline", "schedule", "queued"]
 
 
 @dataclass(order=True, frozen=True)

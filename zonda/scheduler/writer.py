@@ -20,22 +20,39 @@ from datetime import datetime
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
+from zonda.db import leases
 from zonda.db.engine import write_txn
 from zonda.scheduler.persistence import Rows, write
+from zonda.worker.protocol import TaskRequest
 
 log = logging.getLogger(__name__)
 RETRY_DELAYS = (0.1, 0.5, 1.0, 2.0, 5.0)
 
 
+@dataclass(frozen=True)
+class Lease:
+    """The scheduler writing, the runs it believes it holds, and until when to extend their leases."""
+
+    owner: str
+    run_ids: list[str]
+    until: datetime
+
+
 @dataclass
 class Batch:
-    """Rows to write plus what the loop does once they are committed."""
+    """Rows to write, under the writer's lease, plus what the loop does once they are committed.
+
+    Rows of runs whose lease another scheduler took are not written (fencing): they come back in
+    `lost_runs` for the loop to drop.
+    """
 
     rows: Rows
     epoch: int
     finished_runs: list[str] = field(default_factory=list)
     extra: Callable[[Connection], None] | None = None
-    heartbeat_at: datetime | None = None
+    lease: Lease | None = None
+    requests: list[TaskRequest] = field(default_factory=list)
+    lost_runs: set[str] = field(default_factory=set)
 
 
 class Writer:
@@ -46,6 +63,7 @@ class Writer:
         self._todo: queue.Queue[Batch | None] = queue.Queue()
         self._done: queue.Queue[Batch] = queue.Queue()
         self._in_flight = 0
+        self.pending_requests = 0
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._thread = threading.Thread(target=self._run, name="zonda-scheduler-writer", daemon=True)
@@ -61,6 +79,7 @@ class Writer:
 
     def submit(self, batch: Batch) -> None:
         self._in_flight += 1
+        self.pending_requests += len(batch.requests)
         self._todo.put(batch)
 
     def committed(self) -> list[Batch]:
@@ -74,14 +93,17 @@ class Writer:
         while not self._done.empty():
             done.append(self._done.get_nowait())
         self._in_flight -= len(done)
+        self.pending_requests -= sum(len(b.requests) for b in done)
         return done
 
     def wait_idle(self) -> list[Batch]:
         """Block until every submitted batch is committed; returns them."""
         done: list[Batch] = []
         while self.busy:
-            done.append(self._done.get())
+            batch = self._done.get()
+            done.append(batch)
             self._in_flight -= 1
+            self.pending_requests -= len(batch.requests)
         return done + self.committed()
 
     def stop(self) -> None:
@@ -100,7 +122,13 @@ class Writer:
         for attempt in itertools.count():
             try:
                 with write_txn(self.engine) as conn:
-                    write(conn, batch.rows)
+                    rows = batch.rows
+                    if batch.lease is not None:
+                        lease = batch.lease
+                        held = leases.renew(conn, lease.owner, lease.run_ids, lease.until)
+                        batch.lost_runs = set(lease.run_ids) - held
+                        rows = rows.only(held) if batch.lost_runs else rows
+                    write(conn, rows)
                     if batch.extra is not None:
                         batch.extra(conn)
                 return

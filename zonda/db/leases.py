@@ -1,0 +1,79 @@
+"""Run leases: each active run belongs to one scheduler, which renews its lease while it lives.
+
+A scheduler may take a run that has no owner, whose owner's lease ran out, or that has ended
+(to apply a command such as clear). Claims are single UPDATE statements, so two schedulers can
+never both win the same run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import datetime
+
+from sqlalchemy import Connection, and_, or_, select, update
+
+from zonda.core.states import RunState
+from zonda.db.schema import runs
+
+ACTIVE = (RunState.QUEUED.value, RunState.RUNNING.value)
+
+
+def claim(conn: Connection, run_id: str, owner: str, until: datetime, now: datetime) -> bool:
+    """Take `run_id` for `owner` if it is free, expired, ended, or already ours."""
+    free = or_(
+        runs.c.owner.is_(None),
+        runs.c.owner == owner,
+        runs.c.lease_until < now,
+        runs.c.state.not_in(ACTIVE),
+    )
+    stmt = update(runs).where(and_(runs.c.run_id == run_id, free)).values(owner=owner, lease_until=until)
+    return bool(conn.execute(stmt).rowcount)
+
+
+def claim_from(conn: Connection, run_id: str, owner: str, until: datetime, dead: str) -> bool:
+    """Take a run from a scheduler known to be dead, without waiting for its lease to run out."""
+    stmt = (
+        update(runs)
+        .where(and_(runs.c.run_id == run_id, runs.c.owner == dead))
+        .values(owner=owner, lease_until=until)
+    )
+    return bool(conn.execute(stmt).rowcount)
+
+
+def renew(conn: Connection, owner: str, run_ids: Collection[str], until: datetime) -> set[str]:
+    """Extend the leases of these runs; returns those `owner` still holds (the others were taken)."""
+    if not run_ids:
+        return set()
+    stmt = (
+        update(runs)
+        .where(and_(runs.c.owner == owner, runs.c.run_id.in_(list(run_ids))))
+        .values(lease_until=until)
+        .returning(runs.c.run_id)
+    )
+    return {row.run_id for row in conn.execute(stmt)}
+
+
+def orphaned(conn: Connection, now: datetime, limit: int = 500) -> list[tuple[str, str | None]]:
+    """(run_id, previous owner) of active runs whose owner stopped renewing its lease."""
+    query = (
+        select(runs.c.run_id, runs.c.owner)
+        .where(and_(runs.c.state.in_(ACTIVE), runs.c.owner.is_not(None), runs.c.lease_until < now))
+        .order_by(runs.c.created_at)
+        .limit(limit)
+    )
+    return [(r.run_id, r.owner) for r in conn.execute(query)]
+
+
+def held_by(conn: Connection, owners: Collection[str]) -> list[tuple[str, str]]:
+    """(run_id, owner) of the active runs these schedulers hold."""
+    if not owners:
+        return []
+    query = select(runs.c.run_id, runs.c.owner).where(
+        and_(runs.c.state.in_(ACTIVE), runs.c.owner.in_(list(owners)))
+    )
+    return [(r.run_id, r.owner) for r in conn.execute(query)]
+
+
+def release(conn: Connection, owner: str, now: datetime) -> None:
+    """End every lease of `owner` now, so that another scheduler can take its runs at once."""
+    conn.execute(update(runs).where(runs.c.owner == owner).values(lease_until=now))
