@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 from zonda.api.errors import install_error_handlers
 from zonda.api.routes import dags, health, logs, pools, runs
 from zonda.db.engine import make_engine
-from zonda.scheduler.wakeup import SocketWaker, Waker, socket_path
+from zonda.scheduler.wakeup import Waker, make_waker
 from zonda.services.context import Services
 from zonda.settings import Settings
 
@@ -21,7 +21,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None, waker: Waker
     """The API app. An engine passed in stays the caller's to dispose; one built here is disposed at exit."""
     owned = engine is None
     engine = engine if engine is not None else make_engine(settings.resolved_db_url)
-    waker = waker if waker is not None else SocketWaker(socket_path(settings.run_dir))
+    waker = waker if waker is not None else make_waker(settings, engine)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

@@ -96,6 +96,53 @@ def up(
     serve(settings)
 
 
+@app.command("scheduler")
+def scheduler_command(
+    home: Annotated[Path | None, typer.Option("--home", help="State folder (logs, journals).")] = None,
+    dags: Annotated[
+        Path | None,
+        typer.Option("--dags", help="Also run the DAG processor on this folder.", file_okay=False),
+    ] = None,
+) -> None:
+    """Run a scheduler in the foreground. Several can run at once against one PostgreSQL DB."""
+    from zonda.standalone.components import run_dag_processor, run_scheduler
+    from zonda.standalone.supervisor import prepare, run_beside
+
+    settings = _settings(home=home, dags_folder=dags)
+    prepare(settings)
+    with run_beside(run_dag_processor, settings, enabled=dags is not None):
+        run_scheduler(settings)
+
+
+@app.command("api")
+def api_command(
+    home: Annotated[Path | None, typer.Option("--home", help="State folder.")] = None,
+    host: Annotated[str | None, typer.Option("--host", help="Address to listen on.")] = None,
+    port: Annotated[int | None, typer.Option("--port", min=1, max=65535)] = None,
+) -> None:
+    """Serve the HTTP API in the foreground (run as many as you like behind a load balancer)."""
+    from zonda.standalone.components import run_api
+    from zonda.standalone.supervisor import prepare
+
+    settings = _settings(home=home, host=host, port=port)
+    prepare(settings)
+    run_api(settings)
+
+
+@app.command("dag-processor")
+def dag_processor_command(
+    dags: Annotated[Path | None, typer.Option("--dags", help="DAG folder.", file_okay=False)] = None,
+    home: Annotated[Path | None, typer.Option("--home", help="State folder (code store).")] = None,
+) -> None:
+    """Import DAG files and record their versions, in the foreground. Run one per DAG folder."""
+    from zonda.standalone.components import run_dag_processor
+    from zonda.standalone.supervisor import prepare
+
+    settings = _settings(home=home, dags_folder=dags)
+    prepare(settings)
+    run_dag_processor(settings)
+
+
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Create or migrate the metadata DB (ZONDA_DB_URL, default SQLite under ZONDA_HOME) to this version."""

@@ -48,14 +48,12 @@ class Executor(Protocol):
     def kill(self, ti: TIRef, reason: str) -> None:
         """Stop a running task now (e.g. past its hard deadline); it is reported failed with `reason`."""
 
-    def recover(self) -> list[TaskFinished]:
-        """Outcomes that workers recorded before a restart but the scheduler may not have stored."""
-
-    def follow(self, scheduler_id: str) -> None:
-        """Also receive the messages meant for `scheduler_id`, whose runs this scheduler took over."""
+    def follow(self, scheduler_id: str) -> list[TaskFinished]:
+        """Take over what belongs to dead scheduler `scheduler_id`: receive its messages from now on,
+        and return the outcomes its workers recorded that it may not have stored."""
 
     def checkpoint(self, epoch: int) -> None:
-        """Everything returned by `recover()` and by `poll()` up to `epoch` is stored: drop records of it."""
+        """Everything returned by `follow()` and by `poll()` up to `epoch` is stored: drop records of it."""
 
     def stop(self) -> None:
         """Stop the workers (running tasks are abandoned; they will be recovered or re-run)."""

@@ -31,14 +31,14 @@ from zonda.errors import NotFoundError
 from zonda.executors.base import Executor, TIRef
 from zonda.scheduler.active import ActiveRun, Versions
 from zonda.scheduler.limits import Limits
-from zonda.scheduler.ownership import dead_local_schedulers
+from zonda.scheduler.ownership import dead_local_schedulers, new_scheduler_id
 from zonda.scheduler.persistence import collect, load_run, runs_in_state
 from zonda.scheduler.ready_queue import ReadyQueue
 from zonda.scheduler.recovery import restore_outcomes
 from zonda.scheduler.requests import RunInfo, build_request
 from zonda.scheduler.schedules import fire_due
 from zonda.scheduler.timers import Timer, Timers
-from zonda.scheduler.wakeup import TOPICS, WakeupListener
+from zonda.scheduler.wakeup import TOPICS, Listener
 from zonda.scheduler.writer import Batch, Lease, Writer
 from zonda.settings import Settings
 from zonda.worker.protocol import TaskFinished, TaskRequest, TaskStarted, WorkerMessage
@@ -61,9 +61,10 @@ class Scheduler:
         settings: Settings,
         engine: Engine,
         executor: Executor,
-        listener: WakeupListener | None = None,
+        listener: Listener | None = None,
         secrets: Mapping[str, str] | None = None,
         clock: Clock = utcnow,
+        scheduler_id: str | None = None,
     ) -> None:
         self.settings, self.engine, self.executor, self.listener = settings, engine, executor, listener
         self.secrets = dict(secrets or {})
@@ -87,7 +88,8 @@ class Scheduler:
         self._next_orphan_check = clock()
         self._followed: set[str] = set()
         self._outbox: list[TaskRequest] = []
-        self.component_id = f"scheduler-{socket.gethostname()}-{os.getpid()}"
+        self.component_id = scheduler_id or new_scheduler_id()
+        self._followed_records: list[TaskFinished] = []
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -114,19 +116,19 @@ class Scheduler:
     def recover(self) -> None:
         """Take over the runs of dead schedulers of this machine: journaled outcomes, in-flight work."""
         now = self.clock()
-        records = self.executor.recover()
         with write_txn(self.engine) as conn:
             dead = dead_local_schedulers(conn, self.component_id)
+            for component_id in dead:
+                self._follow(component_id)
             for run_id, owner in leases.held_by(conn, dead):
                 if leases.claim_from(conn, run_id, self.component_id, self._lease_until(now), owner):
                     self._adopt(conn, run_id, now, previous_owner=owner)
             for component_id in dead:
                 components.unregister(conn, component_id)
-        restore_outcomes(self.runs, records, now)
-        for active in self.runs.values():
-            self._resume_in_flight(active, now)
+        records = len(self._followed_records)
+        self._resume_all(list(self.runs.values()), now)
         self._flush(now, force=True)
-        log.info("scheduler resumed %d run(s), %d journaled outcome(s)", len(self.runs), len(records))
+        log.info("scheduler resumed %d run(s), %d journaled outcome(s)", len(self.runs), records)
 
     def step(self, max_wait: float = 0.5) -> None:
         """One turn of the loop: wait for news, apply it, dispatch, persist."""
@@ -214,6 +216,8 @@ class Scheduler:
         topics, self._topics = self._topics, set()
         if now >= self._next_poll:
             topics = set(TOPICS)
+            if self.listener is not None:
+                self.listener.check()
             self._next_poll = now + timedelta(seconds=self.settings.safety_poll_interval)
         next_fire = None
         with write_txn(self.engine) as conn:
@@ -253,14 +257,27 @@ class Scheduler:
 
     def _adopt_orphans(self, conn: Connection, now: datetime) -> None:
         """Take over active runs whose scheduler stopped renewing their leases."""
+        taken: list[ActiveRun] = []
         for run_id, owner in leases.orphaned(conn, now):
             if run_id not in self.runs and leases.claim(
                 conn, run_id, self.component_id, self._lease_until(now), now
             ):
                 log.warning("taking over run %s from scheduler %s, whose lease ran out", run_id, owner)
                 active = self._adopt(conn, run_id, now, previous_owner=owner)
-                if active is not None:
-                    self._resume_in_flight(active, now)
+                taken.extend([active] if active is not None else [])
+        self._resume_all(taken, now)
+
+    def _follow(self, scheduler_id: str) -> None:
+        if scheduler_id not in self._followed:
+            self._followed.add(scheduler_id)
+            self._followed_records.extend(self.executor.follow(scheduler_id))
+
+    def _resume_all(self, taken: list[ActiveRun], now: datetime) -> None:
+        """Store what dead schedulers' workers recorded, then deal with what is still in flight."""
+        records, self._followed_records = self._followed_records, []
+        restore_outcomes({a.run_id: a for a in taken}, records, now)
+        for active in taken:
+            self._resume_in_flight(active, now)
 
     def _resume_in_flight(self, active: ActiveRun, now: datetime) -> None:
         """Attempts in flight under a dead scheduler: wait for them if they survive it, else re-queue."""
@@ -279,9 +296,8 @@ class Scheduler:
     def _adopt(
         self, conn: Connection, run_id: str, now: datetime, previous_owner: str | None = None
     ) -> ActiveRun | None:
-        if previous_owner and previous_owner not in self._followed:
-            self._followed.add(previous_owner)
-            self.executor.follow(previous_owner)
+        if previous_owner:
+            self._follow(previous_owner)
         loaded = load_run(conn, run_id)
         if loaded is None:
             return None

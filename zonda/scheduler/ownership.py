@@ -10,6 +10,11 @@ from sqlalchemy import Connection
 from zonda.db import components
 
 
+def new_scheduler_id() -> str:
+    """A scheduler's id: unique per process, and says where it runs."""
+    return f"scheduler-{socket.gethostname()}-{os.getpid()}"
+
+
 def dead_local_schedulers(conn: Connection, me: str) -> list[str]:
     """Schedulers registered on this host whose process no longer exists (e.g. killed, then restarted)."""
     host = socket.gethostname()

@@ -1,7 +1,8 @@
 """Wake the scheduler at once when something happens elsewhere (a run triggered, a DAG parsed).
 
-Locally a datagram on a Unix socket under ZONDA_HOME; the scheduler waits on it beside the
-worker pipes. A lost wake-up costs only latency: the safety-net poll finds the work anyway.
+On SQLite a datagram on a Unix socket under ZONDA_HOME; on PostgreSQL a NOTIFY (pg_wakeup.py),
+which reaches schedulers on other machines. The scheduler waits on it beside the worker pipes.
+A lost wake-up costs only latency: the safety-net poll finds the work anyway.
 """
 
 from __future__ import annotations
@@ -9,7 +10,12 @@ from __future__ import annotations
 import logging
 import socket
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from zonda.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +52,18 @@ class NullWaker:
         return None
 
 
+class Listener(Protocol):
+    """What the scheduler waits on for wake-ups."""
+
+    def fileno(self) -> int: ...
+
+    def drain(self) -> set[str]: ...
+
+    def check(self) -> bool: ...
+
+    def close(self) -> None: ...
+
+
 class WakeupListener:
     """The scheduler's end: a socket to wait on, drained after each wake-up."""
 
@@ -69,6 +87,9 @@ class WakeupListener:
             except BlockingIOError:
                 return topics & TOPICS
 
+    def check(self) -> bool:
+        return True
+
     def close(self) -> None:
         self._sock.close()
         self.path.unlink(missing_ok=True)
@@ -76,3 +97,21 @@ class WakeupListener:
 
 def socket_path(run_dir: Path) -> Path:
     return run_dir / "scheduler.sock"
+
+
+def make_waker(settings: Settings, engine: Engine) -> Waker:
+    """NOTIFY on PostgreSQL (reaches schedulers on any machine); a local socket on SQLite."""
+    if engine.dialect.name == "postgresql":
+        from zonda.scheduler.pg_wakeup import PostgresWaker
+
+        return PostgresWaker(engine)
+    return SocketWaker(socket_path(settings.run_dir))
+
+
+def make_listener(settings: Settings, engine: Engine) -> Listener:
+    """The scheduler's side of `make_waker`."""
+    if engine.dialect.name == "postgresql":
+        from zonda.scheduler.pg_wakeup import PostgresListener
+
+        return PostgresListener(settings.resolved_db_url)
+    return WakeupListener(socket_path(settings.run_dir))

@@ -12,7 +12,8 @@ from zonda.db.engine import make_engine
 from zonda.executors.local.pool import LocalExecutor
 from zonda.executors.local.worker_main import die_with_parent
 from zonda.scheduler.loop import Scheduler
-from zonda.scheduler.wakeup import SocketWaker, WakeupListener, socket_path
+from zonda.scheduler.ownership import new_scheduler_id
+from zonda.scheduler.wakeup import make_listener, make_waker
 from zonda.settings import Settings
 
 SECRET_PREFIX = "ZONDA_SECRET_"
@@ -44,37 +45,45 @@ def configure_logging(settings: Settings, name: str) -> None:
     )
 
 
-def run_scheduler(settings: Settings, parent_pid: int) -> None:
-    """The scheduler process; its local workers are its children."""
-    die_with_parent(parent_pid)
+def run_scheduler(settings: Settings, parent_pid: int | None = None) -> None:
+    """The scheduler process; with the local executor its workers are its children."""
+    if parent_pid is not None:
+        die_with_parent(parent_pid)
     stop = stop_on_signals()
     configure_logging(settings, "scheduler")
     engine = make_engine(settings.resolved_db_url)
+    scheduler_id = new_scheduler_id()
     executor = LocalExecutor(
         settings.workers,
         settings.resolved_artifact_url,
         settings.inline_output_bytes,
         settings.run_dir / "journal",
+        scheduler_id,
+        settings.worker_nice,
     )
-    listener = WakeupListener(socket_path(settings.run_dir))
-    Scheduler(settings, engine, executor, listener, server_secrets()).serve(stop)
+    listener = make_listener(settings, engine)
+    Scheduler(settings, engine, executor, listener, server_secrets(), scheduler_id=scheduler_id).serve(stop)
 
 
-def run_dag_processor(settings: Settings, parent_pid: int) -> None:
+def run_dag_processor(settings: Settings, parent_pid: int | None = None) -> None:
+    """The DAG processor: imports DAG files in child processes and records versions."""
     from zonda.dag_processing.processor import DagProcessor
 
-    die_with_parent(parent_pid)
+    if parent_pid is not None:
+        die_with_parent(parent_pid)
     stop = stop_on_signals()
     configure_logging(settings, "dag-processor")
     engine = make_engine(settings.resolved_db_url)
-    DagProcessor(settings, engine, SocketWaker(socket_path(settings.run_dir))).run_forever(stop)
+    DagProcessor(settings, engine, make_waker(settings, engine)).run_forever(stop)
 
 
-def run_api(settings: Settings, parent_pid: int) -> None:
+def run_api(settings: Settings, parent_pid: int | None = None) -> None:
+    """The HTTP API (and, later, the web UI)."""
     import uvicorn
 
     from zonda.api.app import create_app
 
-    die_with_parent(parent_pid)
+    if parent_pid is not None:
+        die_with_parent(parent_pid)
     configure_logging(settings, "api")
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")

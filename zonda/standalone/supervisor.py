@@ -6,7 +6,8 @@ import logging
 import multiprocessing
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from multiprocessing.process import BaseProcess
 
 from zonda.db.engine import make_engine
@@ -66,6 +67,19 @@ def prepare(settings: Settings) -> None:
         upgrade(engine)
     finally:
         engine.dispose()
+
+
+@contextmanager
+def run_beside(entry: Entry, settings: Settings, enabled: bool = True) -> Iterator[None]:
+    """Run another component as a child process for the duration of the block."""
+    if not enabled:
+        yield
+        return
+    child = _start(entry.__name__, entry, settings)
+    try:
+        yield
+    finally:
+        _stop_all({entry.__name__: child})
 
 
 def _start(name: str, entry: Entry, settings: Settings) -> BaseProcess:

@@ -40,8 +40,16 @@ class LocalExecutor:
     in_flight_survives_scheduler = False
 
     def __init__(
-        self, size: int, artifact_url: str, inline_max_bytes: int, journal_dir: Path, nice: int = 0
+        self,
+        size: int,
+        artifact_url: str,
+        inline_max_bytes: int,
+        journal_root: Path,
+        owner: str = "scheduler",
+        nice: int = 0,
     ) -> None:
+        self.journal_root = journal_root
+        journal_dir = journal_root / owner
         self.size = size
         self.nice = nice
         self.artifact_url = artifact_url
@@ -56,7 +64,6 @@ class LocalExecutor:
 
     def start(self) -> None:
         self.journal_dir.mkdir(parents=True, exist_ok=True)
-        self._old_journals = [(path, 0) for path in sorted(self.journal_dir.glob("*.journal"))]
         self._workers = [self._spawn() for _ in range(self.size)]
         self._idle = list(self._workers)
 
@@ -89,11 +96,11 @@ class LocalExecutor:
             worker.kill_reason = reason
             worker.process.kill()
 
-    def recover(self) -> list[TaskFinished]:
-        return [record for path, _ in self._old_journals for record in read_journal(path)]
-
-    def follow(self, scheduler_id: str) -> None:
-        """Local workers die with their scheduler: there is nothing of another scheduler to follow."""
+    def follow(self, scheduler_id: str) -> list[TaskFinished]:
+        """The outcomes journaled by the workers of a dead scheduler that shared this machine's home."""
+        paths = sorted((self.journal_root / scheduler_id).glob("*.journal"))
+        self._old_journals.extend((path, self._epoch) for path in paths)
+        return [record for path in paths for record in read_journal(path)]
 
     def checkpoint(self, epoch: int) -> None:
         for path, seen in list(self._old_journals):
