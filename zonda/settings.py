@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -38,8 +37,9 @@ class Settings(BaseSettings):
     parse_processes: int = Field(2, ge=1)
     safety_poll_interval: float = Field(5.0, description="Seconds between the scheduler's safety-net polls")
     heartbeat_interval: float = 2.0
-    executor: Literal["local", "celery"] = Field(
-        "local", description="Where tasks run: local processes or Celery"
+    executor: str = Field(
+        "local",
+        description="Where tasks run: local (processes), celery, or package.module:Class (see executors/registry.py)",
     )
     broker_url: str = Field(
         "", description="Celery broker, e.g. redis://127.0.0.1:6379/0 or amqp://guest:guest@127.0.0.1:5672//"
@@ -51,6 +51,18 @@ class Settings(BaseSettings):
     queued_timeout: float = Field(
         300.0, gt=0, description="A task queued this long without starting is queued again (a lost message)"
     )
+    # -- Celery executor (zonda/executors/celery/) ------------------------------------------------
+    celery_max_in_flight: int = Field(
+        1000, ge=1, description="Celery executor: requests a scheduler keeps published but not finished"
+    )
+    celery_visibility_timeout: float = Field(
+        43200.0,
+        gt=0,
+        description="Redis broker only: a task message unacknowledged this long is delivered again "
+        "(and then reported as WorkerLostError, not run twice); keep it above your longest task",
+    )
+    # -----------------------------------------------------------------------------------------------
+
     scheduler_write_window: float = Field(
         0.005,
         ge=0,
@@ -64,6 +76,11 @@ class Settings(BaseSettings):
     @property
     def resolved_artifact_url(self) -> str:
         return self.artifact_url or str(self.home / "artifacts")
+
+    @property
+    def resolved_log_url(self) -> str:
+        """Root of the task logs: `log_url`, else the local logs folder (readable by fsspec either way)."""
+        return (self.log_url or str(self.logs_dir)).rstrip("/")
 
     @property
     def logs_dir(self) -> Path:

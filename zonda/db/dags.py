@@ -106,8 +106,12 @@ def list_versions(conn: Connection, dag_id: str) -> list[VersionRow]:
     return [_version_row(r) for r in conn.execute(query)]
 
 
-def schedulable_dags(conn: Connection) -> list[tuple[DagRow, VersionRow]]:
-    """Active, unpaused DAGs whose latest version has a schedule, with that version, ordered by id."""
+def schedulable_dags(conn: Connection, lock: bool = False) -> list[tuple[DagRow, VersionRow]]:
+    """Active, unpaused DAGs whose latest version has a schedule, with that version, ordered by id.
+
+    With `lock`, the DAG rows are locked for this transaction and rows another transaction holds
+    are skipped (PostgreSQL), so two schedulers never fire the same DAG at once.
+    """
     query = (
         select(dags, *_version_columns())
         .join(
@@ -117,6 +121,8 @@ def schedulable_dags(conn: Connection) -> list[tuple[DagRow, VersionRow]]:
         .where(dags.c.active.is_(True), dags.c.paused.is_(False), dags.c.schedule.is_not(None))
         .order_by(dags.c.dag_id)
     )
+    if lock:
+        query = query.with_for_update(skip_locked=True, of=dags)
     pairs = [(_dag_row(r), _version_row(r, prefix="v_")) for r in conn.execute(query)]
     return [(dag, version) for dag, version in pairs if version.spec.schedule is not None]
 

@@ -25,7 +25,7 @@ def fire_due(conn: Connection, now: datetime) -> tuple[int, datetime | None]:
     """Create due scheduled runs; returns (runs created, earliest next fire time)."""
     created = 0
     earliest: datetime | None = None
-    for dag, version in schedulable_dags(conn):
+    for dag, version in schedulable_dags(conn, lock=True):
         made, next_fire = _fire_one(conn, dag, version, now)
         created += made
         earliest = next_fire if earliest is None else min(earliest, next_fire)

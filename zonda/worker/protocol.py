@@ -4,8 +4,9 @@ What crosses the boundary: a `TaskRequest` carries everything a task needs (whic
 its inputs as artifact refs, params, context, its secrets); the worker answers with `TaskStarted`
 and then `TaskFinished` (outcome, timings, output ref). Nothing else: workers never hold the
 metadata DB's credentials, because task code is tenant code. The local executor frames these
-frozen dataclasses as pickles over a `multiprocessing` pipe; other executors may frame them
-differently but carry the same fields. Each message has a `version` so the format can evolve.
+frozen dataclasses as pickles over a `multiprocessing` pipe; the Celery executor frames them as
+JSON (`executors/celery/codec.py`) but carries the same fields. Each message has a `version` so
+the format can evolve; fields added with a default (`queue`, `reply_to`, `worker`) keep version 1.
 """
 
 from __future__ import annotations
@@ -42,6 +43,10 @@ class TaskRequest:
     logical_date: datetime | None = None
     timeout: float | None = None
     secrets: dict[str, str] = field(default_factory=dict)
+    queue: str = "default"
+    """The task's `queue` option: which workers may run it (remote executors route by it)."""
+    reply_to: str = ""
+    """Where the worker reports (a remote executor's reply address); "" for the local pipes."""
     version: int = PROTOCOL_VERSION
 
     @property
@@ -59,6 +64,8 @@ class TaskStarted:
     try_number: int
     started_at: datetime
     pid: int
+    worker: str = ""
+    """The worker that runs the attempt (a remote worker's id; "" for local workers)."""
     version: int = PROTOCOL_VERSION
 
 
@@ -76,6 +83,8 @@ class TaskFinished:
     output: ArtifactRef | None = None
     length: int | None = None
     error: str | None = None
+    worker: str = ""
+    """The worker that ran the attempt (a remote worker's id; "" for local workers)."""
     version: int = PROTOCOL_VERSION
 
     @property

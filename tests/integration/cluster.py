@@ -1,0 +1,53 @@
+"""Zonda as separate processes (API, DAG processor, schedulers, workers), for scale-out tests."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from pathlib import Path
+
+from tests.integration.server import ZONDA, ZondaServer
+
+
+class Cluster(ZondaServer):
+    """`zonda api` + `zonda dag-processor` + any number of `zonda scheduler` over one PostgreSQL DB."""
+
+    def __init__(self, home: Path, dags: Path, db_url: str, env: dict[str, str] | None = None) -> None:
+        super().__init__(home, dags, db_url, env=env)
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start_process(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        self.home.mkdir(parents=True, exist_ok=True)
+        log = (self.home / f"{name}.out").open("ab")
+        proc = subprocess.Popen(
+            [ZONDA, *args, "--home", str(self.home)], env=self.env, stdout=log, stderr=log
+        )
+        self.procs[name] = proc
+        return proc
+
+    def start(self, expect_dags: int = 1, schedulers: int = 2) -> None:
+        self.start_process("api", "api", "--port", str(self.port))
+        self.start_process("dag-processor", "dag-processor", "--dags", str(self.dags))
+        for i in range(schedulers):
+            self.start_process(f"scheduler-{i}", "scheduler")
+        self.wait_until(lambda: self._cluster_ready(expect_dags, schedulers), 60, "cluster ready")
+
+    def kill(self, name: str = "") -> None:
+        proc = self.procs.pop(name)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs.values():
+            proc.wait(30)
+        self.procs.clear()
+
+    def _cluster_ready(self, expect_dags: int, schedulers: int) -> bool:
+        dead = [name for name, p in self.procs.items() if p.poll() is not None]
+        assert not dead, f"{dead} exited; see their .out files in {self.home}"
+        health = self.client.get("/health").json()
+        dags = self.client.get("/api/v1/dags").json()
+        return bool(health["schedulers"] >= schedulers) and len(dags) >= expect_dags

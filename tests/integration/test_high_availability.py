@@ -1,0 +1,80 @@
+"""Two schedulers on one PostgreSQL DB: SIGKILL one mid-run and the other finishes its runs.
+
+Each successful task runs exactly once (checked through the side effects the tasks record), and
+a schedule firing every second neither repeats nor skips a time across the takeover.
+"""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from tests.integration.cluster import Cluster
+from tests.services import drop_pg_database, fresh_pg_database
+from zonda.db.engine import make_engine, read_txn
+from zonda.db.schema import runs
+
+DAGS = Path(__file__).with_name("dags")
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+
+
+@pytest.fixture
+def cluster(pg_server: str, tmp_path: Path) -> Iterator[Cluster]:
+    url, name = fresh_pg_database(pg_server)
+    dags = shutil.copytree(DAGS, tmp_path / "dags")
+    env = {"ZONDA_TEST_MARKS": str(tmp_path / "marks"), "ZONDA_WORKERS": "3"}
+    c = Cluster(tmp_path / "home", dags, url, env=env)
+    yield c
+    c.stop()
+    drop_pg_database(pg_server, name)
+
+
+def owners(db_url: str, run_ids: list[str]) -> dict[str, str | None]:
+    engine = make_engine(db_url)
+    with read_txn(engine) as conn:
+        rows = conn.execute(select(runs.c.run_id, runs.c.owner).where(runs.c.run_id.in_(run_ids)))
+        found = {r.run_id: r.owner for r in rows}
+    engine.dispose()
+    return found
+
+
+def test_survivor_takes_over_and_runs_each_task_once(cluster: Cluster, tmp_path: Path) -> None:
+    cluster.start(expect_dags=12, schedulers=2)
+    run_ids = [cluster.trigger("slow_chain", {"user_id": i}, key=f"user-{i}") for i in range(6)]
+    done = lambda: sum(t["state"] == "success" for r in run_ids for t in cluster.run(r)["tasks"])  # noqa: E731
+    cluster.wait_until(lambda: done() >= 12, 60, "some tasks done")
+    held = owners(cluster.db_url, run_ids)
+    victim_pid = int(str(next(o for o in held.values() if o)).rsplit("-", 1)[1])
+    victim = next(name for name, p in cluster.procs.items() if p.pid == victim_pid)
+    victim_runs = [r for r, o in held.items() if o and o.endswith(f"-{victim_pid}")]
+    killed_at = datetime.now(UTC)
+    cluster.kill(victim)
+
+    records = [cluster.wait_run(r, timeout=120) for r in run_ids]
+    assert [r["state"] for r in records] == ["success"] * 6
+    resumed = min(
+        t["started_at"]
+        for r in records
+        if r["run_id"] in victim_runs
+        for t in r["tasks"]
+        if t["started_at"] and t["started_at"] > killed_at.isoformat().replace("+00:00", "Z")
+    )
+    takeover = datetime.fromisoformat(resumed.replace("Z", "+00:00")) - killed_at
+    assert takeover <= timedelta(seconds=10), f"took {takeover} to take over"
+    for record in records:
+        for task in record["tasks"]:
+            lines = (tmp_path / "marks" / f"{record['run_id']}.{task['task_id']}").read_text().splitlines()
+            assert len(lines) == 1, f"{task['task_id']} of {record['run_id']} ran {len(lines)} times"
+    time.sleep(2)
+    ticks = sorted(
+        datetime.fromisoformat(r["logical_date"].replace("Z", "+00:00"))
+        for r in cluster.client.get("/api/v1/runs", params={"dag_id": "ticker", "limit": 500}).json()["runs"]
+    )
+    assert {b - a for a, b in itertools.pairwise(ticks)} == {timedelta(seconds=1)}

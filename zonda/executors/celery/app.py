@@ -1,0 +1,53 @@
+"""The Celery app, built from `Settings` by both sides (the scheduler's executor and `zonda worker`).
+
+The configuration is the delivery contract, so it lives in one place:
+
+- one task type, `zonda.run_task`, whose only argument is a JSON-framed `TaskRequest`
+  (`codec.py`); only JSON is accepted, so no message can make a worker unpickle code;
+- no result backend: outcomes go to the scheduler's reply queue (`events.py`);
+- `task_acks_late` with `worker_prefetch_multiplier=1`: a worker holds only the messages it runs,
+  so a long task never waits behind another in a busy worker while an idle one has room;
+- `task_reject_on_worker_lost=False`: when a pool process dies, its message is acknowledged
+  and the worker reports `WorkerLostError` (`task.py`), so the task's retry policy decides;
+- a message the broker delivers again (its worker died, or lost its connection) is reported as
+  `WorkerLostError` instead of run a second time (`task.py`), and
+  `worker_cancel_long_running_tasks_on_connection_loss` stops the first copy in that case;
+- task events stay on (`worker_send_task_events`, `task_send_sent_event`) so Flower can watch.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from zonda.errors import ConfigError
+from zonda.settings import Settings
+
+TASK_NAME = "zonda.run_task"
+
+
+def make_app(settings: Settings) -> Celery:
+    """A Celery app on `settings.broker_url` (ConfigError if none is set)."""
+    if not settings.broker_url:
+        raise ConfigError(
+            "the Celery executor needs a broker: set ZONDA_BROKER_URL, e.g. redis://127.0.0.1:6379/0 "
+            "or amqp://guest:guest@127.0.0.1:5672//"
+        )
+    app = Celery("zonda", broker=settings.broker_url, set_as_current=False)
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        result_backend=None,
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=False,
+        worker_prefetch_multiplier=1,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        task_default_queue="default",
+        task_create_missing_queues=True,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={"visibility_timeout": settings.celery_visibility_timeout},
+        enable_utc=True,
+    )
+    return app

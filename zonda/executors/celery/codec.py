@@ -1,0 +1,125 @@
+"""How the worker protocol crosses a message broker: each message as one explicit, versioned JSON object.
+
+What crosses the boundary: the three messages of `zonda.worker.protocol` (`TaskRequest` from the
+scheduler to a Celery worker; `TaskStarted` and `TaskFinished` back to the scheduler's reply
+queue). Workers' heartbeats are framed the same way by `events.py`. No DB URL, no pickles.
+
+Framing: a JSON object with every dataclass field by name, plus `"type"` (the class name) and
+`"version"`. Datetimes are ISO-8601 strings with their UTC offset; an `ArtifactRef` is an object
+whose inline `data` is base64. Each field is converted by name, never by sniffing values, so a
+run param that happens to look like a tagged value stays what the user passed.
+
+Why JSON and not pickle: a broker is shared by many machines and by tenant code running on the
+workers. Unpickling a message runs code chosen by whoever wrote it, so a task could take over the
+scheduler (which holds the DB credentials) by publishing to its reply queue. JSON messages are
+also readable in Flower and in the broker's own tools, and survive a Python upgrade on one side.
+A message from a newer protocol version is refused with an error that says to upgrade.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+from datetime import datetime
+from typing import Any, TypeVar
+
+from zonda.core.outputs import ArtifactRef
+from zonda.errors import ZondaError
+from zonda.worker.protocol import PROTOCOL_VERSION, TaskFinished, TaskRequest, TaskStarted, WorkerMessage
+
+T = TypeVar("T")
+
+_DATETIMES = frozenset({"logical_date", "started_at", "ended_at"})
+
+
+class ProtocolError(ZondaError):
+    """A broker message is not a Zonda message this version understands (wrong type, version or fields)."""
+
+
+def encode(message: Any) -> dict[str, Any]:
+    """The JSON-ready object of a protocol message (a request or a report)."""
+    data = {f.name: _encode_field(f.name, getattr(message, f.name)) for f in dataclasses.fields(message)}
+    data["type"] = type(message).__name__
+    return data
+
+
+def decode(data: Any, kind: type[T]) -> T:
+    """The message of class `kind` in `data`; ProtocolError says what is wrong with it."""
+    if not isinstance(data, dict) or data.get("type") != kind.__name__:
+        found = data.get("type") if isinstance(data, dict) else type(data).__name__
+        raise ProtocolError(f"expected a {kind.__name__} message, got {found!r}")
+    version = data.get("version", PROTOCOL_VERSION)
+    if not isinstance(version, int) or version > PROTOCOL_VERSION:
+        raise ProtocolError(
+            f"{kind.__name__} has protocol version {version!r}, newer than this Zonda's "
+            f"{PROTOCOL_VERSION}; upgrade Zonda on this side"
+        )
+    known = {f.name for f in dataclasses.fields(kind)}  # type: ignore[arg-type]
+    unknown = set(data) - known - {"type"}
+    if unknown:
+        raise ProtocolError(f"{kind.__name__} has unknown fields {sorted(unknown)}")
+    try:
+        return kind(**{k: _decode_field(k, v) for k, v in data.items() if k != "type"})
+    except (TypeError, ValueError) as exc:
+        raise ProtocolError(f"malformed {kind.__name__}: {exc}") from exc
+
+
+def decode_report(data: Any) -> WorkerMessage:
+    """A `TaskStarted` or `TaskFinished` read from a reply queue."""
+    kind = data.get("type") if isinstance(data, dict) else None
+    return decode(data, TaskStarted if kind == "TaskStarted" else TaskFinished)
+
+
+def decode_request(data: Any) -> TaskRequest:
+    return decode(data, TaskRequest)
+
+
+def _encode_field(name: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if name in _DATETIMES:
+        return value.isoformat()
+    if name == "output":
+        return _encode_ref(value)
+    if name == "inputs":
+        return {k: _encode_input(v) for k, v in value.items()}
+    return value
+
+
+def _decode_field(name: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if name in _DATETIMES:
+        return datetime.fromisoformat(value)
+    if name == "output":
+        return _decode_ref(value)
+    if name == "inputs":
+        return {k: _decode_input(v) for k, v in value.items()}
+    return value
+
+
+def _encode_input(value: ArtifactRef | list[ArtifactRef] | None) -> Any:
+    if isinstance(value, list):
+        return [_encode_ref(v) for v in value]
+    return None if value is None else _encode_ref(value)
+
+
+def _decode_input(value: Any) -> ArtifactRef | list[ArtifactRef] | None:
+    if isinstance(value, list):
+        return [_decode_ref(v) for v in value]
+    return None if value is None else _decode_ref(value)
+
+
+def _encode_ref(ref: ArtifactRef) -> dict[str, Any]:
+    data = None if ref.data is None else base64.b64encode(ref.data).decode("ascii")
+    return {"serializer": ref.serializer, "size": ref.size, "data": data, "uri": ref.uri}
+
+
+def _decode_ref(value: dict[str, Any]) -> ArtifactRef:
+    data = value.get("data")
+    return ArtifactRef(
+        serializer=value["serializer"],
+        size=int(value["size"]),
+        data=None if data is None else base64.b64decode(data),
+        uri=value.get("uri"),
+    )

@@ -1,0 +1,144 @@
+"""Where reports and heartbeats travel on the broker, and how workers publish them.
+
+- Reports (`TaskStarted`, `TaskFinished`): every scheduler has one durable queue,
+  `zonda.events.<scheduler_id>`, named in each request's `reply_to`. Workers publish to the
+  broker's default exchange with the queue name as routing key (the RPC convention both AMQP and
+  kombu's Redis transport implement), declaring the queue first so a report survives even if its
+  scheduler is not consuming yet. A durable queue outlives its scheduler: the one that takes over
+  its runs consumes it too (`follow`).
+- Heartbeats (`WorkerHeartbeat`): each worker publishes one every `heartbeat_interval` to the
+  fanout exchange `zonda.workers`; each executor binds its own exclusive queue to it, so every
+  scheduler sees every worker. Heartbeats are not durable: only the latest one matters.
+
+Both are JSON objects (`codec.py` frames the reports; heartbeats frame themselves below).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from kombu import Exchange, Producer, Queue
+
+from zonda.executors.celery.codec import ProtocolError, encode
+from zonda.worker.protocol import PROTOCOL_VERSION, WorkerMessage
+
+REPLY_PREFIX = "zonda.events."
+HEARTBEAT_EXCHANGE = Exchange("zonda.workers", type="fanout", durable=False, auto_delete=False)
+PUBLISH_RETRY = {"max_retries": 20, "interval_start": 0.0, "interval_step": 0.5, "interval_max": 2.0}
+"""About 30 s of retries before a report is given up (the executor then sees the task vanish)."""
+
+
+def reply_queue_name(scheduler_id: str) -> str:
+    """The reply queue of a scheduler."""
+    return f"{REPLY_PREFIX}{scheduler_id}"
+
+
+def reply_queue(name: str) -> Queue:
+    """The declaration of a reply queue; workers and executors must declare it identically."""
+    return Queue(name, durable=True, auto_delete=False)
+
+
+def heartbeat_queue(scheduler_id: str) -> Queue:
+    """This scheduler's private subscription to the workers' heartbeats (gone with its connection)."""
+    return Queue(
+        f"zonda.workers.{scheduler_id}",
+        exchange=HEARTBEAT_EXCHANGE,
+        durable=False,
+        exclusive=True,
+        auto_delete=True,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RunningTask:
+    """One attempt a worker is running, and the reply queue of the scheduler that sent it."""
+
+    run_id: str
+    task_id: str
+    map_index: int
+    try_number: int
+    reply_to: str = ""
+
+    @property
+    def ti_key(self) -> tuple[str, str, int]:
+        return (self.run_id, self.task_id, self.map_index)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerHeartbeat:
+    """A worker is alive: who it is, what it listens to and what it runs right now."""
+
+    worker_id: str
+    hostname: str
+    queues: tuple[str, ...]
+    concurrency: int
+    running: tuple[RunningTask, ...]
+    started_at: datetime
+    sent_at: datetime
+    version: int = PROTOCOL_VERSION
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "type": "WorkerHeartbeat",
+            "version": self.version,
+            "worker_id": self.worker_id,
+            "hostname": self.hostname,
+            "queues": list(self.queues),
+            "concurrency": self.concurrency,
+            "running": [
+                {"run_id": r.run_id, "task_id": r.task_id, "map_index": r.map_index,
+                 "try_number": r.try_number, "reply_to": r.reply_to}
+                for r in self.running
+            ],  # fmt: skip
+            "started_at": self.started_at.isoformat(),
+            "sent_at": self.sent_at.isoformat(),
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> WorkerHeartbeat:
+        """The heartbeat in `data`; ProtocolError if it is not one this version reads."""
+        if not isinstance(data, dict) or data.get("type") != "WorkerHeartbeat":
+            raise ProtocolError(f"expected a WorkerHeartbeat, got {type(data).__name__}")
+        try:
+            return cls(
+                worker_id=str(data["worker_id"]),
+                hostname=str(data["hostname"]),
+                queues=tuple(data["queues"]),
+                concurrency=int(data["concurrency"]),
+                running=tuple(RunningTask(**r) for r in data["running"]),
+                started_at=datetime.fromisoformat(data["started_at"]),
+                sent_at=datetime.fromisoformat(data["sent_at"]),
+                version=int(data.get("version", PROTOCOL_VERSION)),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ProtocolError(f"malformed WorkerHeartbeat: {exc}") from exc
+
+
+def publish_report(producer: Producer, reply_to: str, message: WorkerMessage) -> None:
+    """Send a report to a scheduler's reply queue (persistent; retried through broker hiccups)."""
+    producer.publish(
+        encode(message),
+        exchange="",
+        routing_key=reply_to,
+        serializer="json",
+        delivery_mode=2,
+        declare=[reply_queue(reply_to)],
+        retry=True,
+        retry_policy=PUBLISH_RETRY,
+    )
+
+
+def publish_heartbeat(producer: Producer, beat: WorkerHeartbeat) -> None:
+    """Send a heartbeat to every scheduler (transient: a lost beat is replaced by the next one)."""
+    producer.publish(
+        beat.to_json(),
+        exchange=HEARTBEAT_EXCHANGE,
+        routing_key="",
+        serializer="json",
+        delivery_mode=1,
+        declare=[HEARTBEAT_EXCHANGE],
+        retry=True,
+        retry_policy={"max_retries": 1},
+    )
