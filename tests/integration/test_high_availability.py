@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from tests.integration.cluster import Cluster
 from tests.services import drop_pg_database, fresh_pg_database
@@ -78,3 +78,25 @@ def test_survivor_takes_over_and_runs_each_task_once(cluster: Cluster, tmp_path:
         for r in cluster.client.get("/api/v1/runs", params={"dag_id": "ticker", "limit": 500}).json()["runs"]
     )
     assert {b - a for a, b in itertools.pairwise(ticks)} == {timedelta(seconds=1)}
+
+
+def test_scheduler_survives_a_dropped_db_connection(cluster: Cluster) -> None:
+    cluster.start(expect_dags=12, schedulers=1)
+    run_ids = [cluster.trigger("slow_chain", {"user_id": i}) for i in range(3)]
+    cluster.wait_until(
+        lambda: any(t["state"] == "success" for t in cluster.run(run_ids[0])["tasks"]), 30, "start"
+    )
+    admin = make_engine(cluster.db_url.rsplit("/", 1)[0] + "/postgres")
+    database = cluster.db_url.rsplit("/", 1)[1]
+    for _ in range(3):
+        with admin.connect() as conn:
+            conn.execute(
+                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :db"),
+                {"db": database},
+            )
+            conn.commit()
+        time.sleep(0.7)
+    admin.dispose()
+    records = [cluster.wait_run(r, timeout=90) for r in run_ids]
+    assert [r["state"] for r in records] == ["success"] * 3
+    assert all(p.poll() is None for p in cluster.procs.values()), "a process died on the dropped connection"

@@ -20,6 +20,7 @@ from multiprocessing.connection import wait
 from typing import Any
 
 from sqlalchemy import Connection, Engine, select
+from sqlalchemy.exc import DBAPIError
 
 from zonda.core.run_graph import RunGraph, TIKey
 from zonda.core.states import RunState, TaskState
@@ -45,6 +46,7 @@ from zonda.worker.protocol import TaskFinished, TaskRequest, TaskStarted, Worker
 
 log = logging.getLogger(__name__)
 DEADLINE_GRACE = timedelta(seconds=5)
+DB_RETRY_DELAY = timedelta(seconds=1)
 
 Clock = Callable[[], datetime]
 
@@ -86,6 +88,7 @@ class Scheduler:
         self._lease = timedelta(seconds=settings.scheduler_lease_seconds)
         self._queued_timeout = timedelta(seconds=settings.queued_timeout)
         self._next_orphan_check = clock()
+        self._db_retry_at = clock()
         self._followed: set[str] = set()
         self._outbox: list[TaskRequest] = []
         self.component_id = scheduler_id or new_scheduler_id()
@@ -145,8 +148,10 @@ class Scheduler:
             self._on_message(message, now)
         for timer in self.timers.pop_due(now):
             self._on_timer(timer, now)
-        if self._topics or now >= self._next_poll or now >= self._next_orphan_check:
-            self._poll_db(now)
+        if (
+            self._topics or now >= self._next_poll or now >= self._next_orphan_check
+        ) and now >= self._db_retry_at:
+            self._poll_db_safely(now)
         self._dispatch(now)
         self._flush(now)
 
@@ -210,6 +215,16 @@ class Scheduler:
             self.limits.release(active.dag_id, active.version.spec.task(ref[1]))
 
     # -- polling the DB ------------------------------------------------------------------------
+
+    def _poll_db_safely(self, now: datetime) -> None:
+        """Poll; if the DB is unreachable, keep running what is in memory and try again shortly."""
+        topics = set(self._topics)
+        try:
+            self._poll_db(now)
+        except DBAPIError as exc:
+            log.warning("metadata DB unreachable while polling (%s); retrying in 1 s", exc.__class__.__name__)
+            self._topics |= topics
+            self._db_retry_at = now + DB_RETRY_DELAY
 
     def _poll_db(self, now: datetime) -> None:
         """Look at what the wake-up topics name (everything on the safety-net poll)."""
@@ -498,7 +513,7 @@ class Scheduler:
             deadlines.append(self._dirty_since + self._write_window)
         if (due := self.timers.next_due()) is not None:
             deadlines.append(due)
-        if self._topics:
+        if self._topics and self.clock() >= self._db_retry_at:
             return 0.0
         return max(0.0, min(max_wait, *((d - now).total_seconds() for d in deadlines)))
 
