@@ -8,7 +8,19 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text
 
-from tests.services import PG_START, PG_URL, drop_pg_database, fresh_pg_database, pg_admin, service_missing
+from tests.services import (
+    AMQP_URL,
+    PG_START,
+    PG_URL,
+    RABBITMQ_START,
+    REDIS_START,
+    REDIS_URL,
+    broker_reachable,
+    drop_pg_database,
+    fresh_pg_database,
+    pg_admin,
+    service_missing,
+)
 from zonda.db.engine import make_engine
 from zonda.db.migrate import upgrade
 
@@ -25,6 +37,26 @@ def pg_server() -> Iterator[str]:
     finally:
         admin.dispose()
     yield PG_URL
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The Redis server's URL (db 0), checked reachable; tests pick their own db number or names."""
+    try:
+        broker_reachable(REDIS_URL)
+    except Exception as exc:
+        service_missing("Redis", REDIS_START, exc)
+    return REDIS_URL
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> str:
+    """The RabbitMQ server's URL (default vhost), checked reachable."""
+    try:
+        broker_reachable(AMQP_URL)
+    except Exception as exc:
+        service_missing("RabbitMQ", RABBITMQ_START, exc)
+    return AMQP_URL
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

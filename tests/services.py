@@ -41,3 +41,20 @@ def drop_pg_database(server_url: str, name: str) -> None:
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+REDIS_URL = os.environ.get("ZONDA_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+REDIS_START = (
+    'redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no '
+    "--dir /var/lib/redis --logfile /var/log/redis/ci.log"
+)
+AMQP_URL = os.environ.get("ZONDA_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
+RABBITMQ_START = "rabbitmq-server -detached"
+
+
+def broker_reachable(url: str) -> None:
+    """Connect to a Celery broker once (raises the connection error if it is down)."""
+    from kombu import Connection
+
+    with Connection(url, connect_timeout=3) as conn:
+        conn.ensure_connection(max_retries=1)

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from zonda.api.errors import install_error_handlers
-from zonda.api.routes import dags, health, logs, pools, runs
+from zonda.api.routes import dags, health, logs, pools, runs, workers
 from zonda.db.engine import make_engine
 from zonda.scheduler.wakeup import Waker, make_waker
 from zonda.services.context import Services
@@ -33,7 +33,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None, waker: Waker
     app = FastAPI(title="Zonda", version=_version(), lifespan=lifespan)
     app.state.services = Services(engine=engine, settings=settings, waker=waker)
     install_error_handlers(app)
-    for module in (runs, dags, pools, logs, health):
+    for module in (runs, dags, pools, logs, health, workers):
         app.include_router(module.router)
     return app
 

@@ -159,3 +159,26 @@ class ErrorBody(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorBody
+
+
+class RunningAttempt(BaseModel):
+    """A task attempt a worker was running at its last heartbeat."""
+
+    run_id: str
+    task_id: str
+    map_index: int = -1
+    try_number: int
+
+
+class WorkerRecord(BaseModel):
+    """A Celery worker as the schedulers last saw it in its heartbeat."""
+
+    worker_id: str
+    hostname: str
+    queues: list[str]
+    concurrency: int
+    running: list[RunningAttempt] = Field(default_factory=list)
+    started_at: Timestamp
+    heartbeat_at: Timestamp
+    heartbeat_age_seconds: float
+    alive: bool = Field(description="A heartbeat arrived within the last 3 heartbeat intervals")

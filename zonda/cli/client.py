@@ -24,12 +24,14 @@ from zonda.api.schemas import (
     RunPage,
     RunRecord,
     TriggerRequest,
+    WorkerRecord,
 )
 from zonda.errors import ServerUnavailableError, ZondaError
 
 _DAGS = TypeAdapter(list[DagRecord])
 _IMPORT_ERRORS = TypeAdapter(list[ImportErrorRecord])
 _POOLS = TypeAdapter(list[PoolRecord])
+_WORKERS = TypeAdapter(list[WorkerRecord])
 
 
 class ApiError(ZondaError):
@@ -123,6 +125,10 @@ class ZondaClient:
     def delete_pool(self, name: str) -> None:
         """Delete a pool."""
         self._send("DELETE", f"/api/v1/pools/{name}")
+
+    def workers(self) -> list[WorkerRecord]:
+        """The Celery workers the schedulers recorded from heartbeats."""
+        return _WORKERS.validate_python(self._json("GET", "/api/v1/workers"))
 
     # Transport ----------------------------------------------------------------------------------
 

@@ -46,10 +46,12 @@ runs_app = typer.Typer(help="List, show and clear runs on the server.", no_args_
 pools_app = typer.Typer(help="Pools: slot limits shared by the tasks that name them.", no_args_is_help=True)
 dags_app = typer.Typer(help="List DAGs, pause or unpause them, show import errors.", no_args_is_help=True)
 db_app = typer.Typer(help="Metadata DB maintenance.", no_args_is_help=True)
+workers_app = typer.Typer(help="Celery workers, as seen in their heartbeats.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
 app.add_typer(dags_app, name="dags")
 app.add_typer(db_app, name="db")
 app.add_typer(pools_app, name="pools")
+app.add_typer(workers_app, name="workers")
 
 Server = Annotated[
     str | None,
@@ -324,6 +326,39 @@ def pools_delete(name: str, server: Server = None) -> None:
     with _client(server) as client:
         client.delete_pool(name)
     render.note(f"pool {name} deleted")
+
+
+# Workers ------------------------------------------------------------------------------------------
+
+
+@app.command("worker")
+def worker_command(
+    queues: Annotated[
+        str, typer.Option("--queues", "-Q", help="Comma-separated queues to take tasks from.")
+    ] = "default",
+    concurrency: Annotated[
+        int | None, typer.Option("--concurrency", "-c", min=1, help="Pool processes (default: one per CPU).")
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", "-n", help="Worker id (default: zonda-PID@HOST).")
+    ] = None,
+    loglevel: Annotated[str, typer.Option("--loglevel", help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
+) -> None:
+    """Run a Celery worker for the celery executor (needs ZONDA_BROKER_URL; never the DB URL)."""
+    from zonda.executors.celery.worker import run_worker
+
+    names = [q.strip() for q in queues.split(",") if q.strip()]
+    if not names:
+        raise typer.BadParameter("name at least one queue, e.g. --queues default,gpu", param_hint="--queues")
+    raise typer.Exit(run_worker(_settings(), names, concurrency, name, loglevel.upper()))
+
+
+@workers_app.command("list")
+def workers_list(as_json: Json = False, server: Server = None) -> None:
+    """Workers that sent a heartbeat: queues, concurrency, running tasks, heartbeat age."""
+    with _client(server) as client:
+        workers = client.workers()
+    render.print_json(workers) if as_json else render.workers_view(workers)
 
 
 # Helpers ------------------------------------------------------------------------------------------

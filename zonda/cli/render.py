@@ -15,7 +15,15 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from zonda.api.schemas import DagRecord, ImportErrorRecord, PoolRecord, RunPage, RunRecord, TaskRecord
+from zonda.api.schemas import (
+    DagRecord,
+    ImportErrorRecord,
+    PoolRecord,
+    RunPage,
+    RunRecord,
+    TaskRecord,
+    WorkerRecord,
+)
 
 STATE_STYLES = {
     "success": "green",
@@ -163,6 +171,23 @@ def pools_view(pools: Sequence[PoolRecord]) -> None:
     for p in pools:
         table.add_row(p.name, str(p.slots), p.description)
     console().print(table if pools else Text("no pools"))
+
+
+def workers_view(workers: Sequence[WorkerRecord]) -> None:
+    """Workers, their queues and what they run; gone ones (no recent heartbeat) dimmed."""
+    table = Table(box=None, pad_edge=False)
+    for name in ("worker", "host", "queues", "running", "heartbeat", "started"):
+        table.add_column(name, no_wrap=name != "running")
+    for w in workers:
+        running = ", ".join(
+            f"{r.run_id}/{r.task_id}" + ("" if r.map_index < 0 else f"[{r.map_index}]") for r in w.running
+        )
+        table.add_row(
+            w.worker_id, w.hostname, ",".join(w.queues), f"{len(w.running)}/{w.concurrency} {running}".strip(),
+            Text(f"{w.heartbeat_age_seconds:.1f}s ago", style="" if w.alive else "dim red"), when(w.started_at),
+            style=None if w.alive else "dim",
+        )  # fmt: skip
+    console().print(table if workers else Text("no workers have sent a heartbeat"))
 
 
 class TaskProgress:

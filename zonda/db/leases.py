@@ -40,6 +40,18 @@ def claim_from(conn: Connection, run_id: str, owner: str, until: datetime, dead:
     return bool(conn.execute(stmt).rowcount)
 
 
+def claim_all_from(conn: Connection, dead: str, owner: str, until: datetime, now: datetime) -> list[str]:
+    """Take every expired active run of scheduler `dead` in one statement, so that one scheduler
+    takes all of them (its reply channel then has a single follower)."""
+    stmt = (
+        update(runs)
+        .where(and_(runs.c.owner == dead, runs.c.state.in_(ACTIVE), runs.c.lease_until < now))
+        .values(owner=owner, lease_until=until)
+        .returning(runs.c.run_id)
+    )
+    return [row.run_id for row in conn.execute(stmt)]
+
+
 def renew(conn: Connection, owner: str, run_ids: Collection[str], until: datetime) -> set[str]:
     """Extend the leases of these runs; returns those `owner` still holds (the others were taken)."""
     if not run_ids:

@@ -160,3 +160,15 @@ components = Table(
     Column("started_at", UTCDateTime, nullable=False),
     Column("heartbeat_at", UTCDateTime, nullable=False),
 )
+
+workers = Table(
+    "workers",
+    metadata,
+    Column("worker_id", String(ID), primary_key=True),
+    Column("hostname", String(ID), nullable=False),
+    Column("queues", JSON, nullable=False, default=list),
+    Column("concurrency", Integer, nullable=False),
+    Column("running", JSON, nullable=False, default=list),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("heartbeat_at", UTCDateTime, nullable=False),
+)

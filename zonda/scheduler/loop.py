@@ -24,7 +24,7 @@ from sqlalchemy.exc import DBAPIError
 
 from zonda.core.run_graph import RunGraph, TIKey
 from zonda.core.states import RunState, TaskState
-from zonda.db import components, leases
+from zonda.db import components, leases, workers
 from zonda.db.commands import mark_done, pending_commands
 from zonda.db.engine import write_txn
 from zonda.db.schema import pools
@@ -273,11 +273,13 @@ class Scheduler:
     def _adopt_orphans(self, conn: Connection, now: datetime) -> None:
         """Take over active runs whose scheduler stopped renewing their leases."""
         taken: list[ActiveRun] = []
-        for run_id, owner in leases.orphaned(conn, now):
-            if run_id not in self.runs and leases.claim(
-                conn, run_id, self.component_id, self._lease_until(now), now
-            ):
-                log.warning("taking over run %s from scheduler %s, whose lease ran out", run_id, owner)
+        for owner in {owner for _, owner in leases.orphaned(conn, now) if owner}:
+            run_ids = leases.claim_all_from(conn, owner, self.component_id, self._lease_until(now), now)
+            if run_ids:
+                log.warning(
+                    "taking over %d run(s) from scheduler %s, whose lease ran out", len(run_ids), owner
+                )
+            for run_id in run_ids:
                 active = self._adopt(conn, run_id, now, previous_owner=owner)
                 taken.extend([active] if active is not None else [])
         self._resume_all(taken, now)
@@ -381,7 +383,7 @@ class Scheduler:
             try_number,
             active.version,
             active.info,
-            str(self.settings.logs_dir),
+            self.settings.resolved_log_url,
             self.secrets,
         )
         if self.executor.commit_before_dispatch:
@@ -464,8 +466,13 @@ class Scheduler:
         return now + self._lease
 
     def _heartbeat_writer(self, now: datetime) -> Callable[[Connection], None]:
+        take = getattr(self.executor, "take_worker_heartbeats", None)
+        seen = take() if take is not None else []
+
         def beat(conn: Connection) -> None:
             components.heartbeat(conn, self.component_id, now)
+            if seen:
+                workers.record_heartbeats(conn, seen)
 
         return beat
 

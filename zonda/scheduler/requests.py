@@ -61,5 +61,6 @@ def build_request(
         key=run.key,
         logical_date=run.logical_date,
         timeout=spec.timeout,
+        queue=spec.queue,
         secrets=dict(secrets),
     )

@@ -1,9 +1,14 @@
-"""Task logs: the text of one attempt's log file (the latest attempt unless a try is named)."""
+"""Task logs: the text of one attempt's log (the latest attempt unless a try is named).
+
+Logs live under `settings.resolved_log_url`, read through fsspec: a local folder by default, or any
+URL the workers write to (`ZONDA_LOG_URL`, e.g. s3://bucket/logs; see executors/celery/logs.py).
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
+
+import fsspec
 
 from zonda.db import runs as db
 from zonda.db.engine import read_txn
@@ -27,10 +32,19 @@ def read_log(
     if ti is None:
         raise NotFoundError(_no_task(task_id, map_index, run_id, [t.task_id for t in run.tasks]))
     attempt = _attempt(ti, run_id, try_number)
-    path = Path(log_path(str(svc.settings.logs_dir), run.dag_id, run_id, task_id, map_index, attempt))
-    if not path.is_file():
+    url = log_path(svc.settings.resolved_log_url, run.dag_id, run_id, task_id, map_index, attempt)
+    return read_text(url)
+
+
+def read_text(url: str) -> str:
+    """The text at an fsspec URL or local path ("" if nothing is there yet)."""
+    fs, path = fsspec.core.url_to_fs(url)
+    try:
+        with fs.open(path, "rb") as f:
+            data: bytes = f.read()
+    except FileNotFoundError:
         return ""
-    return path.read_text(encoding="utf-8", errors="replace")
+    return data.decode("utf-8", errors="replace")
 
 
 def _attempt(ti: TaskRecord, run_id: str, try_number: int | None) -> int:

@@ -9,8 +9,8 @@ import threading
 from types import FrameType
 
 from zonda.db.engine import make_engine
-from zonda.executors.local.pool import LocalExecutor
 from zonda.executors.local.worker_main import die_with_parent
+from zonda.executors.registry import make_executor
 from zonda.scheduler.loop import Scheduler
 from zonda.scheduler.ownership import new_scheduler_id
 from zonda.scheduler.wakeup import make_listener, make_waker
@@ -53,14 +53,7 @@ def run_scheduler(settings: Settings, parent_pid: int | None = None) -> None:
     configure_logging(settings, "scheduler")
     engine = make_engine(settings.resolved_db_url)
     scheduler_id = new_scheduler_id()
-    executor = LocalExecutor(
-        settings.workers,
-        settings.resolved_artifact_url,
-        settings.inline_output_bytes,
-        settings.run_dir / "journal",
-        scheduler_id,
-        settings.worker_nice,
-    )
+    executor = make_executor(settings, scheduler_id)
     listener = make_listener(settings, engine)
     Scheduler(settings, engine, executor, listener, server_secrets(), scheduler_id=scheduler_id).serve(stop)
 

@@ -66,8 +66,9 @@ def decode(data: Any, kind: type[T]) -> T:
 
 def decode_report(data: Any) -> WorkerMessage:
     """A `TaskStarted` or `TaskFinished` read from a reply queue."""
-    kind = data.get("type") if isinstance(data, dict) else None
-    return decode(data, TaskStarted if kind == "TaskStarted" else TaskFinished)
+    if isinstance(data, dict) and data.get("type") == "TaskStarted":
+        return decode(data, TaskStarted)
+    return decode(data, TaskFinished)
 
 
 def decode_request(data: Any) -> TaskRequest:

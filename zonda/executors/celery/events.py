@@ -15,14 +15,14 @@ Both are JSON objects (`codec.py` frames the reports; heartbeats frame themselve
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from kombu import Exchange, Producer, Queue
 
 from zonda.executors.celery.codec import ProtocolError, encode
-from zonda.worker.protocol import PROTOCOL_VERSION, WorkerMessage
+from zonda.worker.protocol import PROTOCOL_VERSION, TaskFinished, TaskRequest, WorkerMessage
 
 REPLY_PREFIX = "zonda.events."
 HEARTBEAT_EXCHANGE = Exchange("zonda.workers", type="fanout", durable=False, auto_delete=False)
@@ -87,11 +87,7 @@ class WorkerHeartbeat:
             "hostname": self.hostname,
             "queues": list(self.queues),
             "concurrency": self.concurrency,
-            "running": [
-                {"run_id": r.run_id, "task_id": r.task_id, "map_index": r.map_index,
-                 "try_number": r.try_number, "reply_to": r.reply_to}
-                for r in self.running
-            ],  # fmt: skip
+            "running": [asdict(r) for r in self.running],
             "started_at": self.started_at.isoformat(),
             "sent_at": self.sent_at.isoformat(),
         }
@@ -141,4 +137,27 @@ def publish_heartbeat(producer: Producer, beat: WorkerHeartbeat) -> None:
         declare=[HEARTBEAT_EXCHANGE],
         retry=True,
         retry_policy={"max_retries": 1},
+    )
+
+
+def running_task(request: TaskRequest) -> RunningTask:
+    """The heartbeat entry of a request a worker runs."""
+    return RunningTask(
+        request.run_id, request.task_id, request.map_index, request.try_number, request.reply_to
+    )
+
+
+def lost_report(task: RunningTask, error: str, worker: str = "") -> TaskFinished:
+    """A failed `TaskFinished` for an attempt whose worker vanished (the task's retries then apply)."""
+    now = datetime.now(UTC)
+    return TaskFinished(
+        task.run_id,
+        task.task_id,
+        task.map_index,
+        task.try_number,
+        ok=False,
+        started_at=now,
+        ended_at=now,
+        error=error,
+        worker=worker,
     )

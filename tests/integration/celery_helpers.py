@@ -1,0 +1,220 @@
+"""Helpers for Celery executor tests: real `zonda worker` processes, isolated brokers, test requests."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from multiprocessing.connection import wait
+from pathlib import Path
+
+from zonda.artifacts.store import output_path
+from zonda.dag_processing.code_store import store_source
+from zonda.executors.celery.executor import CeleryExecutor
+from zonda.worker.logs import log_path
+from zonda.worker.protocol import TaskFinished, TaskRequest, WorkerMessage
+
+ZONDA = str(Path(sys.executable).with_name("zonda"))
+HEARTBEAT = 0.5
+"""Heartbeat interval of test workers and executors (seconds): lost workers show up in ~2 s."""
+
+DAG_SOURCE = """
+import os
+import signal
+import time
+from pathlib import Path
+
+import zonda
+from zonda import dag, task
+
+MARKS = Path(os.environ["ZONDA_TEST_MARKS"])
+
+
+def mark(name: str) -> None:
+    ctx = zonda.context()
+    MARKS.mkdir(parents=True, exist_ok=True)
+    with (MARKS / f"{ctx.run_id}.{name}").open("a") as f:
+        f.write(f"{ctx.try_number}\\n")
+
+
+@task
+def hello() -> str:
+    print("hello from a celery worker")
+    return "hi"
+
+
+@task
+def boom() -> None:
+    raise ValueError("boom on purpose")
+
+
+@task
+def slow_first() -> str:
+    mark("slow_first")
+    if zonda.context().try_number == 1:
+        time.sleep(60)
+    return "second try"
+
+
+@task
+def die_first() -> str:
+    mark("die_first")
+    if zonda.context().try_number == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return "survived"
+
+
+@task
+def nap() -> str:
+    time.sleep(0.5)
+    return "rested"
+
+
+@dag
+def celery_dag() -> None:
+    hello()
+    boom()
+    slow_first()
+    die_first()
+    nap()
+"""
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def redis_db_url(base: str) -> str:
+    """`base` on a random db number (1-15), so parallel test sessions rarely share one."""
+    return f"{base.rsplit('/', 1)[0]}/{random.randint(1, 15)}"
+
+
+@contextmanager
+def rabbitmq_vhost(base: str) -> Iterator[str]:
+    """`base` on a fresh vhost (deleted afterwards); the default vhost if rabbitmqctl is not usable."""
+    vhost = unique("zonda-test")
+    try:
+        subprocess.run(["rabbitmqctl", "add_vhost", vhost], check=True, capture_output=True, timeout=30)
+        subprocess.run(
+            ["rabbitmqctl", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.SubprocessError):
+        yield base
+        return
+    try:
+        yield f"{base.rstrip('/')}/{vhost}"
+    finally:
+        subprocess.run(["rabbitmqctl", "delete_vhost", vhost], check=False, capture_output=True, timeout=30)
+
+
+class Dag:
+    """The test DAG's code in a code store, and requests for its tasks."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.digest = hashlib.sha256(DAG_SOURCE.encode()).hexdigest()
+        self.code = store_source(root / "code", self.digest, DAG_SOURCE)
+
+    def request(
+        self, task_id: str, try_number: int = 1, queue: str = "default", run_id: str = ""
+    ) -> TaskRequest:
+        run_id = run_id or unique("run")
+        return TaskRequest(
+            run_id=run_id,
+            dag_id="celery_dag",
+            task_id=task_id,
+            map_index=-1,
+            try_number=try_number,
+            dag_version=1,
+            code_uri=str(self.code),
+            code_hash=self.digest,
+            fileloc="/dags/celery_dag.py",
+            log_path=log_path(str(self.root / "logs"), "celery_dag", run_id, task_id, -1, try_number),
+            output_path=output_path("celery_dag", run_id, task_id, -1, try_number),
+            queue=queue,
+        )
+
+
+class Worker:
+    """One `zonda worker` process (with its pool processes) in its own process group."""
+
+    def __init__(self, broker: str, root: Path, queues: list[str], concurrency: int = 2) -> None:
+        self.name = unique("w")
+        self.id = f"{self.name}@test"
+        self.log = root / f"{self.name}.out"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ZONDA_")}
+        env.update(
+            ZONDA_BROKER_URL=broker,
+            ZONDA_HOME=str(root / "home"),
+            ZONDA_ARTIFACT_URL=str(root / "artifacts"),
+            ZONDA_HEARTBEAT_INTERVAL=str(HEARTBEAT),
+            ZONDA_TEST_MARKS=str(root / "marks"),
+        )
+        args = [ZONDA, "worker", "--queues", ",".join(queues), "-c", str(concurrency), "--name", self.id]
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(args, env=env, stdout=out, stderr=out, start_new_session=True)
+        wait_until(lambda: f"{self.id} ready" in self.output(), 30, f"worker {self.id} ready")
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL the worker's main process only (its pool processes die with it)."""
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        _kill_group(self.proc.pid)
+
+
+def _kill_group(pgid: int) -> None:
+    with suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def collect(
+    executor: CeleryExecutor,
+    until: Callable[[list[WorkerMessage]], bool],
+    timeout: float = 15.0,
+    store: bool = True,
+) -> list[WorkerMessage]:
+    """Drive the executor like the scheduler loop (wait, poll, checkpoint if `store`) until `until(messages)`."""
+    messages: list[WorkerMessage] = []
+    deadline = time.monotonic() + timeout
+    while not until(messages):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s; got {messages}")
+        wait(list(executor.waitables()), 0.2)
+        messages.extend(executor.poll())
+        if store:
+            executor.checkpoint(executor.epoch)
+    return messages
+
+
+def finished(messages: list[WorkerMessage], task_id: str | None = None) -> list[TaskFinished]:
+    return [m for m in messages if isinstance(m, TaskFinished) and (task_id is None or m.task_id == task_id)]

@@ -1,0 +1,271 @@
+"""The Celery executor with real `zonda worker` processes, on Redis and on RabbitMQ.
+
+Each module run gets its own broker namespace (a Redis db number, a RabbitMQ vhost); each test
+uses its own queue names and scheduler ids. Heartbeats every 0.5 s keep lost-worker tests short.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+
+from tests.integration.celery_helpers import (
+    HEARTBEAT,
+    Dag,
+    Worker,
+    collect,
+    finished,
+    rabbitmq_vhost,
+    redis_db_url,
+    unique,
+)
+from zonda.api.app import create_app
+from zonda.artifacts.store import ArtifactStore
+from zonda.db.engine import write_txn
+from zonda.db.workers import Worker as WorkerRow
+from zonda.db.workers import record_heartbeats
+from zonda.executors.celery.app import make_app
+from zonda.executors.celery.codec import encode
+from zonda.executors.celery.executor import CeleryExecutor, celery_task_id
+from zonda.settings import Settings
+from zonda.worker.protocol import TaskFinished, TaskStarted
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module", params=["redis", "rabbitmq"])
+def broker(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A broker URL in a namespace of its own, on Redis and on RabbitMQ."""
+    if request.param == "redis":
+        yield redis_db_url(request.getfixturevalue("redis_url"))
+        return
+    with rabbitmq_vhost(request.getfixturevalue("amqp_url")) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("celery")
+
+
+@pytest.fixture(scope="module")
+def dag(root: Path) -> Dag:
+    return Dag(root)
+
+
+@pytest.fixture(scope="module")
+def queues() -> dict[str, str]:
+    return {"default": unique("default"), "gpu": unique("gpu")}
+
+
+@pytest.fixture(scope="module")
+def workers(broker: str, root: Path, queues: dict[str, str]) -> Iterator[dict[str, Worker]]:
+    """One worker on the default queue, one on the gpu queue only, shared by this module's tests."""
+    started = {name: Worker(broker, root, [queue]) for name, queue in queues.items()}
+    yield started
+    for worker in started.values():
+        worker.stop()
+
+
+def make_executor(broker: str, scheduler_id: str = "", **options: object) -> CeleryExecutor:
+    settings = Settings(broker_url=broker, heartbeat_interval=HEARTBEAT)
+    executor = CeleryExecutor(
+        make_app(settings),
+        scheduler_id or unique("sched"),
+        heartbeat_interval=HEARTBEAT,
+        **options,  # type: ignore[arg-type]
+    )
+    executor.start()
+    return executor
+
+
+@pytest.fixture
+def executor(broker: str) -> Iterator[CeleryExecutor]:
+    ex = make_executor(broker)
+    yield ex
+    ex.stop()
+
+
+def test_outcomes_arrive_within_milliseconds_with_logs_and_errors(
+    executor: CeleryExecutor, workers: dict[str, Worker], dag: Dag, root: Path, queues: dict[str, str]
+) -> None:
+    collect(executor, lambda m: True, timeout=1)  # warm up: connections and declarations
+    ok, bad = dag.request("hello", queue=queues["default"]), dag.request("boom", queue=queues["default"])
+    sent = time.monotonic()
+    executor.submit(ok)
+    executor.submit(bad)
+    messages = collect(executor, lambda m: len(finished(m)) == 2)
+    took = time.monotonic() - sent
+
+    assert took < 1.0, f"two tasks took {took:.3f} s from submit to both outcomes"
+    hello, boom = finished(messages, "hello")[0], finished(messages, "boom")[0]
+    assert hello.ok and hello.output is not None and hello.worker == workers["default"].id
+    assert ArtifactStore(str(root / "artifacts")).load(hello.output) == "hi"
+    assert not boom.ok and boom.error == "ValueError: boom on purpose"
+    started = [m for m in messages if isinstance(m, TaskStarted)]
+    assert {m.task_id for m in started} == {"hello", "boom"}
+    assert all(m.worker == workers["default"].id for m in started)
+    assert "hello from a celery worker" in Path(ok.log_path).read_text()
+    assert "ValueError: boom on purpose" in Path(bad.log_path).read_text()
+    assert executor.free_slots() == executor.max_in_flight
+
+
+def test_tasks_go_to_the_workers_of_their_queue(
+    executor: CeleryExecutor, workers: dict[str, Worker], dag: Dag, queues: dict[str, str]
+) -> None:
+    for queue in ("gpu", "default", "gpu", "default", "gpu"):
+        executor.submit(dag.request("hello", queue=queues[queue]))
+    messages = collect(executor, lambda m: len(finished(m)) == 5)
+    by_queue = {m.run_id: m.worker for m in finished(messages) if m.ok}  # every request has its own run id
+    assert len(by_queue) == 5
+    assert sorted(by_queue.values()).count(workers["gpu"].id) == 3
+    assert sorted(by_queue.values()).count(workers["default"].id) == 2
+
+
+def test_a_new_scheduler_follows_the_reply_queue_of_a_dead_one(
+    broker: str, workers: dict[str, Worker], dag: Dag, queues: dict[str, str]
+) -> None:
+    dead_id = unique("dead")
+    polled = dag.request("hello", queue=queues["default"])
+    crashing = subprocess.Popen(
+        [sys.executable, "-m", "tests.integration.celery_crashing_scheduler", broker, dead_id,
+         json.dumps(encode(polled))],
+        cwd=REPO, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert crashing.stdout is not None and crashing.stdout.readline().strip() == "POLLED"
+    finally:
+        crashing.kill()  # it polled the outcome but died before storing it: not acknowledged
+        crashing.wait(10)
+    later = dag.request("nap", queue=queues["default"])
+    publisher = CeleryExecutor(make_app(Settings(broker_url=broker)), dead_id)  # never started: no consumer
+    publisher.submit(later)  # the worker reports to the dead scheduler's queue while nobody consumes it
+
+    successor = make_executor(broker)
+    try:
+        assert successor.follow(dead_id) == []
+        wanted = {polled.run_id, later.run_id}
+        messages = collect(successor, lambda m: {f.run_id for f in finished(m)} >= wanted, timeout=10)
+    finally:
+        successor.stop()
+    assert all(f.ok for f in finished(messages))
+
+
+def test_a_report_can_be_forwarded_to_the_scheduler_that_holds_its_run(
+    executor: CeleryExecutor, broker: str
+) -> None:
+    now = datetime.now(UTC)
+    report = TaskFinished("r9", "t", -1, 1, ok=True, started_at=now, ended_at=now, worker="w@h")
+    holder = make_executor(broker)
+    try:
+        executor.forward(report, holder.scheduler_id)
+        assert collect(holder, bool, timeout=5) == [report]
+    finally:
+        holder.stop()
+
+
+def test_a_killed_worker_is_reported_lost_and_the_next_try_runs_on_another(
+    executor: CeleryExecutor, broker: str, root: Path, dag: Dag
+) -> None:
+    queue = unique("shared")
+    first = Worker(broker, root, [queue], concurrency=1)
+    second: Worker | None = None
+    try:
+        request = dag.request("slow_first", queue=queue)
+        executor.submit(request)
+        collect(executor, lambda m: any(isinstance(x, TaskStarted) for x in m))
+        second = Worker(broker, root, [queue], concurrency=1)
+        first.kill()
+        killed = time.monotonic()
+        messages = collect(executor, lambda m: len(finished(m)) >= 1, timeout=10)
+        lost = finished(messages)[0]
+        assert time.monotonic() - killed < 6 * HEARTBEAT + 2
+        assert (lost.task_id, lost.try_number, lost.ok) == ("slow_first", 1, False)
+        assert lost.error is not None and lost.error.startswith("WorkerLostError: ")
+        assert executor.free_slots() == executor.max_in_flight
+
+        retry = dag.request("slow_first", try_number=2, queue=queue, run_id=request.run_id)
+        executor.submit(retry)
+        messages = collect(executor, lambda m: any(f.try_number == 2 for f in finished(m)))
+        outcome = next(f for f in finished(messages) if f.try_number == 2)
+        assert outcome.ok and outcome.worker == second.id
+        tries = (root / "marks" / f"{request.run_id}.slow_first").read_text().split()
+        assert tries == ["1", "2"], "the first try must not run again after its worker died"
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
+
+
+def test_a_dead_pool_process_is_reported_and_the_worker_goes_on(
+    executor: CeleryExecutor, workers: dict[str, Worker], dag: Dag, queues: dict[str, str]
+) -> None:
+    request = dag.request("die_first", queue=queues["default"])
+    executor.submit(request)
+    lost = finished(collect(executor, lambda m: len(finished(m)) == 1))[0]
+    assert not lost.ok and lost.error is not None and lost.error.startswith("WorkerLostError: ")
+    assert lost.worker == workers["default"].id
+
+    executor.submit(dag.request("die_first", try_number=2, queue=queues["default"], run_id=request.run_id))
+    again = finished(collect(executor, lambda m: len(finished(m)) == 1))[0]
+    assert again.ok and again.try_number == 2
+
+
+class _Waker:
+    def wake(self, topic: str = "runs") -> None:
+        """The API test needs no scheduler to wake."""
+
+
+def test_worker_heartbeats_are_listed_by_the_api(
+    broker: str, workers: dict[str, Worker], engine: Engine, queues: dict[str, str]
+) -> None:
+    def record(beats: list[WorkerRow]) -> None:
+        with write_txn(engine) as conn:
+            record_heartbeats(conn, beats)
+
+    executor = make_executor(broker, on_worker_heartbeats=record)
+    try:
+        settings = Settings(heartbeat_interval=HEARTBEAT)
+        client = TestClient(create_app(settings, engine=engine, waker=_Waker()))
+        ids = {w.id for w in workers.values()}
+        deadline = time.monotonic() + 10
+        listed: dict[str, dict[str, object]] = {}
+        while not ids <= set(listed) and time.monotonic() < deadline:
+            time.sleep(0.2)
+            listed = {w["worker_id"]: w for w in client.get("/api/v1/workers").json()}
+    finally:
+        executor.stop()
+    assert ids <= set(listed)
+    gpu = listed[workers["gpu"].id]
+    assert gpu["queues"] == [queues["gpu"]]
+    assert gpu["concurrency"] == 2 and gpu["alive"] is True and gpu["running"] == []
+    assert datetime.fromisoformat(str(gpu["heartbeat_at"]).replace("Z", "+00:00")) <= datetime.now(UTC)
+
+
+def test_kill_reports_the_reason_at_once_and_stops_the_attempt(
+    executor: CeleryExecutor, workers: dict[str, Worker], dag: Dag, root: Path, queues: dict[str, str]
+) -> None:
+    request = dag.request("slow_first", queue=queues["default"])
+    executor.submit(request)
+    collect(executor, lambda m: any(isinstance(x, TaskStarted) for x in m))
+    executor.kill(request.ti_key, "TaskTimeoutError: killed past its deadline")
+    [killed] = finished(collect(executor, lambda m: len(finished(m)) == 1, timeout=1))
+    assert (killed.ok, killed.error) == (False, "TaskTimeoutError: killed past its deadline")
+    assert executor.free_slots() == executor.max_in_flight
+
+    quiet_until = time.monotonic() + 6 * HEARTBEAT  # no second report: not from the worker, not "lost"
+    late = collect(executor, lambda m: bool(m) or time.monotonic() > quiet_until, timeout=10)
+    assert late == []
+    assert f"Terminating {celery_task_id(request)}" in workers["default"].output()
+    executor.submit(dag.request("hello", queue=queues["default"]))
+    assert finished(collect(executor, lambda m: len(finished(m)) == 1))[0].ok  # the worker goes on

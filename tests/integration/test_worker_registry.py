@@ -1,0 +1,71 @@
+"""The workers table on SQLite and PostgreSQL, through its data functions, the API and the CLI view."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+
+from zonda.api.app import create_app
+from zonda.api.schemas import WorkerRecord
+from zonda.cli import render
+from zonda.db.engine import read_txn, write_txn
+from zonda.db.workers import Worker, list_workers, prune_workers, record_heartbeats
+from zonda.settings import Settings
+
+
+class _Waker:
+    def wake(self, topic: str = "runs") -> None:
+        """Nothing to wake in these tests."""
+
+
+def worker(worker_id: str, heartbeat_at: datetime, running: int = 0) -> Worker:
+    return Worker(
+        worker_id=worker_id,
+        hostname="gpu-box-1",
+        queues=["default", "gpu"],
+        concurrency=4,
+        started_at=heartbeat_at - timedelta(minutes=5),
+        heartbeat_at=heartbeat_at,
+        running=[
+            {"run_id": "r1", "task_id": f"t{i}", "map_index": -1, "try_number": 1} for i in range(running)
+        ],
+    )
+
+
+def test_heartbeats_are_upserted_listed_and_pruned(engine: Engine) -> None:
+    now = datetime.now(UTC)
+    with write_txn(engine) as conn:
+        record_heartbeats(conn, [worker("b@h", now - timedelta(hours=2)), worker("a@h", now, running=1)])
+    with write_txn(engine) as conn:  # a second scheduler records the same workers again, newer
+        record_heartbeats(conn, [worker("a@h", now + timedelta(seconds=1), running=2), worker("a@h", now)])
+    with read_txn(engine) as conn:
+        rows = list_workers(conn)
+    assert [w.worker_id for w in rows] == ["a@h", "b@h"]
+    assert len(rows[0].running) == 2 and rows[0].queues == ["default", "gpu"]
+    with write_txn(engine) as conn:
+        assert prune_workers(conn, now - timedelta(hours=1)) == 1
+    with read_txn(engine) as conn:
+        assert [w.worker_id for w in list_workers(conn)] == ["a@h"]
+
+
+def test_the_api_lists_workers_and_tells_which_are_alive(
+    engine: Engine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    now = datetime.now(UTC)
+    with write_txn(engine) as conn:
+        record_heartbeats(
+            conn, [worker("live@h", now, running=1), worker("gone@h", now - timedelta(minutes=5))]
+        )
+    client = TestClient(create_app(Settings(heartbeat_interval=2.0), engine=engine, waker=_Waker()))
+    body = client.get("/api/v1/workers").json()
+    alive = {w["worker_id"]: w["alive"] for w in body}
+    assert alive == {"gone@h": False, "live@h": True}
+    assert body[1]["running"] == [{"run_id": "r1", "task_id": "t0", "map_index": -1, "try_number": 1}]
+    assert "/api/v1/workers" in client.get("/openapi.json").json()["paths"]
+
+    render.workers_view([WorkerRecord.model_validate(w) for w in body])
+    out = capsys.readouterr().out
+    assert "live@h" in out and "1/4 r1/t0" in out and "default,gpu" in out

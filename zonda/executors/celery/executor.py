@@ -1,0 +1,333 @@
+"""`CeleryExecutor`: publish requests as Celery tasks; get reports back on this scheduler's own queue.
+
+Dispatch publishes `zonda.run_task` to the queue `routing.route` picks. Workers report to the
+request's `reply_to` (this scheduler's durable queue), which a listener thread consumes and hands
+to the loop through a socket pair (`waitables`) and `poll`, within milliseconds. A report is
+acknowledged to the broker only at `checkpoint`, once the scheduler has stored it: a scheduler
+that dies before its commit leaves the report in its queue for the scheduler that takes over
+(`follow`). Attempts whose worker vanished are reported failed (`tracker.py`).
+
+There is no outcome journal here: the scheduler stores a task as queued before publishing it
+(`commit_before_dispatch`), and tasks keep running when the scheduler dies
+(`in_flight_survives_scheduler`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from kombu.utils.url import maybe_sanitize_url
+
+from zonda.db.workers import Worker
+from zonda.errors import ConfigError
+from zonda.executors.base import TIRef
+from zonda.executors.celery.app import TASK_NAME, make_app
+from zonda.executors.celery.codec import ProtocolError, decode_report, encode
+from zonda.executors.celery.events import WorkerHeartbeat, publish_report, reply_queue_name
+from zonda.executors.celery.listener import Listener
+from zonda.executors.celery.routing import DEFAULT_HOOKS, RouteInfo, RoutingHook, route
+from zonda.executors.celery.tracker import LostWorkerTracker
+from zonda.worker.protocol import TaskFinished, TaskRequest, TaskStarted, WorkerMessage
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+    from zonda.settings import Settings
+
+log = logging.getLogger(__name__)
+
+HeartbeatSink = Callable[[list[Worker]], None]
+"""Receives worker heartbeats (e.g. writes them to the DB); called on the executor's own thread."""
+
+PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0.0, "interval_step": 0.2, "interval_max": 0.5}
+"""Short: a broker outage must not stall the loop; unsent requests are published again at `poll`."""
+
+
+def celery_task_id(request: TaskRequest) -> str:
+    """The Celery task id of an attempt (known without a lookup, e.g. to revoke it)."""
+    return _task_id(request.ti_key, request.try_number)
+
+
+def _task_id(ti: TIRef, try_number: int) -> str:
+    return f"{ti[0]}:{ti[1]}:{ti[2]}:{try_number}"
+
+
+class CeleryExecutor:
+    """Runs requests on Celery workers; reports arrive on this scheduler's reply queue."""
+
+    commit_before_dispatch = True
+    in_flight_survives_scheduler = True
+
+    def __init__(
+        self,
+        app: Celery,
+        scheduler_id: str,
+        *,
+        max_in_flight: int = 1000,
+        heartbeat_interval: float = 2.0,
+        hooks: Sequence[RoutingHook] = DEFAULT_HOOKS,
+        on_worker_heartbeats: HeartbeatSink | None = None,
+    ) -> None:
+        self.app = app
+        self.scheduler_id = scheduler_id
+        self.reply_to = reply_queue_name(scheduler_id)
+        self.max_in_flight = max_in_flight
+        self.heartbeat_interval = heartbeat_interval
+        self.hooks = tuple(hooks)
+        self._lock = threading.Lock()
+        self._inbox: list[tuple[WorkerMessage, Any]] = []
+        self._beats: dict[str, Worker] = {}
+        self._queues = {self.reply_to}
+        self._tracker = LostWorkerTracker(heartbeat_interval)
+        self._inflight: dict[TIRef, TaskRequest] = {}
+        self._unsent: list[tuple[TaskRequest, str]] = []
+        self._next_resend = 0.0
+        self._unacked: list[tuple[int, Any]] = []
+        self._epoch = 0
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_pending = False
+        self._listener = Listener(
+            app, scheduler_id, self.reply_to, self._on_report, self._on_heartbeat, self._on_tick
+        )
+        self._sink = _HeartbeatSink(self, on_worker_heartbeats) if on_worker_heartbeats else None
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, scheduler_id: str, on_worker_heartbeats: HeartbeatSink | None = None
+    ) -> CeleryExecutor:
+        return cls(
+            make_app(settings),
+            scheduler_id,
+            max_in_flight=settings.celery_max_in_flight,
+            heartbeat_interval=settings.heartbeat_interval,
+            on_worker_heartbeats=on_worker_heartbeats,
+        )
+
+    # -- the executor protocol -----------------------------------------------------------------
+
+    def start(self) -> None:
+        if not self._listener.start():
+            self._listener.stop()
+            broker = maybe_sanitize_url(self.app.conf.broker_url)
+            raise ConfigError(f"cannot reach the Celery broker {broker}; start it or fix ZONDA_BROKER_URL")
+        if self._sink is not None:
+            self._sink.start()
+
+    def free_slots(self) -> int:
+        return max(0, self.max_in_flight - len(self._inflight))
+
+    def submit(self, request: TaskRequest) -> None:
+        request = replace(request, reply_to=self.reply_to)
+        self._inflight[request.ti_key] = request
+        self._publish(request, route(request, RouteInfo.of(request), self.hooks))
+
+    def waitables(self) -> Sequence[Any]:
+        return [self._wake_r]
+
+    @property
+    def epoch(self) -> int:
+        return self._epoch
+
+    def poll(self) -> list[WorkerMessage]:
+        self._epoch += 1
+        with self._lock:
+            self._drain_wakeups()
+            items, self._inbox = self._inbox, []
+        if self._unsent and time.monotonic() >= self._next_resend:
+            self._resend()
+        messages: list[WorkerMessage] = []
+        for message, handle in items:
+            if handle is not None:
+                self._unacked.append((self._epoch, handle))
+            if isinstance(message, TaskFinished):
+                current = self._inflight.get(message.ti_key)
+                if current is not None and current.try_number == message.try_number:
+                    del self._inflight[message.ti_key]
+            messages.append(message)
+        return messages
+
+    def kill(self, ti: TIRef, reason: str) -> None:
+        """Report the attempt failed with `reason` now, and ask its worker to kill it (SIGKILL)."""
+        request = self._inflight.get(ti)
+        with self._lock:
+            tracked = self._tracker.forget(ti)
+        try_number = request.try_number if request is not None else tracked.try_number if tracked else None
+        if try_number is None:
+            log.warning("kill: no attempt of %s is known to this executor", ti)
+            return
+        now = datetime.now(UTC)
+        lost = TaskFinished(*ti, try_number, ok=False, started_at=now, ended_at=now, error=reason)
+        self._deliver(lost, None)
+        task_id = _task_id(ti, try_number)
+        try:
+            self.app.control.revoke(task_id, terminate=True, signal="SIGKILL")
+        except Exception:  # the report is what matters; the worker's attempt may outlive it
+            log.exception("could not revoke %s", task_id)
+
+    def follow(self, scheduler_id: str) -> list[TaskFinished]:
+        """Also consume `scheduler_id`'s reply queue; its outcomes arrive there (nothing to return now)."""
+        name = reply_queue_name(scheduler_id)
+        with self._lock:
+            if name in self._queues:
+                return []
+            self._queues.add(name)
+        self._listener.follow(name)
+        return []
+
+    def recover(self) -> list[TaskFinished]:
+        """Nothing: unstored outcomes stay in the reply queues until acknowledged."""
+        return []
+
+    def checkpoint(self, epoch: int) -> None:
+        done = [handle for seen, handle in self._unacked if seen <= epoch]
+        self._unacked = [(seen, handle) for seen, handle in self._unacked if seen > epoch]
+        self._listener.ack(done)
+
+    def stop(self) -> None:
+        if self._sink is not None:
+            self._sink.stop()
+        self._listener.stop()
+        self._wake_r.close()
+        self._wake_w.close()
+
+    def forward(self, message: WorkerMessage, scheduler_id: str) -> None:
+        """Send a report to another scheduler's reply queue (one this scheduler got for a run the
+        other holds, e.g. when two schedulers took over runs of the same dead one). Publish first,
+        then let `checkpoint` acknowledge the original: nothing is lost in between."""
+        with self.app.producer_or_acquire() as producer:
+            publish_report(producer, reply_queue_name(scheduler_id), message)
+
+    # -- worker registry -----------------------------------------------------------------------
+
+    def take_worker_heartbeats(self) -> list[Worker]:
+        """The latest heartbeat of each worker seen since the last call (for the `workers` table)."""
+        with self._lock:
+            beats, self._beats = list(self._beats.values()), {}
+        return beats
+
+    # -- listener thread -----------------------------------------------------------------------
+
+    def _on_report(self, body: Any, handle: Any) -> None:
+        try:
+            message = decode_report(body)
+        except ProtocolError as exc:
+            log.error("dropped a message on %s: %s", handle.delivery_info.get("routing_key"), exc)
+            handle.ack()
+            return
+        queue = str(handle.delivery_info.get("routing_key") or self.reply_to)
+        with self._lock:
+            if isinstance(message, TaskStarted):
+                self._tracker.started(message, queue, time.monotonic())
+            else:
+                self._tracker.finished(message)
+        self._deliver(message, handle)
+
+    def _on_heartbeat(self, body: Any, handle: Any) -> None:
+        try:
+            beat = WorkerHeartbeat.from_json(body)
+        except ProtocolError as exc:
+            log.error("dropped a heartbeat: %s", exc)
+            return
+        with self._lock:
+            self._tracker.heartbeat(beat, self._queues, time.monotonic())
+            self._beats[beat.worker_id] = _worker_row(beat)
+
+    def _on_tick(self) -> None:
+        with self._lock:
+            lost = self._tracker.lost(time.monotonic())
+        for report in lost:
+            log.warning("%s/%s[%s] try %s: %s", *report.ti_key, report.try_number, report.error)
+            self._deliver(report, None)
+
+    def _deliver(self, message: WorkerMessage, handle: Any) -> None:
+        """Queue a message for `poll` and wake the loop (any thread)."""
+        with self._lock:
+            self._inbox.append((message, handle))
+            if self._wake_pending:
+                return
+            self._wake_pending = True
+        with contextlib.suppress(OSError):  # stopped
+            self._wake_w.send(b"\0")
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _drain_wakeups(self) -> None:
+        self._wake_pending = False
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+
+    def _publish(self, request: TaskRequest, queue: str) -> None:
+        try:
+            self.app.send_task(
+                TASK_NAME,
+                args=[encode(request)],
+                queue=queue,
+                task_id=celery_task_id(request),
+                retry=True,
+                retry_policy=PUBLISH_RETRY,
+            )
+        except Exception as exc:  # broker down: keep it and publish it again from `poll`
+            log.warning("could not publish %s (%s); will retry", celery_task_id(request), exc)
+            self._unsent.append((request, queue))
+            self._next_resend = time.monotonic() + 1.0
+
+    def _resend(self) -> None:
+        pending, self._unsent = self._unsent, []
+        for request, queue in pending:
+            current = self._inflight.get(request.ti_key)
+            if current is request:
+                self._publish(request, queue)
+
+
+def _worker_row(beat: WorkerHeartbeat) -> Worker:
+    return Worker(
+        worker_id=beat.worker_id,
+        hostname=beat.hostname,
+        queues=list(beat.queues),
+        concurrency=beat.concurrency,
+        started_at=beat.started_at,
+        heartbeat_at=datetime.now(UTC),
+        running=[
+            {"run_id": r.run_id, "task_id": r.task_id, "map_index": r.map_index, "try_number": r.try_number}
+            for r in beat.running
+        ],
+    )
+
+
+class _HeartbeatSink:
+    """Hands the heartbeats to a callback every interval, on its own thread (a slow DB never
+    delays reports; a callback that raises is logged and called again at the next interval)."""
+
+    def __init__(self, executor: CeleryExecutor, callback: HeartbeatSink) -> None:
+        self.executor, self.callback = executor, callback
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="zonda-worker-registry", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.executor.heartbeat_interval):
+            beats = self.executor.take_worker_heartbeats()
+            if not beats:
+                continue
+            try:
+                self.callback(beats)
+            except Exception:
+                log.exception("recording %d worker heartbeat(s) failed", len(beats))

@@ -1,0 +1,122 @@
+"""The Celery task `zonda.run_task`: one attempt, run in a pool process, reported to its scheduler.
+
+Pool processes are long-lived (prefork), so each keeps what makes a task cost a function call:
+its `DagLoader` (one import per DAG version), its artifact store and the installed output capture.
+The attempt itself is `zonda.worker.runner.execute`, the same runner as every other executor.
+Reports go to the request's `reply_to` queue through the app's producer pool (one connection per
+pool process, reused): `TaskStarted` as soon as the attempt starts, `TaskFinished` at its end.
+
+Two failures never reach the task body, and are reported as `WorkerLostError` here instead:
+- the pool process died (the worker's main process sees it: `watch_pool_processes`);
+- the broker delivers the message again because the worker that had it died or lost its
+  connection. Running it again could run an attempt twice, so it is reported instead, and the
+  scheduler's retry policy decides (a message that a dead worker had only prefetched is reported
+  too; `worker_prefetch_multiplier=1` makes that rare).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from contextlib import ExitStack
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from celery.exceptions import WorkerLostError
+from celery.signals import task_failure, worker_process_init
+
+from zonda.artifacts.store import ArtifactStore
+from zonda.executors.celery.app import TASK_NAME
+from zonda.executors.celery.codec import ProtocolError, decode_request
+from zonda.executors.celery.events import lost_report, publish_report, running_task
+from zonda.executors.celery.logs import attempt_log
+from zonda.executors.local.worker_main import die_with_parent
+from zonda.worker.loader import DagLoader
+from zonda.worker.logs import capture_installed
+from zonda.worker.protocol import TaskRequest, TaskStarted, WorkerMessage
+from zonda.worker.runner import execute
+
+if TYPE_CHECKING:
+    from celery import Celery, Task
+
+    from zonda.settings import Settings
+
+log = logging.getLogger(__name__)
+
+REDELIVERED = (
+    "WorkerLostError: the worker that received this task died or lost its broker connection before "
+    "reporting an outcome; it is not run twice (the task's retries apply)"
+)
+
+
+class ChildRuntime:
+    """What one pool process keeps across tasks; `init()` runs once in each process after the fork."""
+
+    def __init__(self, app: Celery, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+        self._loader: DagLoader | None = None
+        self._store: ArtifactStore | None = None
+        self._capture = ExitStack()
+
+    def init(self) -> None:
+        """Die with the worker, install output capture, build the loader and the store (idempotent)."""
+        if self._loader is not None:
+            return
+        die_with_parent(os.getppid())
+        self._capture.enter_context(capture_installed())
+        self._loader = DagLoader()
+        self._store = ArtifactStore(self.settings.resolved_artifact_url, self.settings.inline_output_bytes)
+
+    def run(self, request: TaskRequest, worker: str) -> None:
+        """Execute the attempt and report its start and its outcome."""
+        self.init()
+        assert self._loader is not None and self._store is not None
+
+        def started(message: TaskStarted) -> None:
+            self.report(request.reply_to, replace(message, worker=worker))
+
+        with attempt_log(request.log_path) as local_log:
+            outcome = execute(replace(request, log_path=local_log), self._loader, self._store, started)
+        self.report(request.reply_to, replace(outcome, worker=worker))
+
+    def report(self, reply_to: str, message: WorkerMessage) -> None:
+        if not reply_to:
+            log.error("request %s has no reply_to; its report is dropped", message.run_id)
+            return
+        with self.app.producer_or_acquire() as producer:
+            publish_report(producer, reply_to, message)
+
+
+def register_task(app: Celery, runtime: ChildRuntime) -> Task:
+    """Define `zonda.run_task` on `app` (workers only; the executor publishes it by name)."""
+
+    @app.task(name=TASK_NAME, bind=True, ignore_result=True)  # type: ignore[untyped-decorator]
+    def run_task(task: Task, payload: dict[str, Any]) -> None:
+        request = decode_request(payload)
+        worker = str(task.request.hostname)
+        if (task.request.delivery_info or {}).get("redelivered"):
+            runtime.report(request.reply_to, lost_report(running_task(request), REDELIVERED, worker))
+            return
+        runtime.run(request, worker)
+
+    worker_process_init.connect(lambda **_: runtime.init(), weak=False)
+    return run_task
+
+
+def watch_pool_processes(app: Celery, worker_id: str) -> None:
+    """In the worker's main process: report a task whose pool process died as `WorkerLostError`."""
+
+    def on_failure(sender: Any = None, exception: Any = None, args: Any = None, **_: Any) -> None:
+        if getattr(sender, "name", None) != TASK_NAME or not isinstance(exception, WorkerLostError):
+            return
+        try:
+            request = decode_request((args or [None])[0])
+        except ProtocolError:
+            log.exception("lost task with an unreadable request")
+            return
+        error = f"WorkerLostError: the process running the task on worker {worker_id} died ({exception})"
+        with app.producer_or_acquire() as producer:
+            publish_report(producer, request.reply_to, lost_report(running_task(request), error, worker_id))
+
+    task_failure.connect(on_failure, weak=False)
