@@ -40,12 +40,16 @@ def claim_from(conn: Connection, run_id: str, owner: str, until: datetime, dead:
     return bool(conn.execute(stmt).rowcount)
 
 
-def claim_all_from(conn: Connection, dead: str, owner: str, until: datetime, now: datetime) -> list[str]:
-    """Take every expired active run of scheduler `dead` in one statement, so that one scheduler
-    takes all of them (its reply channel then has a single follower)."""
+def claim_all_from(conn: Connection, dead: str, owner: str, until: datetime) -> list[str]:
+    """Take every active run of scheduler `dead` in one statement, so that one scheduler takes all
+    of them and its reply channel has a single follower.
+
+    A scheduler renews all its leases together, so one expired lease means the scheduler is gone;
+    a run it claimed just before dying may not have expired yet and is taken too.
+    """
     stmt = (
         update(runs)
-        .where(and_(runs.c.owner == dead, runs.c.state.in_(ACTIVE), runs.c.lease_until < now))
+        .where(and_(runs.c.owner == dead, runs.c.state.in_(ACTIVE)))
         .values(owner=owner, lease_until=until)
         .returning(runs.c.run_id)
     )
@@ -84,6 +88,11 @@ def held_by(conn: Connection, owners: Collection[str]) -> list[tuple[str, str]]:
         and_(runs.c.state.in_(ACTIVE), runs.c.owner.in_(list(owners)))
     )
     return [(r.run_id, r.owner) for r in conn.execute(query)]
+
+
+def owner_of(conn: Connection, run_id: str) -> str | None:
+    """The scheduler that holds `run_id` (None if none or no such run)."""
+    return conn.execute(select(runs.c.owner).where(runs.c.run_id == run_id)).scalar_one_or_none()
 
 
 def release(conn: Connection, owner: str, now: datetime) -> None:

@@ -26,7 +26,7 @@ from zonda.core.run_graph import RunGraph, TIKey
 from zonda.core.states import RunState, TaskState
 from zonda.db import components, leases, workers
 from zonda.db.commands import mark_done, pending_commands
-from zonda.db.engine import write_txn
+from zonda.db.engine import read_txn, write_txn
 from zonda.db.schema import pools
 from zonda.errors import NotFoundError
 from zonda.executors.base import Executor, TIRef
@@ -160,7 +160,7 @@ class Scheduler:
     def _on_message(self, message: WorkerMessage, now: datetime) -> None:
         active = self.runs.get(message.run_id)
         if active is None:
-            log.debug("message for run %s, which this scheduler does not hold", message.run_id)
+            self._pass_on(message)
             return
         key = (message.task_id, message.map_index)
         if isinstance(message, TaskStarted):
@@ -181,6 +181,27 @@ class Scheduler:
                 error=message.error,
             )
         self._collect(active)
+
+    def _pass_on(self, message: WorkerMessage) -> None:
+        """A report for a run this scheduler does not hold: send it to the run's owner, if any."""
+        forward = getattr(self.executor, "forward", None)
+        try:
+            with read_txn(self.engine) as conn:
+                owner = leases.owner_of(conn, message.run_id)
+        except DBAPIError:
+            owner = None
+        if forward is not None and owner and owner != self.component_id:
+            forward(message, owner)
+            return
+        if owner == self.component_id:
+            log.debug("late %s for run %s, which already ended here", type(message).__name__, message.run_id)
+            return
+        log.warning(
+            "%s for run %s, held by %s, cannot be delivered; ignored",
+            type(message).__name__,
+            message.run_id,
+            owner,
+        )
 
     def _on_timer(self, timer: Timer, now: datetime) -> None:
         if timer.kind == "schedule":
@@ -274,7 +295,7 @@ class Scheduler:
         """Take over active runs whose scheduler stopped renewing their leases."""
         taken: list[ActiveRun] = []
         for owner in {owner for _, owner in leases.orphaned(conn, now) if owner}:
-            run_ids = leases.claim_all_from(conn, owner, self.component_id, self._lease_until(now), now)
+            run_ids = leases.claim_all_from(conn, owner, self.component_id, self._lease_until(now))
             if run_ids:
                 log.warning(
                     "taking over %d run(s) from scheduler %s, whose lease ran out", len(run_ids), owner
