@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 from pathlib import Path
@@ -16,14 +17,20 @@ class Cluster(ZondaServer):
         super().__init__(home, dags, db_url, env=env)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
-    def start_process(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+    def start_process(self, name: str, *args: str, home: bool = True) -> subprocess.Popen[bytes]:
+        """Start `zonda ARGS` in a process group of its own (so `kill` takes its children too)."""
         self.home.mkdir(parents=True, exist_ok=True)
         log = (self.home / f"{name}.out").open("ab")
-        proc = subprocess.Popen(
-            [ZONDA, *args, "--home", str(self.home)], env=self.env, stdout=log, stderr=log
-        )
+        command = [ZONDA, *args, *(["--home", str(self.home)] if home else [])]
+        proc = subprocess.Popen(command, env=self.env, stdout=log, stderr=log, start_new_session=True)
         self.procs[name] = proc
         return proc
+
+    def start_worker(self, name: str, queues: str = "default", concurrency: int = 4) -> None:
+        """A `zonda worker` (Celery underneath) named `name`."""
+        self.start_process(
+            name, "worker", "--queues", queues, "-c", str(concurrency), "--name", name, home=False
+        )
 
     def start(self, expect_dags: int = 1, schedulers: int = 2) -> None:
         self.start_process("api", "api", "--port", str(self.port))
@@ -33,8 +40,9 @@ class Cluster(ZondaServer):
         self.wait_until(lambda: self._cluster_ready(expect_dags, schedulers), 60, "cluster ready")
 
     def kill(self, name: str = "") -> None:
+        """SIGKILL a process and everything it started (a worker's pool processes too)."""
         proc = self.procs.pop(name)
-        proc.send_signal(signal.SIGKILL)
+        os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(10)
 
     def stop(self) -> None:

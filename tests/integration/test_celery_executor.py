@@ -39,7 +39,7 @@ from zonda.executors.celery.executor import CeleryExecutor, celery_task_id
 from zonda.settings import Settings
 from zonda.worker.protocol import TaskFinished, TaskStarted
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("broker")]
 REPO = Path(__file__).resolve().parents[2]
 
 

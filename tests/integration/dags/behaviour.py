@@ -183,3 +183,16 @@ def tick() -> str:
 @dag(schedule=every("1s"), catchup=True)
 def ticker() -> None:
     tick()
+
+
+@task(retries=1)
+def long_first_try() -> str:
+    mark("long_first_try")
+    if zonda.context().try_number == 1:
+        time.sleep(60)
+    return "second try"
+
+
+@dag
+def worker_loss() -> None:
+    long_first_try()

@@ -12,7 +12,7 @@ from zonda import dag, task
 MARKS = Path(os.environ.get("ZONDA_TEST_MARKS", "/tmp/zonda-test-marks"))
 
 
-@task
+@task(retries=2, retry_delay=0.2)
 def step(*upstream: dict[str, int], stage: int, lane: int, pause: float) -> dict[str, int]:
     time.sleep(pause)
     ctx = zonda.context()
@@ -27,6 +27,8 @@ def w1_shape(user_id: int = 0, pause: float = 0.0) -> None:
     previous = [step.with_options(task_id=f"s0_{i}")(stage=0, lane=i, pause=pause) for i in range(5)]
     for k in range(1, 8):
         previous = [
-            step.with_options(task_id=f"s{k}_{i}")(previous[i], previous[(i + 1) % 5], stage=k, lane=i, pause=pause)
+            step.with_options(task_id=f"s{k}_{i}")(
+                previous[i], previous[(i + 1) % 5], stage=k, lane=i, pause=pause
+            )
             for i in range(5)
         ]

@@ -96,7 +96,13 @@ class CeleryExecutor:
         self._wake_r.setblocking(False)
         self._wake_pending = False
         self._listener = Listener(
-            app, scheduler_id, self.reply_to, self._on_report, self._on_heartbeat, self._on_tick
+            app,
+            scheduler_id,
+            self.reply_to,
+            self._on_report,
+            self._on_heartbeat,
+            self._on_tick,
+            on_connected=self._on_connected,
         )
         self._sink = _HeartbeatSink(self, on_worker_heartbeats) if on_worker_heartbeats else None
 
@@ -240,6 +246,11 @@ class CeleryExecutor:
         with self._lock:
             self._tracker.heartbeat(beat, self._queues, time.monotonic())
             self._beats[beat.worker_id] = _worker_row(beat)
+
+    def _on_connected(self) -> None:
+        """(Re)connected to the broker: silence while we were cut off says nothing about workers."""
+        with self._lock:
+            self._tracker.grace(time.monotonic())
 
     def _on_tick(self) -> None:
         with self._lock:

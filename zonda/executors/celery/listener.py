@@ -44,11 +44,13 @@ class Listener:
         on_heartbeat: Callback,
         on_tick: Callable[[], None],
         tick: float = 0.05,
+        on_connected: Callable[[], None] | None = None,
     ) -> None:
         self.app = app
         self.scheduler_id = scheduler_id
         self.on_report, self.on_heartbeat, self.on_tick = on_report, on_heartbeat, on_tick
         self.tick = tick
+        self.on_connected = on_connected
         self._queues = [own_queue]
         self._commands: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self._next_heartbeat = 0.0
@@ -98,6 +100,8 @@ class Listener:
             no_ack=True,
         )
         with reports, beats:
+            if self.on_connected is not None:
+                self.on_connected()
             self._ready.set()
             while not self._stop.is_set():
                 self._apply_commands(reports)

@@ -64,6 +64,14 @@ class LostWorkerTracker:
         self._remember(ti, attempt.task.try_number)
         return attempt.task
 
+    def grace(self, now: float) -> None:
+        """Count every worker and attempt as seen `now`: this scheduler could not hear them until now
+        (it was cut off from the broker), so they get a full `limit` to show up again."""
+        for attempt in self._attempts.values():
+            attempt.seen = now
+        for worker in self._workers:
+            self._workers[worker] = now
+
     def lost(self, now: float) -> list[TaskFinished]:
         """Failed outcomes for the attempts without news for `limit` seconds (each reported once)."""
         reports: list[TaskFinished] = []

@@ -1,0 +1,227 @@
+"""Scale-out with real processes: API, DAG processor, two schedulers and Celery workers over one
+PostgreSQL DB, on Redis and on RabbitMQ. Side effects the tasks record prove exactly-once runs."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.celery_helpers import rabbitmq_vhost, redis_db_url
+from tests.integration.cluster import Cluster
+from tests.integration.server import free_port
+from tests.services import drop_pg_database, fresh_pg_database
+
+DAGS = Path(__file__).with_name("dags")
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.xdist_group("broker")]
+
+
+@pytest.fixture(params=["redis", "rabbitmq"])
+def broker(request: pytest.FixtureRequest) -> Iterator[str]:
+    if request.param == "redis":
+        yield redis_db_url(request.getfixturevalue("redis_url"))
+        return
+    with rabbitmq_vhost(request.getfixturevalue("amqp_url")) as url:
+        yield url
+
+
+def make_cluster(broker_url: str, db_url: str, tmp_path: Path) -> Cluster:
+    env = {
+        "ZONDA_EXECUTOR": "celery",
+        "ZONDA_BROKER_URL": broker_url,
+        "ZONDA_HEARTBEAT_INTERVAL": "0.5",
+        "ZONDA_TEST_MARKS": str(tmp_path / "marks"),
+        "ZONDA_ARTIFACT_URL": str(tmp_path / "shared" / "artifacts"),
+        "ZONDA_LOG_URL": str(tmp_path / "shared" / "logs"),
+    }
+    return Cluster(tmp_path / "home", shutil.copytree(DAGS, tmp_path / "dags"), db_url, env=env)
+
+
+@pytest.fixture
+def cluster(broker: str, pg_server: str, tmp_path: Path) -> Iterator[Cluster]:
+    url, name = fresh_pg_database(pg_server)
+    c = make_cluster(broker, url, tmp_path)
+    yield c
+    c.stop()
+    drop_pg_database(pg_server, name)
+
+
+def assert_each_task_ran_once(records: list[dict[str, Any]], marks: Path) -> None:
+    for record in records:
+        for task in record["tasks"]:
+            lines = (marks / f"{record['run_id']}.{task['task_id']}").read_text().splitlines()
+            assert len(lines) == 1, f"{task['task_id']} of {record['run_id']} ran {len(lines)} times"
+
+
+def wait_all(cluster: Cluster, run_ids: list[str], timeout: float = 120) -> list[dict[str, Any]]:
+    """Every run's record once all ended; on timeout, fail naming the tasks that did not end."""
+    ended = ("success", "failed")
+    try:
+        cluster.wait_until(
+            lambda: all(cluster.run(r)["state"] in ended for r in run_ids), timeout, "runs end"
+        )
+    except AssertionError:
+        stuck = [
+            (r, t["task_id"], t["state"], t["try_number"])
+            for r in run_ids
+            for t in cluster.run(r)["tasks"]
+            if t["state"] not in ("success", "failed", "upstream_failed", "skipped")
+        ]
+        raise AssertionError(f"runs did not end; unfinished tasks: {stuck[:10]}") from None
+    return [cluster.run(r) for r in run_ids]
+
+
+def successes(cluster: Cluster, run_ids: list[str]) -> int:
+    return sum(t["state"] == "success" for r in run_ids for t in cluster.run(r)["tasks"])
+
+
+def test_w1_shaped_runs_complete_on_celery_workers(cluster: Cluster, tmp_path: Path) -> None:
+    cluster.start(expect_dags=13, schedulers=2)
+    cluster.start_worker("w0")
+    cluster.start_worker("w1")
+    run_ids = [cluster.trigger("w1_shape", {"user_id": i}, key=f"user-{i}") for i in range(6)]
+    records = wait_all(cluster, run_ids)
+    assert [r["state"] for r in records] == ["success"] * 6
+    assert_each_task_ran_once(records, tmp_path / "marks")
+    workers = cluster.client.get("/api/v1/workers").json()
+    assert {w["worker_id"] for w in workers} >= {"celery@w0", "celery@w1"}
+    log = cluster.log(run_ids[0], "s7_0")
+    assert "--- success ---" in log or log == ""
+
+
+def test_killing_a_scheduler_mid_run_loses_and_repeats_nothing(cluster: Cluster, tmp_path: Path) -> None:
+    cluster.start(expect_dags=13, schedulers=2)
+    cluster.start_worker("w0")
+    cluster.start_worker("w1")
+    run_ids = [cluster.trigger("w1_shape", {"user_id": i, "pause": 0.05}) for i in range(6)]
+    cluster.wait_until(lambda: successes(cluster, run_ids) >= 40, 60, "a sixth of the tasks done")
+    cluster.kill("scheduler-0")
+    records = wait_all(cluster, run_ids)
+    assert [r["state"] for r in records] == ["success"] * 6
+    assert_each_task_ran_once(records, tmp_path / "marks")
+
+
+def test_a_task_on_a_killed_worker_is_retried_on_another(cluster: Cluster, tmp_path: Path) -> None:
+    cluster.start(expect_dags=13, schedulers=1)
+    cluster.start_worker("w0", concurrency=1)
+    cluster.start_worker("w1", concurrency=1)
+    run_id = cluster.trigger("worker_loss")
+    cluster.wait_until(lambda: _running_on(cluster, run_id) is not None, 30, "the task running on a worker")
+    victim = _running_on(cluster, run_id)
+    assert victim is not None
+    cluster.kill(victim)
+    record = cluster.wait_run(run_id, timeout=60)
+    assert record["state"] == "success"
+    assert record["tasks"][0]["try_number"] == 2
+    tries = (tmp_path / "marks" / f"{run_id}.long_first_try").read_text().split()
+    assert tries == ["1", "2"], "the lost first try ran once, then the retry once"
+
+
+@pytest.mark.parametrize("kind", ["redis", "rabbitmq"])
+def test_runs_finish_after_the_broker_restarts(
+    kind: str, pg_server: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    with restartable_broker(kind, tmp_path, request) as (broker_url, restart):
+        url, name = fresh_pg_database(pg_server)
+        c = make_cluster(broker_url, url, tmp_path)
+        c.env["ZONDA_QUEUED_TIMEOUT"] = "8"  # a message the restart swallowed is queued again soon
+        try:
+            c.start(expect_dags=13, schedulers=1)
+            c.start_worker("w0")
+            run_ids = [c.trigger("w1_shape", {"user_id": i, "pause": 0.05}) for i in range(3)]
+            c.wait_until(lambda: successes(c, run_ids) >= 10, 60, "some tasks done")
+            restart()
+            records = wait_all(c, run_ids)
+            assert [r["state"] for r in records] == ["success"] * 3
+        finally:
+            c.stop()
+            drop_pg_database(pg_server, name)
+
+
+@contextmanager
+def restartable_broker(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[tuple[str, Callable[[], None]]]:
+    """A broker and a function that stops it for two seconds and starts it again (data kept)."""
+    if kind == "redis":
+        with own_redis(tmp_path) as url:
+            yield url, lambda: broker_url_restart(url, tmp_path)
+        return
+    with rabbitmq_vhost(request.getfixturevalue("amqp_url")) as url:
+        yield url, restart_rabbitmq
+
+
+def restart_rabbitmq() -> None:
+    subprocess.run(["rabbitmqctl", "stop_app"], check=True, capture_output=True, timeout=60)
+    time.sleep(2)
+    subprocess.run(["rabbitmqctl", "start_app"], check=True, capture_output=True, timeout=120)
+
+
+def _running_on(cluster: Cluster, run_id: str) -> str | None:
+    for worker in cluster.client.get("/api/v1/workers").json():
+        if any(r["run_id"] == run_id for r in worker["running"]):
+            return str(worker["worker_id"]).removeprefix("celery@")
+    return None
+
+
+class own_redis:
+    """A Redis server of this test's own, persisting to disk, so that it can be restarted."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.port = free_port()
+        self.dir = tmp_path / "redis"
+        self.dir.mkdir()
+
+    def __enter__(self) -> str:
+        start_redis(self.port, self.dir)
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def __exit__(self, *exc: object) -> None:
+        subprocess.run(
+            ["redis-cli", "-p", str(self.port), "shutdown", "nosave"], capture_output=True, check=False
+        )
+
+
+def start_redis(port: int, folder: Path) -> None:
+    subprocess.run(
+        [
+            "redis-server",
+            "--daemonize",
+            "yes",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--dir",
+            str(folder),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--save",
+            "",
+            "--logfile",
+            str(folder / "redis.log"),
+        ],
+        check=True,
+    )
+    for _ in range(50):
+        ping = subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True, check=False)
+        if ping.returncode == 0:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"redis on port {port} did not start")
+
+
+def broker_url_restart(broker_url: str, tmp_path: Path) -> None:
+    """Stop the broker for two seconds (it keeps its data on disk), then start it again."""
+    port = int(broker_url.rsplit(":", 1)[1].split("/", maxsplit=1)[0])
+    subprocess.run(["redis-cli", "-p", str(port), "shutdown"], capture_output=True, check=False)
+    time.sleep(2)
+    start_redis(port, tmp_path / "redis")
