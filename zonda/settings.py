@@ -45,6 +45,10 @@ class Settings(BaseSettings):
         "", description="Celery broker, e.g. redis://127.0.0.1:6379/0 or amqp://guest:guest@127.0.0.1:5672//"
     )
     log_url: str = Field("", description="fsspec URL where task logs live; default ZONDA_HOME/logs")
+    pool_queues: dict[str, str] = Field(
+        default_factory=dict,
+        description='Celery queue per pool, as JSON: {"gpu": "gpu"} sends tasks of pool gpu to queue gpu',
+    )
     scheduler_lease_seconds: float = Field(
         6.0, gt=0, description="A run whose scheduler has not renewed its lease for this long is taken over"
     )

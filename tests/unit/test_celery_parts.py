@@ -181,3 +181,15 @@ def test_executors_are_chosen_by_name_or_dotted_path(tmp_path: Path) -> None:
         make_executor(Settings(executor="kubernetes"), "s1")
     with pytest.raises(ConfigError, match="cannot be loaded"):
         make_executor(Settings(executor="no.such.module:Executor"), "s1")
+
+
+def test_pool_routing_from_settings_follows_the_task_pool() -> None:
+    from zonda.executors.celery.routing import hooks_from
+    from zonda.settings import Settings
+
+    settings = Settings(pool_queues={"gpu": "gpu-queue"})
+    hooks = hooks_from(settings.pool_queues)
+    gpu = TaskRequest("r", "d", "t", -1, 1, 1, "", "h", "", "", "", pool="gpu")
+    cpu = TaskRequest("r", "d", "t", -1, 1, 1, "", "h", "", "", "", queue="cpu")
+    assert route(gpu, RouteInfo.of(gpu), hooks) == "gpu-queue"
+    assert route(cpu, RouteInfo.of(cpu), hooks) == "cpu"

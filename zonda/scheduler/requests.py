@@ -62,5 +62,6 @@ def build_request(
         logical_date=run.logical_date,
         timeout=spec.timeout,
         queue=spec.queue,
+        pool=spec.pool,
         secrets=dict(secrets),
     )

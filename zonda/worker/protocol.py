@@ -44,6 +44,7 @@ class TaskRequest:
     timeout: float | None = None
     secrets: dict[str, str] = field(default_factory=dict)
     queue: str = "default"
+    pool: str | None = None
     """The task's `queue` option: which workers may run it (remote executors route by it)."""
     reply_to: str = ""
     """Where the worker reports (a remote executor's reply address); "" for the local pipes."""

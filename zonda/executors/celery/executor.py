@@ -33,7 +33,7 @@ from zonda.executors.celery.app import TASK_NAME, make_app
 from zonda.executors.celery.codec import ProtocolError, decode_report, encode
 from zonda.executors.celery.events import WorkerHeartbeat, publish_report, reply_queue_name
 from zonda.executors.celery.listener import Listener
-from zonda.executors.celery.routing import DEFAULT_HOOKS, RouteInfo, RoutingHook, route
+from zonda.executors.celery.routing import DEFAULT_HOOKS, RouteInfo, RoutingHook, hooks_from, route
 from zonda.executors.celery.tracker import LostWorkerTracker
 from zonda.worker.protocol import TaskFinished, TaskRequest, TaskStarted, WorkerMessage
 
@@ -115,6 +115,7 @@ class CeleryExecutor:
             scheduler_id,
             max_in_flight=settings.celery_max_in_flight,
             heartbeat_interval=settings.heartbeat_interval,
+            hooks=hooks_from(settings.pool_queues),
             on_worker_heartbeats=on_worker_heartbeats,
         )
 

@@ -25,7 +25,7 @@ class RouteInfo:
 
     @classmethod
     def of(cls, request: TaskRequest) -> RouteInfo:
-        return cls(queue=request.queue or "default")
+        return cls(queue=request.queue or "default", pool=request.pool)
 
 
 class RoutingHook:
@@ -52,6 +52,11 @@ class TenantRouting(RoutingHook):
 
 
 DEFAULT_HOOKS: tuple[RoutingHook, ...] = (TenantRouting(),)
+
+
+def hooks_from(pool_queues: dict[str, str]) -> tuple[RoutingHook, ...]:
+    """The hooks for the settings: pool routing when pools are mapped to queues, then tenants."""
+    return ((PoolRouting(pool_queues),) if pool_queues else ()) + DEFAULT_HOOKS
 
 
 def route(request: TaskRequest, info: RouteInfo, hooks: Sequence[RoutingHook] = DEFAULT_HOOKS) -> str:
