@@ -21,6 +21,7 @@ from zonda.core.run_graph import RunGraph, TaskInstance, TIKey
 from zonda.core.spec import DagSpec
 from zonda.core.states import RunTrigger
 from zonda.scheduler.ready_queue import ReadyQueue
+from zonda.scheduler.recovery import apply_finished
 from zonda.scheduler.requests import RunInfo, VersionInfo, build_request
 from zonda.sdk.dag import DAG
 from zonda.sdk.serialize import dag_to_spec
@@ -92,17 +93,7 @@ class _Driver:
         self.graph.mark_running(ti_key, try_number, now)
         self._notify(ti_key)
         done: TaskFinished = execute(request, self.loader, self.store)
-        self.graph.finish(
-            ti_key,
-            try_number,
-            ok=done.ok,
-            now=datetime.now(UTC),
-            started_at=done.started_at,
-            ended_at=done.ended_at,
-            output=done.output,
-            length=done.length,
-            error=done.error,
-        )
+        apply_finished(self.graph, done, datetime.now(UTC))
         self._notify(ti_key)
         self._collect()
 

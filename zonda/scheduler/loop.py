@@ -35,7 +35,7 @@ from zonda.scheduler.limits import Limits
 from zonda.scheduler.ownership import dead_local_schedulers, new_scheduler_id
 from zonda.scheduler.persistence import collect, load_run, runs_in_state
 from zonda.scheduler.ready_queue import ReadyQueue
-from zonda.scheduler.recovery import restore_outcomes
+from zonda.scheduler.recovery import apply_finished, restore_outcomes
 from zonda.scheduler.requests import RunInfo, build_request
 from zonda.scheduler.schedules import fire_due
 from zonda.scheduler.timers import Timer, Timers
@@ -169,17 +169,7 @@ class Scheduler:
             return
         if isinstance(message, TaskFinished):
             self._release((message.run_id, message.task_id, message.map_index), active)
-            active.graph.finish(
-                key,
-                message.try_number,
-                ok=message.ok,
-                now=now,
-                started_at=message.started_at,
-                ended_at=message.ended_at,
-                output=message.output,
-                length=message.length,
-                error=message.error,
-            )
+            apply_finished(active.graph, message, now)
         self._collect(active)
 
     def _pass_on(self, message: WorkerMessage) -> None:

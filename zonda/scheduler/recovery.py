@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
+from zonda.core.run_graph import RunGraph
 from zonda.scheduler.active import ActiveRun
 from zonda.worker.protocol import TaskFinished
 
@@ -23,16 +24,21 @@ def restore_outcomes(runs: Mapping[str, ActiveRun], records: list[TaskFinished],
         except KeyError:
             continue
         if graph.restore_attempt(key, record.try_number, record.started_at):
-            graph.finish(
-                key,
-                record.try_number,
-                ok=record.ok,
-                now=now,
-                started_at=record.started_at,
-                ended_at=record.ended_at,
-                output=record.output,
-                length=record.length,
-                error=record.error,
-            )
+            apply_finished(graph, record, now)
             applied += 1
     return applied
+
+
+def apply_finished(graph: RunGraph, message: TaskFinished, now: datetime) -> None:
+    """Record a worker's `TaskFinished` in the run graph (stale reports are ignored there)."""
+    graph.finish(
+        (message.task_id, message.map_index),
+        message.try_number,
+        ok=message.ok,
+        now=now,
+        started_at=message.started_at,
+        ended_at=message.ended_at,
+        output=message.output,
+        length=message.length,
+        error=message.error,
+    )
