@@ -45,6 +45,9 @@ class Settings(BaseSettings):
         "", description="Celery broker, e.g. redis://127.0.0.1:6379/0 or amqp://guest:guest@127.0.0.1:5672//"
     )
     log_url: str = Field("", description="fsspec URL where task logs live; default ZONDA_HOME/logs")
+    celery_events: bool = Field(
+        False, description="Send Celery task events from the start (Flower can also enable them at run time)"
+    )
     pool_queues: dict[str, str] = Field(
         default_factory=dict,
         description='Celery queue per pool, as JSON: {"gpu": "gpu"} sends tasks of pool gpu to queue gpu',

@@ -12,7 +12,9 @@ The configuration is the delivery contract, so it lives in one place:
 - a message the broker delivers again (its worker died, or lost its connection) is reported as
   `WorkerLostError` instead of run a second time (`task.py`), and
   `worker_cancel_long_running_tasks_on_connection_loss` stops the first copy in that case;
-- task events stay on (`worker_send_task_events`, `task_send_sent_event`) so Flower can watch.
+- Celery task events follow `ZONDA_CELERY_EVENTS` (off by default, as in Celery: they cost several
+  broker messages per task). Flower turns them on at run time (`celery control enable_events`),
+  or set `ZONDA_CELERY_EVENTS=true` to have them from the start.
 """
 
 from __future__ import annotations
@@ -42,8 +44,8 @@ def make_app(settings: Settings) -> Celery:
         task_reject_on_worker_lost=False,
         worker_prefetch_multiplier=1,
         worker_cancel_long_running_tasks_on_connection_loss=True,
-        worker_send_task_events=True,
-        task_send_sent_event=True,
+        worker_send_task_events=settings.celery_events,
+        task_send_sent_event=settings.celery_events,
         task_default_queue="default",
         task_create_missing_queues=True,
         broker_connection_retry_on_startup=True,
