@@ -112,9 +112,11 @@ def test_outcomes_arrive_within_milliseconds_with_logs_and_errors(
     assert hello.ok and hello.output is not None and hello.worker == workers["default"].id
     assert ArtifactStore(str(root / "artifacts")).load(hello.output) == "hi"
     assert not boom.ok and boom.error == "ValueError: boom on purpose"
+    # A start is reported only for attempts still running after 20 ms (e.g. the first one in a
+    # fresh pool process, which imports the DAG); the end always carries the start time.
     started = [m for m in messages if isinstance(m, TaskStarted)]
-    assert {m.task_id for m in started} == {"hello", "boom"}
     assert all(m.worker == workers["default"].id for m in started)
+    assert hello.started_at <= hello.ended_at and boom.worker == workers["default"].id
     assert "hello from a celery worker" in Path(ok.log_path).read_text()
     assert "ValueError: boom on purpose" in Path(bad.log_path).read_text()
     assert executor.free_slots() == executor.max_in_flight

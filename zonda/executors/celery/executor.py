@@ -287,6 +287,8 @@ class CeleryExecutor:
                 args=[encode(request)],
                 queue=queue,
                 task_id=celery_task_id(request),
+                argsrepr=f"({request.dag_id}/{request.run_id}/{request.task_id})",
+                kwargsrepr="{}",
                 retry=True,
                 retry_policy=PUBLISH_RETRY,
             )

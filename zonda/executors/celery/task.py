@@ -4,7 +4,8 @@ Pool processes are long-lived (prefork), so each keeps what makes a task cost a 
 its `DagLoader` (one import per DAG version), its artifact store and the installed output capture.
 The attempt itself is `zonda.worker.runner.execute`, the same runner as every other executor.
 Reports go to the request's `reply_to` queue through the app's producer pool (one connection per
-pool process, reused): `TaskStarted` as soon as the attempt starts, `TaskFinished` at its end.
+pool process, reused): `TaskStarted` once the attempt has run 20 ms (short tasks send only their end,
+which carries the start time), `TaskFinished` at its end.
 
 Two failures never reach the task body, and are reported as `WorkerLostError` here instead:
 - the pool process died (the worker's main process sees it: `watch_pool_processes`);
@@ -30,7 +31,8 @@ from zonda.executors.celery.app import TASK_NAME
 from zonda.executors.celery.codec import ProtocolError, decode_request
 from zonda.executors.celery.events import lost_report, publish_report, running_task
 from zonda.executors.celery.logs import attempt_log
-from zonda.executors.local.worker_main import die_with_parent
+from zonda.executors.local.started import StartedReporter
+from zonda.executors.local.worker_main import STARTED_DELAY, die_with_parent
 from zonda.worker.loader import DagLoader
 from zonda.worker.logs import capture_installed
 from zonda.worker.protocol import TaskRequest, TaskStarted, WorkerMessage
@@ -58,6 +60,14 @@ class ChildRuntime:
         self._loader: DagLoader | None = None
         self._store: ArtifactStore | None = None
         self._capture = ExitStack()
+        self._reporter_: StartedReporter | None = None
+
+    @property
+    def _reporter(self) -> StartedReporter:
+        """Created in the pool process itself (a thread does not survive the fork)."""
+        if self._reporter_ is None:
+            self._reporter_ = StartedReporter(STARTED_DELAY)
+        return self._reporter_
 
     def init(self) -> None:
         """Die with the worker, install output capture, build the loader and the store (idempotent)."""
@@ -74,10 +84,11 @@ class ChildRuntime:
         assert self._loader is not None and self._store is not None
 
         def started(message: TaskStarted) -> None:
-            self.report(request.reply_to, replace(message, worker=worker))
+            self._reporter.started(lambda: self.report(request.reply_to, replace(message, worker=worker)))
 
         with attempt_log(request.log_path) as local_log:
             outcome = execute(replace(request, log_path=local_log), self._loader, self._store, started)
+        self._reporter.finished()
         self.report(request.reply_to, replace(outcome, worker=worker))
 
     def report(self, reply_to: str, message: WorkerMessage) -> None:

@@ -8,25 +8,23 @@ from __future__ import annotations
 
 import threading
 import time
-from multiprocessing.connection import Connection
-
-from zonda.worker.protocol import TaskStarted
+from collections.abc import Callable
 
 
 class StartedReporter:
-    """A daemon thread that sends the pending `TaskStarted` once it is `delay` seconds old."""
+    """A daemon thread that sends the pending "started" report once it is `delay` seconds old."""
 
-    def __init__(self, conn: Connection, delay: float) -> None:
-        self.conn = conn
+    def __init__(self, delay: float) -> None:
         self.delay = delay
         self._cond = threading.Condition()
-        self._pending: TaskStarted | None = None
+        self._pending: Callable[[], None] | None = None
         self._due = 0.0
         threading.Thread(target=self._run, name="zonda-started-reporter", daemon=True).start()
 
-    def started(self, message: TaskStarted) -> None:
+    def started(self, send: Callable[[], None]) -> None:
+        """`send` reports the start; it runs on the reporter's thread unless `finished` comes first."""
         with self._cond:
-            self._pending, self._due = message, time.monotonic() + self.delay
+            self._pending, self._due = send, time.monotonic() + self.delay
             self._cond.notify()
 
     def finished(self) -> None:
@@ -43,5 +41,5 @@ class StartedReporter:
                 if remaining > 0:
                     self._cond.wait(remaining)
                     continue
-                self.conn.send(self._pending)
+                self._pending()
                 self._pending = None

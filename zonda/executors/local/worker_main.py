@@ -60,7 +60,7 @@ def worker_main(conn: Connection, config: WorkerConfig) -> None:
     loader = DagLoader()
     store = ArtifactStore(config.artifact_url, config.inline_max_bytes)
     journal = Journal(Path(config.journal_path))
-    reporter = StartedReporter(conn, STARTED_DELAY)
+    reporter = StartedReporter(STARTED_DELAY)
     with capture_installed():
         _serve(conn, loader, store, journal, reporter)
     journal.close()
@@ -78,7 +78,12 @@ def _serve(
             break
         if envelope.journal_stored:
             journal.truncate()
-        outcome = execute(envelope.request, loader, store, on_started=reporter.started)
+        outcome = execute(
+            envelope.request,
+            loader,
+            store,
+            on_started=lambda started: reporter.started(lambda: conn.send(started)),
+        )
         journal.append(outcome)
         reporter.finished()
         conn.send(outcome)
