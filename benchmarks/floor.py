@@ -1,5 +1,6 @@
 """W0: the physical floor. A committed single-row UPDATE (SQLite WAL + synchronous=NORMAL, and
-PostgreSQL over loopback) and a small-message round trip to a pre-started worker process over a pipe."""
+PostgreSQL over loopback) and a small-message round trip to a pre-started worker process over a pipe;
+for a Celery configuration also a round trip to a pre-started process through the broker."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import sqlite3
 import statistics
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -16,6 +18,8 @@ import psycopg
 
 COMMITS = 2000
 ROUND_TRIPS = 2000
+BROKER_ROUND_TRIPS = 1000
+BROKER_TIMEOUT = 30.0
 WARMUP = 50
 MESSAGE = {"run_id": "r-0000", "task_id": "s3_2", "map_index": -1, "try_number": 1}
 
@@ -95,9 +99,52 @@ def pipe_round_trip_us(count: int = ROUND_TRIPS) -> float:
         process.join(5)
 
 
-def measure(db: str, pg_url: str | None) -> dict[str, float]:
-    """W0 figures for one configuration: the commit floor of its DB (`commit_us`) and the pipe floor."""
+def _broker_echo(url: str, requests_name: str, replies_name: str) -> None:
+    """The pre-started process: take each message from one queue and publish it to the other, until None."""
+    from kombu import Connection
+
+    with Connection(url) as conn:
+        requests = conn.SimpleQueue(requests_name, no_ack=True)
+        replies = conn.SimpleQueue(replies_name, no_ack=True)
+        while (payload := requests.get(block=True, timeout=BROKER_TIMEOUT).payload) is not None:
+            replies.put(payload)
+
+
+def broker_round_trip_us(url: str, count: int = BROKER_ROUND_TRIPS) -> float:
+    """Median µs to publish a small message to a queue, have a pre-started (spawned) process consume it
+    and publish it to a second queue, and consume it there (kombu, as Celery uses it, no acks):
+    two broker hops, the shortest path of a request to a worker and its report back."""
+    from kombu import Connection
+
+    tag = uuid.uuid4().hex[:8]
+    names = (f"zonda-w0-requests-{tag}", f"zonda-w0-replies-{tag}")
+    ctx = multiprocessing.get_context("spawn")
+    process = ctx.Process(target=_broker_echo, args=(url, *names), daemon=True)
+    process.start()
+    with Connection(url) as conn:
+        requests = conn.SimpleQueue(names[0], no_ack=True)
+        replies = conn.SimpleQueue(names[1], no_ack=True)
+
+        def round_trip() -> None:
+            requests.put(MESSAGE)
+            replies.get(block=True, timeout=BROKER_TIMEOUT)
+
+        try:
+            return median_us(round_trip, count)
+        finally:
+            requests.put(None)
+            process.join(10)
+            if process.is_alive():
+                process.kill()
+                process.join()
+
+
+def measure(db: str, pg_url: str | None, broker_url: str | None = None) -> dict[str, float]:
+    """W0 figures for one configuration: the commit floor of its DB (`commit_us`), the pipe floor, and
+    with a broker the broker floor."""
     figures = {"pipe_round_trip_us": pipe_round_trip_us()}
+    if broker_url is not None:
+        figures["broker_round_trip_us"] = broker_round_trip_us(broker_url)
     if db == "sqlite":
         figures["commit_us"] = sqlite_commit_us()
     else:

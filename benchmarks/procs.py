@@ -102,10 +102,78 @@ def roles(supervisor: int, port: int) -> dict[str, list[int]]:
     }
 
 
-def cpu_by_role(by_role: dict[str, list[int]]) -> dict[str, float]:
-    return {role: sum(cpu_seconds(p) for p in pids) for role, pids in by_role.items()}
+def connected_inodes(port: int) -> set[str]:
+    """Socket inodes of TCP connections whose remote end is `port` (e.g. clients of a broker)."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            parts = line.split()
+            if parts[3] != LISTEN and int(parts[2].rsplit(":", 1)[1], 16) == port:
+                inodes.add(parts[9])
+    return inodes
 
 
-def system_cpu_by_role(by_role: dict[str, list[int]]) -> dict[str, float]:
-    """The kernel (system) part of each role's CPU time."""
-    return {role: sum(cpu_split(p)[1] for p in pids) for role, pids in by_role.items()}
+def listening_pids(port: int) -> list[int]:
+    """Processes listening on `port` (needs the right to read their fds: same user or root)."""
+    listening = listening_inodes(port)
+    return sorted(int(e) for e in os.listdir("/proc") if e.isdigit() and socket_inodes(int(e)) & listening)
+
+
+def celery_roles(
+    supervisor: int, port: int, broker_port: int, pg_port: int, worker: int
+) -> dict[str, list[int]]:
+    """Roles of a server on the Celery executor and of one `zonda worker` (`worker`: its main pid):
+    the scheduler is the component connected to the broker; "workers" are the pool processes;
+    "broker" and "postgres" are the servers listening on their ports and their children (all of
+    PostgreSQL's backends, other users' included)."""
+    components = [p for p in children(supervisor) if "resource_tracker" not in cmdline(p)]
+    listening = listening_inodes(port)
+    api = [p for p in components if socket_inodes(p) & listening]
+    brokered = connected_inodes(broker_port)
+    scheduler = [p for p in components if p not in api and socket_inodes(p) & brokered]
+    if len(scheduler) != 1:
+        raise RuntimeError(f"expected one component connected to the broker, found {scheduler}")
+    broker = listening_pids(broker_port)
+    postmaster = listening_pids(pg_port)
+    return {
+        "supervisor": [supervisor],
+        "scheduler": scheduler,
+        "api": api,
+        "dag-processor": [p for p in components if p not in api and p not in scheduler],
+        "worker main": [worker],
+        "workers": children(worker),
+        "broker": broker + [c for b in broker for c in children(b)],
+        "postgres": postmaster + [c for p in postmaster for c in children(p)],
+    }
+
+
+def cpu_snapshot(by_role: dict[str, list[int]]) -> dict[int, tuple[float, float]]:
+    """(user, system) CPU seconds of every listed process that is still alive."""
+    snapshot: dict[int, tuple[float, float]] = {}
+    for pids in by_role.values():
+        for pid in pids:
+            try:
+                fields = _stat_fields(pid)
+            except (OSError, IndexError):
+                continue
+            snapshot[pid] = (int(fields[11]) / TICKS, int(fields[12]) / TICKS)
+    return snapshot
+
+
+def role_sums(
+    by_role: dict[str, list[int]], snapshot: dict[int, tuple[float, float]], pids: set[int]
+) -> tuple[dict[str, float], dict[str, float]]:
+    """({role: CPU seconds}, {role: system CPU seconds}) over the processes in `pids` only: compare two
+    snapshots over the processes alive at both, so one that exits in between (a PostgreSQL backend)
+    is left out instead of making its role's difference negative."""
+    total: dict[str, float] = {}
+    system: dict[str, float] = {}
+    for role, members in by_role.items():
+        present = [snapshot[p] for p in members if p in pids and p in snapshot]
+        total[role] = sum(user + kernel for user, kernel in present)
+        system[role] = sum(kernel for _, kernel in present)
+    return total, system

@@ -1,10 +1,15 @@
 """Profile the server during a workload: py-spy on the scheduler and the API, CPU time per process.
 
-    python -m benchmarks.profile [--db sqlite|postgres] [--workload W1] [--rounds 3] [--rate 250]
+    python -m benchmarks.profile [--config sqlite|postgres|celery-redis|celery-rabbitmq] [--workload W1]
+                                 [--rounds 3] [--rate 250] [--gil] [--concurrency N]
 
 Writes under benchmarks/results/: the scheduler's flame graph (SVG), the collapsed stacks of the
 scheduler and the API (readable by speedscope or flamegraph.pl) and a text summary (top functions
 by self and inclusive samples, CPU seconds per process role), which it also prints.
+
+On a Celery configuration it starts the broker namespace and one `zonda worker` as `benchmarks.run`
+does (`-c 2` for W2, `-c 16` otherwise), also records the worker's main process, and counts the
+CPU of the broker and of PostgreSQL (all its backends) too.
 """
 
 from __future__ import annotations
@@ -23,11 +28,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
-from benchmarks import load, procs, report, server, workloads
-from benchmarks.run import RESULTS, database
+from benchmarks import brokers, load, procs, report, server, workloads
+from benchmarks.run import CONFIGS, RESULTS, broker_for, database
 
 PY_SPY = Path(sys.executable).with_name("py-spy")
 TOP = 30
@@ -37,7 +43,7 @@ _LINE = re.compile(r":\d+\)$")
 
 @dataclass(frozen=True)
 class Options:
-    db: str
+    config: str
     workload: str
     rounds: int
     rate: int
@@ -46,11 +52,13 @@ class Options:
     hold_sqlite: bool
     wait_quiet: float
     spy: bool
+    gil: bool = False
+    concurrency: int | None = None
 
 
 def parse_args(argv: list[str] | None = None) -> Options:
     parser = argparse.ArgumentParser(description="py-spy profile of the Zonda server during a workload")
-    parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--config", "--db", dest="config", choices=sorted(CONFIGS), default="sqlite")
     parser.add_argument("--workload", choices=sorted(workloads.WORKLOADS), default="W1")
     parser.add_argument("--rounds", type=int, default=3, help="repetitions of the workload while recording")
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
@@ -66,9 +74,18 @@ def parse_args(argv: list[str] | None = None) -> Options:
     parser.add_argument(
         "--no-spy", dest="spy", action="store_false", help="only CPU time per process role, no py-spy"
     )
+    parser.add_argument(
+        "--gil",
+        action="store_true",
+        help="py-spy samples only the thread holding the GIL (CPU in Python; a busy machine does not "
+        "inflate the frames of threads waiting for a CPU)",
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=None, help="Celery: the worker's -c (default 2 for W2, else 16)"
+    )
     args = parser.parse_args(argv)
     return Options(
-        args.db,
+        args.config,
         args.workload,
         max(1, args.rounds),
         args.rate,
@@ -77,13 +94,15 @@ def parse_args(argv: list[str] | None = None) -> Options:
         args.hold_sqlite,
         args.wait_quiet,
         args.spy,
+        args.gil,
+        args.concurrency,
     )
 
 
 def spy(pid: int, out: Path, fmt: str, options: Options) -> subprocess.Popen[bytes]:
     """py-spy record on `pid` without pausing it (--nonblocking) until SIGINT."""
     command = [str(PY_SPY), "record", "-p", str(pid), "-r", str(options.rate), "-f", fmt, "-o", str(out)]
-    command += ["--nonblocking", *(["--idle"] if options.idle else [])]
+    command += ["--nonblocking", *(["--idle"] if options.idle else []), *(["--gil"] if options.gil else [])]
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -136,6 +155,7 @@ def describe(label: str, path: Path, seconds: float, options: Options) -> str:
     total, own, inclusive = top_functions(read_collapsed(path))
     share = total / max(seconds * options.rate, 1)
     kind = "all samples, idle included" if options.idle else "busy samples only"
+    kind += ", GIL holder only" if options.gil else ""
     lines = [
         f"## {label}: {total} samples = {share:.0%} of {seconds:.1f} s recorded x {options.rate}/s ({kind}; "
         f"the recording also covers ~{ATTACH_S:g} s of idle attach time before the workload)"
@@ -189,6 +209,7 @@ def output_paths(base: Path) -> dict[str, Path]:
         "scheduler": base.with_name(base.name + "-scheduler.collapsed.txt"),
         "api": base.with_name(base.name + "-api.collapsed.txt"),
         "worker": base.with_name(base.name + "-worker.collapsed.txt"),
+        "worker main": base.with_name(base.name + "-worker-main.collapsed.txt"),
         "summary": base.with_name(base.name + "-summary.txt"),
     }
 
@@ -198,11 +219,24 @@ def busiest(pids: list[int]) -> int:
     return max(pids, key=procs.cpu_seconds)
 
 
-def record(options: Options, srv: server.Server, http: httpx.Client, paths: dict[str, Path]) -> Recording:
-    """Warm up, attach py-spy to the scheduler and the API, run the workload `rounds` times."""
+def record(
+    options: Options,
+    srv: server.Server,
+    http: httpx.Client,
+    paths: dict[str, Path],
+    celery: tuple[brokers.Broker, int] | None = None,
+) -> Recording:
+    """Warm up, attach py-spy to the scheduler and the API, run the workload `rounds` times.
+    `celery`: the broker and the main pid of the `zonda worker` of a Celery configuration."""
     run = workloads.WORKLOADS[options.workload]
     run(http)  # warm-up: workers import the DAG modules
-    by_role = procs.roles(srv.pid, srv.port)
+    if celery is None:
+        by_role = procs.roles(srv.pid, srv.port)
+    else:
+        broker, worker = celery
+        broker_port = urlsplit(broker.url).port or brokers.DEFAULT_PORTS[broker.kind]
+        pg_port = urlsplit(f"//{server.PG_SERVER}").port or 5432
+        by_role = procs.celery_roles(srv.pid, srv.port, broker_port, pg_port, worker)
     recorders = (
         []
         if not options.spy
@@ -211,26 +245,31 @@ def record(options: Options, srv: server.Server, http: httpx.Client, paths: dict
             spy(by_role["scheduler"][0], paths["scheduler"], "raw", options),
             *[spy(pid, paths["api"], "raw", options) for pid in by_role["api"][:1]],
             spy(busiest(by_role["workers"]), paths["worker"], "raw", options),
+            *[spy(pid, paths["worker main"], "raw", options) for pid in by_role.get("worker main", [])],
         ]
     )
     spy_began = time.monotonic()
     try:
         time.sleep(ATTACH_S)
-        sys_before = procs.system_cpu_by_role(by_role)
-        cpu_before, began = procs.cpu_by_role(by_role), time.monotonic()
+        snapshot0, began = procs.cpu_snapshot(by_role), time.monotonic()
         figures = [run(http).figures for _ in range(options.rounds)]
         seconds = time.monotonic() - began
-        cpu_after, sys_after = procs.cpu_by_role(by_role), procs.system_cpu_by_role(by_role)
+        snapshot1 = procs.cpu_snapshot(by_role)
     finally:
         finish(recorders)
     recorded = time.monotonic() - spy_began
+    alive = set(snapshot0) & set(snapshot1)
+    cpu_before, sys_before = procs.role_sums(by_role, snapshot0, alive)
+    cpu_after, sys_after = procs.role_sums(by_role, snapshot1, alive)
     return Recording(paths, figures, seconds, recorded, cpu_before, cpu_after, sys_before, sys_after)
 
 
 def render(options: Options, stamp: str, rec: Recording) -> str:
+    celery = CONFIGS[options.config].broker is not None
     return "\n".join(
         [
-            f"# profile of {options.workload} x{options.rounds} on {options.db}, {stamp}"
+            f"# profile of {options.workload} x{options.rounds} on {options.config}, {stamp}"
+            f"{f' (one zonda worker -c {worker_concurrency(options)})' if celery else ''}"
             f"{' (idle frames included)' if options.idle else ''}"
             f"{' (extra SQLite connection held open)' if options.hold_sqlite else ''}",
             *[f"round {i + 1}: {run_brief(f)}" for i, f in enumerate(rec.figures)],
@@ -245,6 +284,18 @@ def render(options: Options, stamp: str, rec: Recording) -> str:
                         rec.paths["worker"],
                         rec.recorded_s,
                         options,
+                    ),
+                    *(
+                        [
+                            describe(
+                                "the Celery worker's main process",
+                                rec.paths["worker main"],
+                                rec.recorded_s,
+                                options,
+                            )
+                        ]
+                        if celery
+                        else []
                     ),
                     f"flame graph: {rec.paths['scheduler.svg']}",
                 ]
@@ -269,24 +320,48 @@ def held_open(srv: server.Server | None) -> Iterator[None]:
         conn.close()
 
 
+def worker_concurrency(options: Options) -> int:
+    return options.concurrency or (2 if options.workload == "W2" else 16)
+
+
 def profile(options: Options) -> Path:
     if options.wait_quiet > 0:
         load.wait_quiet(options.wait_quiet)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     RESULTS.mkdir(parents=True, exist_ok=True)
     suffix = "-held" if options.hold_sqlite else ""
-    paths = output_paths(RESULTS / f"profile-{stamp}-{options.db}-{options.workload}{suffix}")
+    paths = output_paths(RESULTS / f"profile-{stamp}-{options.config}-{options.workload}{suffix}")
+    config = CONFIGS[options.config]
     with (
-        database(options.db) as (db_url, _),
-        server.running_server(db_url, options.workers) as srv,
+        database(config.db) as (db_url, _),
+        broker_for(config) as broker,
+        server.running_server(
+            db_url,
+            options.workers,
+            extra_env=lambda home: brokers.server_env(home, broker.url) if broker is not None else {},
+        ) as srv,
         workloads.client(srv.url) as http,
-        held_open(srv if options.hold_sqlite and options.db == "sqlite" else None),
+        held_open(srv if options.hold_sqlite and config.db == "sqlite" else None),
+        celery_worker(srv, broker, worker_concurrency(options)) as worker,
     ):
-        rec = record(options, srv, http, paths)
+        celery = (broker, worker) if broker is not None and worker is not None else None
+        rec = record(options, srv, http, paths, celery)
     text = render(options, stamp, rec)
     paths["summary"].write_text(text)
     print(text)
     return paths["summary"]
+
+
+@contextlib.contextmanager
+def celery_worker(
+    srv: server.Server, broker: brokers.Broker | None, concurrency: int
+) -> Iterator[int | None]:
+    """A ready `zonda worker -c concurrency` for a Celery configuration (its main pid), else None."""
+    if broker is None:
+        yield None
+        return
+    with brokers.running_workers(srv.home, broker.url, 1, concurrency) as started:
+        yield started[0].process.pid
 
 
 def run_brief(figures: dict[str, float]) -> str:

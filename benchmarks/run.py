@@ -1,7 +1,12 @@
-"""Run the BENCHMARKS.md workloads on each DB configuration and write docs/benchmarks.md.
+"""Run the BENCHMARKS.md workloads on each configuration and write docs/benchmarks.md.
 
-python -m benchmarks.run [--db sqlite|postgres|all] [--repeat N] [--workloads W0,W1a,W1,W2,W3]
-                         [--workers 16] [--out docs/benchmarks.md] [--no-warmup]
+python -m benchmarks.run [--config sqlite,postgres,celery-redis,celery-rabbitmq|all] [--repeat N]
+                         [--workloads W0,W1a,W1,W2,W3] [--workers 16] [--out docs/benchmarks.md]
+                         [--no-warmup] [--wait-quiet SECONDS] [--celery-concurrency 16]
+                         [--w2-concurrency 2] [--redis-db 0]
+
+`--db` is an alias of `--config`. The Celery configurations run on PostgreSQL with `zonda worker`
+processes started here (W2 on a worker of its own, see `passes`).
 """
 
 from __future__ import annotations
@@ -9,17 +14,21 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import signal
+import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from importlib.metadata import version as package_version
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import psycopg
 
-from benchmarks import floor, load, report, server, stats, workloads
+from benchmarks import brokers, floor, load, report, server, stats, workloads
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -27,9 +36,30 @@ ALL_WORKLOADS = ("W0", "W1a", "W1", "W2", "W3")
 SETTLE_S = 0.5
 
 
+@dataclass(frozen=True)
+class Config:
+    """A benchmark configuration: its name, metadata DB (sqlite, postgres) and, for the Celery
+    executor, its broker (redis, rabbitmq); None is the local executor."""
+
+    name: str
+    db: str
+    broker: str | None = None
+
+
+CONFIGS = {
+    c.name: c
+    for c in (
+        Config("sqlite", "sqlite"),
+        Config("postgres", "postgres"),
+        Config("celery-redis", "postgres", "redis"),
+        Config("celery-rabbitmq", "postgres", "rabbitmq"),
+    )
+}
+
+
 @dataclass
 class Options:
-    dbs: list[str]
+    configs: list[Config]
     repeat: int
     workloads: list[str]
     workers: int
@@ -37,6 +67,9 @@ class Options:
     warmup: bool
     wait_quiet: float
     command: str
+    celery_concurrency: int = 16
+    w2_concurrency: int = 2
+    redis_db: int = brokers.DEFAULT_REDIS_DB
 
 
 @dataclass
@@ -53,10 +86,34 @@ class Samples:
 
 def parse_args(argv: list[str] | None = None) -> Options:
     parser = argparse.ArgumentParser(description="Zonda benchmarks (BENCHMARKS.md)")
-    parser.add_argument("--db", choices=["sqlite", "postgres", "all"], default="all")
+    parser.add_argument(
+        "--config",
+        "--db",
+        dest="config",
+        default="all",
+        help=f"comma-separated, from {','.join(CONFIGS)}; or all (default)",
+    )
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--workloads", default=",".join(ALL_WORKLOADS))
-    parser.add_argument("--workers", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=16, help="local executor: worker processes")
+    parser.add_argument(
+        "--celery-concurrency",
+        type=int,
+        default=16,
+        help="Celery: pool processes of the one `zonda worker` for W1a, W1 and W3",
+    )
+    parser.add_argument(
+        "--w2-concurrency",
+        type=int,
+        default=2,
+        help="Celery: pool processes of the one `zonda worker` for W2 (the target is for 2)",
+    )
+    parser.add_argument(
+        "--redis-db",
+        type=int,
+        default=brokers.DEFAULT_REDIS_DB,
+        help="Redis db of celery-redis, flushed before and after (refused if another client uses it)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     parser.add_argument("--no-warmup", dest="warmup", action="store_false")
     parser.add_argument(
@@ -71,11 +128,25 @@ def parse_args(argv: list[str] | None = None) -> Options:
     unknown = sorted(set(chosen) - set(ALL_WORKLOADS))
     if unknown:
         parser.error(f"unknown workload(s) {unknown}; choose from {','.join(ALL_WORKLOADS)}")
-    dbs = ["sqlite", "postgres"] if args.db == "all" else [args.db]
+    names = [c.strip() for c in args.config.split(",") if c.strip()]
+    names = list(CONFIGS) if "all" in names else names
+    unknown_configs = sorted(set(names) - set(CONFIGS))
+    if unknown_configs or not names:
+        parser.error(f"unknown configuration(s) {unknown_configs}; choose from {','.join(CONFIGS)} or all")
     argv_text = " ".join(sys.argv[1:] if argv is None else argv)
     command = f"python -m benchmarks.run {argv_text}".strip()
     return Options(
-        dbs, max(1, args.repeat), chosen, args.workers, args.out, args.warmup, args.wait_quiet, command
+        [CONFIGS[n] for n in dict.fromkeys(names)],
+        max(1, args.repeat),
+        chosen,
+        args.workers,
+        args.out,
+        args.warmup,
+        args.wait_quiet,
+        command,
+        max(1, args.celery_concurrency),
+        max(1, args.w2_concurrency),
+        args.redis_db,
     )
 
 
@@ -97,6 +168,16 @@ def db_version(db: str, pg_url: str | None) -> str:
     return f"PostgreSQL {row[0] if row else '?'}"
 
 
+@contextlib.contextmanager
+def broker_for(config: Config, redis_db: int = brokers.DEFAULT_REDIS_DB) -> Iterator[brokers.Broker | None]:
+    """The Celery configuration's fresh broker namespace (cleaned afterwards), or None."""
+    if config.broker is None:
+        yield None
+        return
+    with brokers.fresh_broker(config.broker, redis_db) as broker:
+        yield broker
+
+
 def warm_up(http: Any, chosen: list[str]) -> None:
     """One untimed round so every worker has imported the DAG modules (long-lived workers)."""
     for name in ("W1", "W2", "W3"):
@@ -104,19 +185,63 @@ def warm_up(http: Any, chosen: list[str]) -> None:
             workloads.WORKLOADS[name](http)
 
 
-def measure_server(options: Options, db_url: str, samples: Samples) -> None:
+@dataclass(frozen=True)
+class Pass:
+    """Workloads measured together; for Celery, on one `zonda worker` with `concurrency` pool processes
+    (None: the local executor's workers, children of the server)."""
+
+    workloads: list[str]
+    concurrency: int | None = None
+
+
+def passes(config: Config, options: Options, server_workloads: list[str]) -> list[Pass]:
+    """Local executor: one pass. Celery: W1a, W1 and W3 on a worker with `celery_concurrency` (16: up
+    to 16 tasks at once, as the local executor's 16 workers), then W2 on a fresh worker with
+    `w2_concurrency` (the issue's target is for 2 worker processes)."""
+    if config.broker is None:
+        return [Pass(server_workloads)]
+    main = [w for w in server_workloads if w != "W2"]
+    plan = [Pass(main, options.celery_concurrency)] if main else []
+    return plan + ([Pass(["W2"], options.w2_concurrency)] if "W2" in server_workloads else [])
+
+
+@contextlib.contextmanager
+def workers_for(plan: Pass, number: int, srv: server.Server, broker: brokers.Broker | None) -> Iterator[None]:
+    """The pass's `zonda worker` (named bench-w{number}), stopped afterwards; nothing for local."""
+    if plan.concurrency is None or broker is None:
+        yield
+        return
+    with brokers.running_workers(srv.home, broker.url, 1, plan.concurrency, first=number) as started:
+        print(
+            f"  worker {started[0].name} -c {plan.concurrency} ready: {', '.join(plan.workloads)}", flush=True
+        )
+        yield
+
+
+def measure_server(
+    options: Options, config: Config, db_url: str, broker: brokers.Broker | None, samples: Samples
+) -> None:
     server_workloads = [w for w in options.workloads if w != "W0"]
     if not server_workloads:
         return
-    with server.running_server(db_url, options.workers) as srv, workloads.client(srv.url) as http:
-        if options.warmup:
-            warm_up(http, server_workloads)
-        for rep in range(options.repeat):
-            for name in server_workloads:
-                time.sleep(SETTLE_S)
-                result = workloads.WORKLOADS[name](http)
-                samples.add(name, result.figures, {"runs": result.runs, **result.extra})
-                print(f"  rep {rep + 1}/{options.repeat} {name}: {brief(result.figures)}", flush=True)
+
+    def extra_env(home: Path) -> Mapping[str, str]:
+        return brokers.server_env(home, broker.url) if broker is not None else {}
+
+    with (
+        server.running_server(db_url, options.workers, extra_env=extra_env) as srv,
+        workloads.client(srv.url) as http,
+    ):
+        for number, plan in enumerate(passes(config, options, server_workloads), start=1):
+            with workers_for(plan, number, srv, broker):
+                if options.warmup:
+                    warm_up(http, plan.workloads)
+                for rep in range(options.repeat):
+                    for name in plan.workloads:
+                        time.sleep(SETTLE_S)
+                        result = workloads.WORKLOADS[name](http)
+                        samples.add(name, result.figures, {"runs": result.runs, **result.extra})
+                        print(f"  rep {rep + 1}/{options.repeat} {name}: {brief(result.figures)}", flush=True)
 
 
 def brief(figures: dict[str, float]) -> str:
@@ -133,39 +258,113 @@ def add_multiples(samples: Samples) -> None:
             w0 = floors[i % len(floors)]
             figures["p50_x_commit"] = figures["transition_ms_p50"] * 1000 / w0["commit_us"]
             figures["p50_x_pipe"] = figures["transition_ms_p50"] * 1000 / w0["pipe_round_trip_us"]
+            if "broker_round_trip_us" in w0:
+                figures["p50_x_broker"] = figures["transition_ms_p50"] * 1000 / w0["broker_round_trip_us"]
 
 
-def run_config(options: Options, db: str, stamp: str) -> report.ConfigReport:
-    print(f"== {report.CONFIG_TITLES[db]}", flush=True)
+def code_version() -> str:
+    """The commit measured, and whether `zonda/` had uncommitted changes (read-only git commands)."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "--no-optional-locks", "status", "--porcelain", "--", "zonda"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (no git)"
+    return f"commit {commit}" + (", with uncommitted changes under zonda/" if changed else ", zonda/ clean")
+
+
+def workers_text(config: Config, options: Options) -> str:
+    if config.broker is None:
+        return f"{options.workers} local workers"
+    return (
+        "Celery workers started by the benchmark (`zonda worker --queues default -c N`, prefork pool, "
+        "nice 0; they get the broker URL and the shared artifact and log folders, not the DB URL)"
+    )
+
+
+def celery_notes(config: Config, options: Options) -> tuple[dict[str, str], list[str]]:
+    """Per-workload title notes and a bullet line saying which worker ran what, in which order."""
+    if config.broker is None:
+        return {}, []
+    plan = passes(config, options, [w for w in options.workloads if w != "W0"])
+    titled: dict[str, str] = {}
+    steps: list[str] = []
+    for number, step in enumerate(plan, start=1):
+        worker = f"one `zonda worker -c {step.concurrency}` (bench-w{number})"
+        titled |= {w: worker for w in step.workloads}
+        warm = "a warm-up, then " if options.warmup else ""
+        steps.append(f"{worker}: {warm}{options.repeat} repetition(s) of {', '.join(step.workloads)}")
+    lines = [
+        "Workers, in this order, each stopped before the next started: " + "; ".join(steps) + ". "
+        "Targets: the issue's for Celery (W1 p50 <= 20 ms, p99 <= 100 ms; W2 >= 500 tasks/s with 2 "
+        "worker processes); W1a and W3 have none there.",
+    ]
+    return titled, lines
+
+
+def versions_text(db_text: str, broker: brokers.Broker | None) -> str:
+    if broker is None:
+        return db_text
+    return (
+        f"{db_text}; {broker.version}; Celery {package_version('celery')}, kombu {package_version('kombu')}"
+    )
+
+
+def load_note(config: Config) -> str:
+    if config.broker is not None:
+        return (
+            "the PostgreSQL server's and the broker's work count as other processes, the Celery "
+            "workers' as this benchmark"
+        )
+    return "the PostgreSQL server's work counts as other processes" if config.db == "postgres" else ""
+
+
+def run_config(options: Options, config: Config, stamp: str) -> report.ConfigReport:
+    print(f"== {report.CONFIG_TITLES[config.name]}", flush=True)
     if options.wait_quiet > 0:
         share = load.wait_quiet(options.wait_quiet)
         print(f"  machine {100 * share:.0f}% busy before starting", flush=True)
     meter = load.LoadMeter.start()
+    code = code_version()
     samples = Samples()
-    with database(db) as (db_url, pg_url):
-        version = db_version(db, pg_url)
+    with database(config.db) as (db_url, pg_url), broker_for(config, options.redis_db) as broker:
+        versions = versions_text(db_version(config.db, pg_url), broker)
         if "W0" in options.workloads:
             for rep in range(options.repeat):
-                figures = floor.measure(db, pg_url)
+                figures = floor.measure(config.db, pg_url, broker.url if broker is not None else None)
                 samples.add("W0", figures, {})
                 print(f"  rep {rep + 1}/{options.repeat} W0: {brief(figures)}", flush=True)
-        measure_server(options, db_url, samples)
+        measure_server(options, config, db_url, broker, samples)
     add_multiples(samples)
     machine_load = meter.result()
-    raw_path = RESULTS / f"{stamp}-{db}.json"
+    code_after = code_version()
+    code = code if code_after == code else f"{code} at the start, {code_after} at the end"
+    raw_path = RESULTS / f"{stamp}-{config.name}.json"
+    titled, notes = celery_notes(config, options)
     result = report.ConfigReport(
-        db=db,
+        config=config.name,
         date=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         command=options.command,
         repeat=options.repeat,
-        workers=options.workers,
+        workers=workers_text(config, options),
         warmup=options.warmup,
         duration_s=machine_load["wall_s"],
         machine=report.machine(),
-        db_version=version,
+        versions=versions,
         load=machine_load,
         spreads={w: stats.spread(samples.figures[w]) for w in options.workloads if w in samples.figures},
         raw_path=str(raw_path.relative_to(ROOT)),
+        load_note=load_note(config),
+        workload_notes=titled,
+        notes=notes,
+        code=code,
     )
     save_raw(raw_path, result, samples)
     return result
@@ -177,11 +376,18 @@ def save_raw(path: Path, result: report.ConfigReport, samples: Samples) -> None:
     path.write_text(json.dumps(payload, indent=1, default=str))
 
 
+def exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM unwinds like Ctrl-C, so the server, the workers, the DB and the broker namespace are
+    cleaned up."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     options = parse_args(argv)
+    signal.signal(signal.SIGTERM, exit_on_sigterm)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     began = time.monotonic()
-    reports = [run_config(options, db, stamp) for db in options.dbs]
+    reports = [run_config(options, config, stamp) for config in options.configs]
     print()
     for result in reports:
         print(report.terminal(result))

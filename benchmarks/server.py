@@ -12,7 +12,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,9 +67,17 @@ def sqlalchemy_url(libpq_url: str) -> str:
 
 
 @contextlib.contextmanager
-def running_server(db_url: str, workers: int, keep_home: bool = False) -> Iterator[Server]:
-    """A fresh server on a temp home and a free port, ready (healthy, benchmark DAGs parsed)."""
+def running_server(
+    db_url: str,
+    workers: int,
+    keep_home: bool = False,
+    extra_env: Callable[[Path], Mapping[str, str]] | None = None,
+) -> Iterator[Server]:
+    """A fresh server on a temp home and a free port, ready (healthy, benchmark DAGs parsed).
+
+    `extra_env(home)` adds to the server's environment (e.g. ZONDA_EXECUTOR=celery and the broker)."""
     home = Path(tempfile.mkdtemp(prefix="zonda-bench-"))
+    env = {**os.environ, **(extra_env(home) if extra_env is not None else {})}
     port = free_port()
     command = [
         sys.executable,
@@ -79,7 +87,7 @@ def running_server(db_url: str, workers: int, keep_home: bool = False) -> Iterat
         *("--port", str(port), "--workers", str(workers)),
     ]
     with (home / "server.out").open("wb") as out:
-        process = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     server = Server(f"http://127.0.0.1:{port}", port, process, home, db_url)
     try:
         wait_ready(server)
