@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -49,9 +50,8 @@ def cpu_seconds(pid: int) -> float:
     return sum(cpu_split(pid))
 
 
-def listening_inodes(port: int) -> set[str]:
-    """Socket inodes of TCP sockets listening on `port`."""
-    inodes: set[str] = set()
+def _tcp_sockets() -> Iterator[tuple[int, int, bool, str]]:
+    """(local port, remote port, listening, inode) of every TCP socket in /proc/net/tcp{,6}."""
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             lines = Path(table).read_text().splitlines()[1:]
@@ -59,9 +59,13 @@ def listening_inodes(port: int) -> set[str]:
             continue
         for line in lines:
             parts = line.split()
-            if parts[3] == LISTEN and int(parts[1].rsplit(":", 1)[1], 16) == port:
-                inodes.add(parts[9])
-    return inodes
+            local, remote = (int(parts[i].rsplit(":", 1)[1], 16) for i in (1, 2))
+            yield local, remote, parts[3] == LISTEN, parts[9]
+
+
+def listening_inodes(port: int) -> set[str]:
+    """Socket inodes of TCP sockets listening on `port`."""
+    return {inode for local, _, listening, inode in _tcp_sockets() if listening and local == port}
 
 
 def socket_inodes(pid: int) -> set[str]:
@@ -104,17 +108,7 @@ def roles(supervisor: int, port: int) -> dict[str, list[int]]:
 
 def connected_inodes(port: int) -> set[str]:
     """Socket inodes of TCP connections whose remote end is `port` (e.g. clients of a broker)."""
-    inodes: set[str] = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            parts = line.split()
-            if parts[3] != LISTEN and int(parts[2].rsplit(":", 1)[1], 16) == port:
-                inodes.add(parts[9])
-    return inodes
+    return {inode for _, remote, listening, inode in _tcp_sockets() if not listening and remote == port}
 
 
 def listening_pids(port: int) -> list[int]:

@@ -12,7 +12,7 @@ the format can evolve; fields added with a default (`queue`, `reply_to`, `worker
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from zonda.core.outputs import ArtifactRef
@@ -91,6 +91,24 @@ class TaskFinished:
     @property
     def ti_key(self) -> tuple[str, str, int]:
         return (self.run_id, self.task_id, self.map_index)
+
+    @classmethod
+    def lost(
+        cls, run_id: str, task_id: str, map_index: int, try_number: int, error: str, worker: str = ""
+    ) -> TaskFinished:
+        """A failed outcome for an attempt whose worker vanished (the task's retries then apply)."""
+        now = datetime.now(UTC)
+        return cls(
+            run_id,
+            task_id,
+            map_index,
+            try_number,
+            ok=False,
+            started_at=now,
+            ended_at=now,
+            error=error,
+            worker=worker,
+        )
 
 
 WorkerMessage = TaskStarted | TaskFinished

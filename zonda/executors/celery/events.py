@@ -16,7 +16,7 @@ Both are JSON objects (`codec.py` frames the reports; heartbeats frame themselve
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from kombu import Exchange, Producer, Queue
@@ -149,15 +149,4 @@ def running_task(request: TaskRequest) -> RunningTask:
 
 def lost_report(task: RunningTask, error: str, worker: str = "") -> TaskFinished:
     """A failed `TaskFinished` for an attempt whose worker vanished (the task's retries then apply)."""
-    now = datetime.now(UTC)
-    return TaskFinished(
-        task.run_id,
-        task.task_id,
-        task.map_index,
-        task.try_number,
-        ok=False,
-        started_at=now,
-        ended_at=now,
-        error=error,
-        worker=worker,
-    )
+    return TaskFinished.lost(task.run_id, task.task_id, task.map_index, task.try_number, error, worker)

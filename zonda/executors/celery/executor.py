@@ -190,10 +190,6 @@ class CeleryExecutor:
         self._listener.follow(name)
         return []
 
-    def recover(self) -> list[TaskFinished]:
-        """Nothing: unstored outcomes stay in the reply queues until acknowledged."""
-        return []
-
     def checkpoint(self, epoch: int) -> None:
         done = [handle for seen, handle in self._unacked if seen <= epoch]
         self._unacked = [(seen, handle) for seen, handle in self._unacked if seen > epoch]

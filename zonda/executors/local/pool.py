@@ -7,7 +7,6 @@ import multiprocessing
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -171,19 +170,11 @@ class LocalExecutor:
         for record in read_journal(Path(worker.config.journal_path)):
             if record.ti_key == request.ti_key and record.try_number == request.try_number:
                 return record
-        now = datetime.now(UTC)
         reason = worker.kill_reason or (
             f"WorkerLostError: worker process {worker.process.pid} died (exit code {code}) while running the task"
         )
-        return TaskFinished(
-            request.run_id,
-            request.task_id,
-            request.map_index,
-            request.try_number,
-            ok=False,
-            started_at=now,
-            ended_at=now,
-            error=reason,
+        return TaskFinished.lost(
+            request.run_id, request.task_id, request.map_index, request.try_number, reason
         )
 
     def _spawn(self) -> _Worker:
