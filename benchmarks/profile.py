@@ -244,7 +244,7 @@ def record(
             spy(by_role["scheduler"][0], paths["scheduler.svg"], "flamegraph", options),
             spy(by_role["scheduler"][0], paths["scheduler"], "raw", options),
             *[spy(pid, paths["api"], "raw", options) for pid in by_role["api"][:1]],
-            spy(busiest(by_role["workers"]), paths["worker"], "raw", options),
+            spy(busiest(by_role["workers"] or by_role["worker main"]), paths["worker"], "raw", options),
             *[spy(pid, paths["worker main"], "raw", options) for pid in by_role.get("worker main", [])],
         ]
     )
@@ -340,7 +340,7 @@ def profile(options: Options) -> Path:
             options.workers,
             extra_env=lambda home: brokers.server_env(home, broker.url) if broker is not None else {},
         ) as srv,
-        workloads.client(srv.url) as http,
+        srv.client() as http,
         held_open(srv if options.hold_sqlite and config.db == "sqlite" else None),
         celery_worker(srv, broker, worker_concurrency(options)) as worker,
     ):

@@ -230,7 +230,7 @@ def measure_server(
 
     with (
         server.running_server(db_url, options.workers, extra_env=extra_env) as srv,
-        workloads.client(srv.url) as http,
+        srv.client() as http,
     ):
         for number, plan in enumerate(passes(config, options, server_workloads), start=1):
             with workers_for(plan, number, srv, broker):

@@ -19,9 +19,11 @@ from pathlib import Path
 import httpx
 import psycopg
 
+from benchmarks import workloads
+
 ROOT = Path(__file__).resolve().parent.parent
 DAGS_FOLDER = Path(__file__).resolve().parent / "dags"
-BENCH_DAGS = ("onboarding_40x20", "fanout_1000", "one_task")
+BENCH_DAGS = (workloads.ONBOARDING, workloads.FANOUT_DAG, workloads.ONE_TASK)
 PG_ADMIN_URL = os.environ.get("ZONDA_BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
 PG_SERVER = os.environ.get("ZONDA_BENCH_PG_SERVER", "postgres@127.0.0.1:5432")
 START_TIMEOUT = 120.0
@@ -36,6 +38,16 @@ class Server:
     process: subprocess.Popen[bytes]
     home: Path
     db_url: str
+
+    @property
+    def token(self) -> str:
+        """The admin API token the server wrote to its home on first start ("" until then)."""
+        path = self.home / "token"
+        return path.read_text().strip() if path.exists() else ""
+
+    def client(self) -> httpx.Client:
+        """An HTTP client of the workloads, authenticated as the server's admin."""
+        return workloads.client(self.url, self.token)
 
     @property
     def pid(self) -> int:
@@ -101,23 +113,23 @@ def running_server(
 def wait_ready(server: Server, timeout: float = START_TIMEOUT) -> None:
     """Until /health says ok and every benchmark DAG is listed; RuntimeError with the log otherwise."""
     deadline = time.monotonic() + timeout
-    with httpx.Client(base_url=server.url, timeout=5.0) as client:
-        while time.monotonic() < deadline:
-            if server.process.poll() is not None:
-                raise RuntimeError(f"server exited with {server.process.returncode}:\n{server_log(server)}")
-            if _ready(client):
-                return
-            time.sleep(0.2)
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"server exited with {server.process.returncode}:\n{server_log(server)}")
+        if server.token and _ready(server):
+            return
+        time.sleep(0.2)
     raise RuntimeError(f"server not ready after {timeout:.0f} s:\n{server_log(server)}")
 
 
-def _ready(client: httpx.Client) -> bool:
+def _ready(server: Server) -> bool:
     try:
-        health = client.get("/health").json()
-        if health.get("status") != "ok":
-            return False
-        listed = {d["dag_id"] for d in client.get("/api/v1/dags").json()}
-    except (httpx.HTTPError, ValueError):
+        with server.client() as client:
+            health = client.get("/health").json()
+            if health.get("status") != "ok":
+                return False
+            listed = {d["dag_id"] for d in client.get("/api/v1/dags").json()}
+    except (httpx.HTTPError, ValueError, TypeError):
         return False
     return set(BENCH_DAGS) <= listed
 

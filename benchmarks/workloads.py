@@ -42,9 +42,18 @@ class Triggered:
     sent_at: datetime
 
 
-def client(base_url: str) -> httpx.Client:
+TENANT = "default"
+"""The tenant of the server's DAG folder (`zonda up`'s embedded tenant); DAG ids are `tenant/name`."""
+ONBOARDING = f"{TENANT}/onboarding_40x20"
+FANOUT_DAG = f"{TENANT}/fanout_1000"
+ONE_TASK = f"{TENANT}/one_task"
+
+
+def client(base_url: str, token: str = "") -> httpx.Client:
+    """An HTTP client for the workloads (`token`: an API token, sent as a bearer token)."""
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-    return httpx.Client(base_url=base_url, timeout=60.0, limits=limits)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.Client(base_url=base_url, timeout=60.0, limits=limits, headers=headers)
 
 
 def trigger(http: httpx.Client, dag_id: str, params: dict[str, Any], key: str | None = None) -> Triggered:
@@ -87,7 +96,7 @@ def onboarding_params() -> tuple[dict[str, Any], str]:
 def w1a(http: httpx.Client) -> Result:
     """One onboarding_40x20 run with nothing else running."""
     params, key = onboarding_params()
-    runs = wait_finished(http, "onboarding_40x20", [trigger(http, "onboarding_40x20", params, key)])
+    runs = wait_finished(http, ONBOARDING, [trigger(http, ONBOARDING, params, key)])
     stats.check_success(runs)
     figures = stats.summary(stats.transitions_ms(runs[0]), "transition_ms")
     figures["makespan_ms"] = stats.makespan_ms(runs[0])
@@ -113,10 +122,10 @@ def w1(http: httpx.Client) -> Result:
 
     def make() -> Triggered:
         params, key = onboarding_params()
-        return trigger(http, "onboarding_40x20", params, key)
+        return trigger(http, ONBOARDING, params, key)
 
     triggered = trigger_together(http, W1_RUNS, make)
-    runs = wait_finished(http, "onboarding_40x20", triggered)
+    runs = wait_finished(http, ONBOARDING, triggered)
     stats.check_success(runs)
     transitions = [ms for run in runs for ms in stats.transitions_ms(run)]
     makespans = [stats.makespan_ms(run) for run in runs]
@@ -135,7 +144,7 @@ def w1(http: httpx.Client) -> Result:
 
 def w2(http: httpx.Client) -> Result:
     """fanout_1000: tasks/s = 1000 / (start(join) - end(start))."""
-    runs = wait_finished(http, "fanout_1000", [trigger(http, "fanout_1000", {})])
+    runs = wait_finished(http, FANOUT_DAG, [trigger(http, FANOUT_DAG, {})])
     stats.check_success(runs)
     run = runs[0]
     start_end = stats.ts(stats.first_task(run, "start")["ended_at"])
@@ -157,7 +166,7 @@ def w3(http: httpx.Client) -> Result:
     parts: dict[str, list[float]] = {"total": [], "api": [], "pickup": [], "start": []}
     runs: list[RunRecord] = []
     for n in range(W3_TRIGGERS):
-        sent = trigger(http, "one_task", {"n": n})
+        sent = trigger(http, ONE_TASK, {"n": n})
         run = wait_one(http, sent.run_id)
         runs.append(run)
         for name, value in w3_parts(sent, run).items():

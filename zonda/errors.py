@@ -53,3 +53,11 @@ class WorkerLostError(ZondaError):
 
 class ServerUnavailableError(ZondaError):
     """The CLI could not reach the Zonda server."""
+
+
+class AuthenticationError(ZondaError):
+    """The request carries no valid credentials: log in, or pass an API token (ZONDA_TOKEN)."""
+
+
+class PermissionDeniedError(ZondaError):
+    """The caller's role in the tenant does not allow the action."""

@@ -15,7 +15,7 @@ from typing import Any
 
 from zonda.api.schemas import RunRecord, TaskRecord
 from zonda.artifacts.store import ArtifactStore
-from zonda.core.ids import new_run_id
+from zonda.core.ids import DEFAULT_TENANT, new_run_id
 from zonda.core.params import validate_params
 from zonda.core.run_graph import RunGraph, TaskInstance, TIKey
 from zonda.core.spec import DagSpec
@@ -147,6 +147,7 @@ def run_record(
     started = min((t.started_at for t in tasks if t.started_at), default=None)
     return RunRecord(
         run_id=graph.run_id,
+        tenant_id=DEFAULT_TENANT,
         dag_id=spec.dag_id,
         dag_version=version,
         state=graph.state.value,

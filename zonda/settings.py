@@ -37,6 +37,12 @@ class Settings(BaseSettings):
     parse_processes: int = Field(2, ge=1)
     safety_poll_interval: float = Field(5.0, description="Seconds between the scheduler's safety-net polls")
     heartbeat_interval: float = 2.0
+    gone_retention: float = Field(
+        86400.0,
+        gt=0,
+        description="Seconds a scheduler or worker that stopped heartbeating stays listed (as missing) "
+        "before the schedulers forget it",
+    )
     executor: str = Field(
         "local",
         description="Where tasks run: local (processes), celery, or package.module:Class (see executors/registry.py)",
@@ -69,6 +75,36 @@ class Settings(BaseSettings):
         "(and then reported as WorkerLostError, not run twice); keep it above your longest task",
     )
     # -----------------------------------------------------------------------------------------------
+    # -- Tenant isolation on a machine (docs/adr/0010-tenant-isolation.md) ------------------------
+    tenant_uids: dict[str, int] = Field(
+        default_factory=dict,
+        description='Local workers of these tenants run as these OS users, as JSON: {"team-a": 20001} '
+        "(needs the server to run as root)",
+    )
+    tenant_uid_base: int | None = Field(
+        None,
+        ge=1,
+        description="Local workers of tenants not in ZONDA_TENANT_UIDS run as uids base+1, base+2, ... "
+        "given in order of first use and kept in ZONDA_HOME/tenant-uids.json (needs root)",
+    )
+    tenant_queues: bool = Field(
+        False,
+        description="Celery executor: a task of tenant T goes to queue T.<queue>, served by "
+        "`zonda worker --tenant T` only",
+    )
+    # -----------------------------------------------------------------------------------------------
+
+    secret_keys: str = Field(
+        "",
+        description="Fernet keys, comma-separated, newest first: encrypt tenant secrets, sign run tokens; "
+        "default: one generated into ZONDA_HOME/secret.key",
+        repr=False,
+    )
+    token: str = Field("", description="API token the CLI sends (see `zonda login`)", repr=False)
+    tenant: str = Field("", description="The CLI's tenant for DAG ids given without one (team-a/etl)")
+    admin_password: str = Field(
+        "", description="Password of the `admin` user an embedded server creates on first start", repr=False
+    )
 
     scheduler_write_window: float = Field(
         0.005,

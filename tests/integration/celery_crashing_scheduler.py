@@ -1,6 +1,9 @@
-"""A scheduler stand-in that dies hard: submit one request, poll its outcome, never store it, wait to be killed.
+"""A scheduler stand-in that dies hard.
 
-Usage: python -m tests.integration.celery_crashing_scheduler BROKER_URL SCHEDULER_ID REQUEST_JSON
+Usage: python -m tests.integration.celery_crashing_scheduler BROKER_URL SCHEDULER_ID [REQUEST_JSON]
+
+With a request: submit it, poll its outcome, never store it, print POLLED and wait to be killed.
+Without: consume its reply queue, print CONSUMING and wait to be frozen (SIGSTOP) and killed.
 """
 
 from __future__ import annotations
@@ -17,10 +20,13 @@ from zonda.settings import Settings
 from zonda.worker.protocol import TaskFinished
 
 
-def main(broker: str, scheduler_id: str, request_json: str) -> None:
+def main(broker: str, scheduler_id: str, request_json: str = "") -> None:
     executor = CeleryExecutor(make_app(Settings(broker_url=broker)), scheduler_id)
     executor.start()
-    executor.submit(decode_request(json.loads(request_json)))
+    if not request_json:
+        print("CONSUMING", flush=True)
+        time.sleep(3600)
+    executor.submit([decode_request(json.loads(request_json))])
     while True:
         wait(list(executor.waitables()), 1.0)
         if any(isinstance(m, TaskFinished) for m in executor.poll()):

@@ -148,7 +148,9 @@ class Dag:
 class Worker:
     """One `zonda worker` process (with its pool processes) in its own process group."""
 
-    def __init__(self, broker: str, root: Path, queues: list[str], concurrency: int = 2) -> None:
+    def __init__(
+        self, broker: str, root: Path, queues: list[str], concurrency: int = 2, tenant: str | None = None
+    ) -> None:
         self.name = unique("w")
         self.id = f"{self.name}@test"
         self.log = root / f"{self.name}.out"
@@ -161,6 +163,7 @@ class Worker:
             ZONDA_TEST_MARKS=str(root / "marks"),
         )
         args = [ZONDA, "worker", "--queues", ",".join(queues), "-c", str(concurrency), "--name", self.id]
+        args += ["--tenant", tenant] if tenant else []
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(args, env=env, stdout=out, stderr=out, start_new_session=True)
         wait_until(lambda: f"{self.id} ready" in self.output(), 30, f"worker {self.id} ready")

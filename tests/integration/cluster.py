@@ -56,6 +56,8 @@ class Cluster(ZondaServer):
     def _cluster_ready(self, expect_dags: int, schedulers: int) -> bool:
         dead = [name for name, p in self.procs.items() if p.poll() is not None]
         assert not dead, f"{dead} exited; see their .out files in {self.home}"
+        if not self._authenticated():
+            return False
         health = self.client.get("/health").json()
         dags = self.client.get("/api/v1/dags").json()
         return bool(health["schedulers"] >= schedulers) and len(dags) >= expect_dags

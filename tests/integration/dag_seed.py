@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection, Engine, insert, update
 
+from zonda.core.ids import DEFAULT_TENANT, qualify, tenant_of
 from zonda.db.engine import write_txn
 from zonda.db.schema import dag_versions, dags, import_errors
 from zonda.sdk.dag import DAG
@@ -17,6 +18,19 @@ from zonda.sdk.serialize import dag_to_spec
 
 _modules = itertools.count()
 
+ETL_SOURCE = """
+from zonda import dag, task
+
+@task
+def extract(size: int) -> int:
+    return size
+
+@dag(schedule="@daily", start_date="2026-01-01")
+def etl(size: int = 3):
+    extract(size)
+"""
+"""A one-task DAG with a param and a schedule: the tenant DAG of the API-wide tests."""
+
 
 def load_dags(source: str, fileloc: str) -> dict[str, DAG]:
     """The DAGs defined by `source`, imported under a fresh module name."""
@@ -24,12 +38,18 @@ def load_dags(source: str, fileloc: str) -> dict[str, DAG]:
 
 
 def seed_dag(
-    engine: Engine, dag: DAG, *, source: str = "", fileloc: str = "/dags/test.py", dag_id: str | None = None
+    engine: Engine,
+    dag: DAG,
+    *,
+    source: str = "",
+    fileloc: str = "/dags/test.py",
+    dag_id: str | None = None,
+    tenant: str = DEFAULT_TENANT,
 ) -> int:
-    """Store `dag` as a new latest version (optionally under another id); returns the version number."""
+    """Store `dag` as a new latest version of `tenant` (optionally under another name); returns the version."""
     spec = dag_to_spec(dag, fileloc)
-    if dag_id is not None:
-        spec = dataclasses.replace(spec, dag_id=dag_id)
+    name = dag_id or spec.dag_id
+    spec = dataclasses.replace(spec, dag_id=name if "/" in name else qualify(tenant, name))
     now = datetime.now(UTC)
     with write_txn(engine) as conn:
         version = _next_version(conn, spec.dag_id)
@@ -48,10 +68,12 @@ def seed_dag(
     return version
 
 
-def seed_import_error(engine: Engine, fileloc: str, error: str) -> None:
+def seed_import_error(engine: Engine, fileloc: str, error: str, tenant: str = DEFAULT_TENANT) -> None:
     with write_txn(engine) as conn:
         conn.execute(
-            insert(import_errors).values(fileloc=fileloc, error=error, recorded_at=datetime.now(UTC))
+            insert(import_errors).values(
+                tenant_id=tenant, fileloc=fileloc, error=error, recorded_at=datetime.now(UTC)
+            )
         )
 
 
@@ -70,6 +92,7 @@ def _upsert_dag(conn: Connection, dag_id: str, schedule: str | None, version: in
     conn.execute(
         insert(dags).values(
             dag_id=dag_id,
+            tenant_id=tenant_of(dag_id),
             fileloc=fileloc,
             latest_version=version,
             paused=False,
@@ -84,3 +107,10 @@ def _upsert_dag(conn: Connection, dag_id: str, schedule: str | None, version: in
             updated_at=now,
         )
     )
+
+
+def seed_etl(engine: Engine, tenant: str) -> None:
+    """`ETL_SOURCE` as `tenant/etl`, from the file `/dags/<tenant>/etl.py`."""
+    fileloc = f"/dags/{tenant}/etl.py"
+    for dag in load_dags(ETL_SOURCE, fileloc).values():
+        seed_dag(engine, dag, source=ETL_SOURCE, fileloc=fileloc, tenant=tenant)

@@ -7,11 +7,15 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+import uvicorn
 
 ZONDA = str(Path(sys.executable).with_name("zonda"))
 
@@ -44,6 +48,11 @@ class ZondaServer:
         )
         self.wait_until(lambda: self._ready(expect_dags), 60, "server ready")
 
+    @property
+    def token(self) -> str:
+        """The admin's API token, written by the server's first start into its home."""
+        return (self.home / "token").read_text().strip()
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -59,6 +68,8 @@ class ZondaServer:
         self.wait_until(self._port_free, 30, "port released")
 
     def trigger(self, dag_id: str, params: dict[str, Any] | None = None, key: str | None = None) -> str:
+        """Trigger a run; a DAG id without a tenant is one of the `default` tenant."""
+        dag_id = dag_id if "/" in dag_id else f"default/{dag_id}"
         response = self.client.post(f"/api/v1/dags/{dag_id}/runs", json={"params": params or {}, "key": key})
         assert response.status_code == 201, response.text
         return str(response.json()["run_id"])
@@ -94,10 +105,40 @@ class ZondaServer:
 
     def _ready(self, expect_dags: int) -> bool:
         assert self.proc is not None and self.proc.poll() is None, "server exited; see server.out in its home"
+        if not self._authenticated():
+            return False
         health = self.client.get("/health").json()
         dags = self.client.get("/api/v1/dags").json()
         return bool(health["schedulers"]) and len(dags) >= expect_dags
 
+    def _authenticated(self) -> bool:
+        """Send the admin's token from now on, once the first start has written it."""
+        if "Authorization" not in self.client.headers:
+            if not (self.home / "token").exists():
+                return False
+            self.client.headers["Authorization"] = f"Bearer {self.token}"
+        return True
+
     def _port_free(self) -> bool:
         with socket.socket() as s:
             return s.connect_ex(("127.0.0.1", self.port)) != 0
+
+
+@contextmanager
+def serve_in_thread(app: Any) -> Iterator[str]:
+    """A real uvicorn server for `app` in a thread of this process, on a free port; yields its URL."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    uv = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not uv.started and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert uv.started, "uvicorn did not start"
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        uv.should_exit = True
+        thread.join(10)
+        sock.close()

@@ -13,6 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, update
 
+from tests.doubles import RecordingWaker
+from tests.identity import admin_token
 from tests.integration.dag_seed import load_dags, seed_dag, seed_import_error
 from zonda.api.app import create_app
 from zonda.api.schemas import RunRecord
@@ -51,24 +53,14 @@ def nightly(size: int = 3):
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 
 
-class CountingWaker:
-    """A real Waker that counts wake-ups instead of sending them."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    def wake(self, topic: str = "runs") -> None:
-        self.count += 1
-
-
 @dataclass
 class Api:
     client: TestClient
     engine: Engine
     settings: Settings
-    waker: CountingWaker
+    waker: RecordingWaker
 
-    def trigger(self, dag_id: str = "etl", **body: Any) -> dict[str, Any]:
+    def trigger(self, dag_id: str = "default/etl", **body: Any) -> dict[str, Any]:
         body.setdefault("params", {"n": 3})
         response = self.client.post(f"/api/v1/dags/{dag_id}/runs", json=body)
         assert response.status_code == 201, response.text
@@ -85,8 +77,9 @@ def api(engine: Engine, tmp_path: Path) -> Iterator[Api]:
     for dag in load_dags(SOURCE, "/dags/etl.py").values():
         seed_dag(engine, dag, source=SOURCE, fileloc="/dags/etl.py")
     settings = Settings(home=tmp_path / "home")
-    waker = CountingWaker()
-    with TestClient(create_app(settings, engine=engine, waker=waker)) as client:
+    waker = RecordingWaker()
+    headers = {"Authorization": f"Bearer {admin_token(engine, settings)}"}
+    with TestClient(create_app(settings, engine=engine, waker=waker), headers=headers) as client:
         yield Api(client, engine, settings, waker)
 
 
@@ -104,7 +97,7 @@ def assert_error(response: Any, status: int, code: str) -> dict[str, Any]:
 
 def test_trigger_creates_a_queued_run_with_every_task_pending(api: Api) -> None:
     record = api.trigger(params={"n": 5}, key="user-42")
-    assert RunRecord.model_validate(record).dag_id == "etl"
+    assert RunRecord.model_validate(record).dag_id == "default/etl"
     assert record["state"] == "queued"
     assert record["trigger"] == "api"
     assert record["key"] == "user-42"
@@ -114,7 +107,7 @@ def test_trigger_creates_a_queued_run_with_every_task_pending(api: Api) -> None:
     assert [t["upstream"] for t in record["tasks"]] == [[], ["extract"], ["total"]]
     assert all(t["try_number"] == 0 and t["max_tries"] == 1 for t in record["tasks"])
     assert ISO_UTC.match(record["created_at"])
-    assert api.waker.count == 1
+    assert api.waker.wakes == 1
 
 
 @pytest.mark.parametrize(
@@ -125,26 +118,26 @@ def test_trigger_creates_a_queued_run_with_every_task_pending(api: Api) -> None:
 def test_trigger_with_bad_params_is_422_naming_the_param(
     api: Api, params: dict[str, Any], param: str
 ) -> None:
-    response = api.client.post("/api/v1/dags/etl/runs", json={"params": params})
+    response = api.client.post("/api/v1/dags/default/etl/runs", json={"params": params})
     error = assert_error(response, 422, "invalid_params")
     assert param in [d["param"] for d in error["details"]]
     assert param in error["message"]
-    assert api.waker.count == 0
+    assert api.waker.wakes == 0
 
 
 def test_trigger_an_unknown_dag_is_404(api: Api) -> None:
-    error = assert_error(api.client.post("/api/v1/dags/nope/runs", json={}), 404, "not_found")
-    assert "'nope'" in error["message"]
+    error = assert_error(api.client.post("/api/v1/dags/default/nope/runs", json={}), 404, "not_found")
+    assert "'default/nope'" in error["message"]
 
 
 def test_a_malformed_body_is_422_invalid_request(api: Api) -> None:
-    response = api.client.post("/api/v1/dags/etl/runs", json={"params": [1, 2]})
+    response = api.client.post("/api/v1/dags/default/etl/runs", json={"params": [1, 2]})
     error = assert_error(response, 422, "invalid_request")
     assert error["details"][0]["field"] == "body.params"
 
 
 def test_a_paused_dag_can_still_be_triggered(api: Api) -> None:
-    assert api.client.patch("/api/v1/dags/etl", json={"paused": True}).status_code == 200
+    assert api.client.patch("/api/v1/dags/default/etl", json={"paused": True}).status_code == 200
     assert api.trigger()["state"] == "queued"
 
 
@@ -161,7 +154,7 @@ def test_get_run_returns_the_record_and_404_for_an_unknown_run(api: Api) -> None
 
 def test_list_runs_filters_by_dag_key_and_state(api: Api) -> None:
     ids = [api.trigger(key=key)["run_id"] for key in ("user-1", "user-1", "user-2")]
-    nightly = api.trigger("nightly", params={})["run_id"]
+    nightly = api.trigger("default/nightly", params={})["run_id"]
     api.set_run_state(ids[0], "success")
 
     def listed(**query: Any) -> list[str]:
@@ -170,10 +163,10 @@ def test_list_runs_filters_by_dag_key_and_state(api: Api) -> None:
         return [r["run_id"] for r in response.json()["runs"]]
 
     assert listed() == [nightly, *reversed(ids)]
-    assert listed(dag_id="nightly") == [nightly]
+    assert listed(dag_id="default/nightly") == [nightly]
     assert listed(key="user-1") == [ids[1], ids[0]]
     assert listed(state="success") == [ids[0]]
-    assert listed(dag_id="etl", key="user-2", state="queued") == [ids[2]]
+    assert listed(dag_id="default/etl", key="user-2", state="queued") == [ids[2]]
     first = api.client.get(f"/api/v1/runs/{ids[1]}").json()["created_at"]
     assert listed(created_after=first) == [nightly, ids[2], ids[1]]
     assert listed(created_before=first) == [ids[0]]
@@ -217,9 +210,36 @@ def test_clear_records_a_command_for_the_scheduler(api: Api) -> None:
         [command] = pending_commands(conn)
     assert (command.id, command.kind) == (response.json()["command_id"], "clear")
     assert command.payload == {"task_id": "total", "downstream": True}
-    assert api.waker.count == 2
+    assert api.waker.wakes == 2
     unknown = api.client.post(f"/api/v1/runs/{run_id}/clear", json={"task_id": "nope"})
     assert_error(unknown, 404, "not_found")
+    assert api.client.get(f"/api/v1/runs/{run_id}").json()["pending_commands"] == ["clear"]
+
+
+def test_mark_records_a_command_and_refuses_what_cannot_be_marked(api: Api) -> None:
+    run_id = api.trigger()["run_id"]
+    url = f"/api/v1/runs/{run_id}/tasks/total/mark"
+    assert (
+        "queued" in assert_error(api.client.post(url, json={"state": "success"}), 409, "conflict")["message"]
+    )
+    api.set_run_state(run_id, "running")
+    assert_error(api.client.post(url, json={"state": "running"}), 422, "invalid_request")
+    assert_error(api.client.post(url, json={"state": "success", "map_index": 3}), 404, "not_found")
+    assert_error(
+        api.client.post(f"/api/v1/runs/{run_id}/tasks/nope/mark", json={"state": "failed"}), 404, "not_found"
+    )
+    response = api.client.post(url, json={"state": "failed"})
+    assert response.status_code == 202, response.text
+    with read_txn(api.engine) as conn:
+        [command] = pending_commands(conn)
+    assert command.kind == "mark"
+    assert command.payload == {
+        "task_id": "total",
+        "map_index": None,
+        "state": "failed",
+        "note": "marked failed by root",
+    }
+    assert api.client.get(f"/api/v1/runs/{run_id}").json()["pending_commands"] == ["mark"]
 
 
 # DAGs ---------------------------------------------------------------------------------------------------
@@ -229,25 +249,25 @@ def test_list_and_get_dags_show_the_latest_version(api: Api) -> None:
     response = api.client.get("/api/v1/dags")
     assert response.status_code == 200
     by_id = {d["dag_id"]: d for d in response.json()}
-    assert set(by_id) == {"etl", "nightly"}
-    etl = by_id["etl"]
+    assert set(by_id) == {"default/etl", "default/nightly"}
+    etl = by_id["default/etl"]
     assert etl["tasks"] == ["extract", "total", "report"]
     assert etl["params_schema"]["required"] == ["n"]
     assert (etl["version"], etl["paused"], etl["active"], etl["schedule"]) == (1, False, True, None)
-    assert by_id["nightly"]["schedule"] == "0 0 * * *"
-    assert api.client.get("/api/v1/dags/etl").json() == etl
-    assert_error(api.client.get("/api/v1/dags/nope"), 404, "not_found")
+    assert by_id["default/nightly"]["schedule"] == "0 0 * * *"
+    assert api.client.get("/api/v1/dags/default/etl").json() == etl
+    assert_error(api.client.get("/api/v1/dags/default/nope"), 404, "not_found")
 
 
 def test_pause_and_unpause(api: Api) -> None:
-    paused = api.client.patch("/api/v1/dags/nightly", json={"paused": True})
+    paused = api.client.patch("/api/v1/dags/default/nightly", json={"paused": True})
     assert paused.status_code == 200
     assert paused.json()["paused"] is True
-    assert api.client.get("/api/v1/dags/nightly").json()["paused"] is True
-    assert api.client.patch("/api/v1/dags/nightly", json={"paused": False}).json()["paused"] is False
-    assert api.waker.count == 2
-    assert_error(api.client.patch("/api/v1/dags/nope", json={"paused": True}), 404, "not_found")
-    assert_error(api.client.patch("/api/v1/dags/etl", json={}), 422, "invalid_request")
+    assert api.client.get("/api/v1/dags/default/nightly").json()["paused"] is True
+    assert api.client.patch("/api/v1/dags/default/nightly", json={"paused": False}).json()["paused"] is False
+    assert api.waker.wakes == 2
+    assert_error(api.client.patch("/api/v1/dags/default/nope", json={"paused": True}), 404, "not_found")
+    assert_error(api.client.patch("/api/v1/dags/default/etl", json={}), 422, "invalid_request")
 
 
 def test_dag_ids_with_a_slash_resolve(api: Api) -> None:
@@ -280,7 +300,7 @@ def _write_log(api: Api, run_id: str, task_id: str, try_number: int, text: str) 
             .where(task_instances.c.run_id == run_id, task_instances.c.task_id == task_id)
             .values(try_number=try_number, state="failed")
         )
-    path = Path(log_path(str(api.settings.logs_dir), "etl", run_id, task_id, -1, try_number))
+    path = Path(log_path(str(api.settings.logs_dir), "default/etl", run_id, task_id, -1, try_number))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
 
@@ -317,27 +337,29 @@ def test_logs_404_says_what_is_missing(api: Api) -> None:
 
 def test_backfill_creates_one_run_per_fire_time_and_skips_existing(api: Api) -> None:
     body = {"start": "2026-01-01T00:00:00Z", "end": "2026-01-03T00:00:00Z"}
-    first = api.client.post("/api/v1/dags/nightly/backfill", json=body)
+    first = api.client.post("/api/v1/dags/default/nightly/backfill", json=body)
     assert first.status_code == 201, first.text
     assert first.json()["skipped_existing"] == 0
     assert len(first.json()["run_ids"]) == 3
     second = api.client.post(
-        "/api/v1/dags/nightly/backfill", json={"start": "2026-01-02", "end": "2026-01-04"}
+        "/api/v1/dags/default/nightly/backfill", json={"start": "2026-01-02", "end": "2026-01-04"}
     )
     assert second.json()["skipped_existing"] == 2
     assert len(second.json()["run_ids"]) == 1
-    page = api.client.get("/api/v1/runs", params={"dag_id": "nightly"}).json()["runs"]
+    page = api.client.get("/api/v1/runs", params={"dag_id": "default/nightly"}).json()["runs"]
     assert sorted(r["logical_date"] for r in page) == [f"2026-01-0{d}T00:00:00.000000Z" for d in (1, 2, 3, 4)]
     assert {r["trigger"] for r in page} == {"backfill"}
 
 
 def test_backfill_needs_a_schedule_and_an_ordered_range(api: Api) -> None:
     body = {"start": "2026-01-01T00:00:00Z", "end": "2026-01-03T00:00:00Z"}
-    error = assert_error(api.client.post("/api/v1/dags/etl/backfill", json=body), 400, "bad_request")
+    error = assert_error(api.client.post("/api/v1/dags/default/etl/backfill", json=body), 400, "bad_request")
     assert "no schedule" in error["message"]
     reversed_range = {"start": body["end"], "end": body["start"]}
-    assert_error(api.client.post("/api/v1/dags/nightly/backfill", json=reversed_range), 400, "bad_request")
-    assert_error(api.client.post("/api/v1/dags/nope/backfill", json=body), 404, "not_found")
+    assert_error(
+        api.client.post("/api/v1/dags/default/nightly/backfill", json=reversed_range), 400, "bad_request"
+    )
+    assert_error(api.client.post("/api/v1/dags/default/nope/backfill", json=body), 404, "not_found")
 
 
 # Health and OpenAPI --------------------------------------------------------------------------------------
@@ -382,16 +404,3 @@ def test_openapi_lists_every_path(api: Api) -> None:
 def test_unknown_paths_and_methods_get_the_error_body(api: Api) -> None:
     assert_error(api.client.get("/api/v1/nothing-here"), 404, "not_found")
     assert_error(api.client.delete("/api/v1/runs"), 405, "method_not_allowed")
-
-
-# Pools ----------------------------------------------------------------------------------------------
-
-
-def test_pools_can_be_created_resized_listed_and_deleted(api: Api) -> None:
-    assert api.client.put("/api/v1/pools/gpu", json={"slots": 2, "description": "GPUs"}).status_code == 200
-    assert api.client.put("/api/v1/pools/gpu", json={"slots": 4}).json()["slots"] == 4
-    assert [p["name"] for p in api.client.get("/api/v1/pools").json()] == ["gpu"]
-    assert api.waker.count >= 2
-    assert api.client.delete("/api/v1/pools/gpu").status_code == 204
-    assert_error(api.client.delete("/api/v1/pools/gpu"), 404, "not_found")
-    assert_error(api.client.put("/api/v1/pools/gpu", json={"slots": -1}), 422, "invalid_request")

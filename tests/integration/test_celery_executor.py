@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
+from tests.identity import admin_token
 from tests.integration.celery_helpers import (
     HEARTBEAT,
     Dag,
@@ -36,6 +38,7 @@ from zonda.db.workers import record_heartbeats
 from zonda.executors.celery.app import make_app
 from zonda.executors.celery.codec import encode
 from zonda.executors.celery.executor import CeleryExecutor, celery_task_id
+from zonda.scheduler.wakeup import NullWaker
 from zonda.settings import Settings
 from zonda.worker.protocol import TaskFinished, TaskStarted
 
@@ -102,8 +105,8 @@ def test_outcomes_arrive_within_milliseconds_with_logs_and_errors(
     collect(executor, lambda m: True, timeout=1)  # warm up: connections and declarations
     ok, bad = dag.request("hello", queue=queues["default"]), dag.request("boom", queue=queues["default"])
     sent = time.monotonic()
-    executor.submit(ok)
-    executor.submit(bad)
+    executor.submit([ok])
+    executor.submit([bad])
     messages = collect(executor, lambda m: len(finished(m)) == 2)
     took = time.monotonic() - sent
 
@@ -126,7 +129,7 @@ def test_tasks_go_to_the_workers_of_their_queue(
     executor: CeleryExecutor, workers: dict[str, Worker], dag: Dag, queues: dict[str, str]
 ) -> None:
     for queue in ("gpu", "default", "gpu", "default", "gpu"):
-        executor.submit(dag.request("hello", queue=queues[queue]))
+        executor.submit([dag.request("hello", queue=queues[queue])])
     messages = collect(executor, lambda m: len(finished(m)) == 5)
     by_queue = {m.run_id: m.worker for m in finished(messages) if m.ok}  # every request has its own run id
     assert len(by_queue) == 5
@@ -151,7 +154,7 @@ def test_a_new_scheduler_follows_the_reply_queue_of_a_dead_one(
         crashing.wait(10)
     later = dag.request("nap", queue=queues["default"])
     publisher = CeleryExecutor(make_app(Settings(broker_url=broker)), dead_id)  # never started: no consumer
-    publisher.submit(later)  # the worker reports to the dead scheduler's queue while nobody consumes it
+    publisher.submit([later])  # the worker reports to the dead scheduler's queue while nobody consumes it
 
     successor = make_executor(broker)
     try:
@@ -184,7 +187,7 @@ def test_a_killed_worker_is_reported_lost_and_the_next_try_runs_on_another(
     second: Worker | None = None
     try:
         request = dag.request("slow_first", queue=queue)
-        executor.submit(request)
+        executor.submit([request])
         collect(executor, lambda m: any(isinstance(x, TaskStarted) for x in m))
         second = Worker(broker, root, [queue], concurrency=1)
         first.kill()
@@ -197,7 +200,7 @@ def test_a_killed_worker_is_reported_lost_and_the_next_try_runs_on_another(
         assert executor.free_slots() == executor.max_in_flight
 
         retry = dag.request("slow_first", try_number=2, queue=queue, run_id=request.run_id)
-        executor.submit(retry)
+        executor.submit([retry])
         messages = collect(executor, lambda m: any(f.try_number == 2 for f in finished(m)))
         outcome = next(f for f in finished(messages) if f.try_number == 2)
         assert outcome.ok and outcome.worker == second.id
@@ -213,19 +216,14 @@ def test_a_dead_pool_process_is_reported_and_the_worker_goes_on(
     executor: CeleryExecutor, workers: dict[str, Worker], dag: Dag, queues: dict[str, str]
 ) -> None:
     request = dag.request("die_first", queue=queues["default"])
-    executor.submit(request)
+    executor.submit([request])
     lost = finished(collect(executor, lambda m: len(finished(m)) == 1))[0]
     assert not lost.ok and lost.error is not None and lost.error.startswith("WorkerLostError: ")
     assert lost.worker == workers["default"].id
 
-    executor.submit(dag.request("die_first", try_number=2, queue=queues["default"], run_id=request.run_id))
+    executor.submit([dag.request("die_first", try_number=2, queue=queues["default"], run_id=request.run_id)])
     again = finished(collect(executor, lambda m: len(finished(m)) == 1))[0]
     assert again.ok and again.try_number == 2
-
-
-class _Waker:
-    def wake(self, topic: str = "runs") -> None:
-        """The API test needs no scheduler to wake."""
 
 
 def test_worker_heartbeats_are_listed_by_the_api(
@@ -238,7 +236,8 @@ def test_worker_heartbeats_are_listed_by_the_api(
     executor = make_executor(broker, on_worker_heartbeats=record)
     try:
         settings = Settings(heartbeat_interval=HEARTBEAT)
-        client = TestClient(create_app(settings, engine=engine, waker=_Waker()))
+        client = TestClient(create_app(settings, engine=engine, waker=NullWaker()))
+        client.headers["Authorization"] = f"Bearer {admin_token(engine, settings)}"
         ids = {w.id for w in workers.values()}
         deadline = time.monotonic() + 10
         listed: dict[str, dict[str, object]] = {}
@@ -258,7 +257,7 @@ def test_kill_reports_the_reason_at_once_and_stops_the_attempt(
     executor: CeleryExecutor, workers: dict[str, Worker], dag: Dag, root: Path, queues: dict[str, str]
 ) -> None:
     request = dag.request("slow_first", queue=queues["default"])
-    executor.submit(request)
+    executor.submit([request])
     collect(executor, lambda m: any(isinstance(x, TaskStarted) for x in m))
     executor.kill(request.ti_key, "TaskTimeoutError: killed past its deadline")
     [killed] = finished(collect(executor, lambda m: len(finished(m)) == 1, timeout=1))
@@ -269,5 +268,22 @@ def test_kill_reports_the_reason_at_once_and_stops_the_attempt(
     late = collect(executor, lambda m: bool(m) or time.monotonic() > quiet_until, timeout=10)
     assert late == []
     assert f"Terminating {celery_task_id(request)}" in workers["default"].output()
-    executor.submit(dag.request("hello", queue=queues["default"]))
+    executor.submit([dag.request("hello", queue=queues["default"])])
     assert finished(collect(executor, lambda m: len(finished(m)) == 1))[0].ok  # the worker goes on
+
+
+def test_a_tenant_worker_refuses_another_tenants_task_without_running_it(
+    executor: CeleryExecutor, broker: str, root: Path, dag: Dag
+) -> None:
+    queue = unique("tenantq")
+    worker = Worker(broker, root, [queue], concurrency=1, tenant="team-a")
+    try:
+        misrouted = replace(dag.request("hello", queue=f"team-a.{queue}"), dag_id="team-b/celery_dag")
+        executor.submit([misrouted])
+        [outcome] = finished(collect(executor, lambda m: len(finished(m)) == 1))
+    finally:
+        worker.stop()
+    assert not outcome.ok and outcome.worker == worker.id
+    assert outcome.error is not None and outcome.error.startswith("WorkerRefused: ")
+    assert "serves tenant team-a only" in outcome.error and "tenant team-b" in outcome.error
+    assert not Path(misrouted.log_path).exists(), "the task did not run"

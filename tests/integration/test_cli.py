@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import uvicorn
 from sqlalchemy import Engine, select, update
 from typer.testing import CliRunner, Result
 
+from tests.identity import admin_token
 from tests.integration.dag_seed import load_dags, seed_dag
+from tests.integration.server import serve_in_thread
 from zonda.api.app import create_app
 from zonda.api.schemas import DagRecord, RunPage, RunRecord
 from zonda.cli.main import app
@@ -184,9 +185,10 @@ class Server:
     url: str
     engine: Engine
     settings: Settings
+    token: str
 
-    def __call__(self, *args: str) -> Result:
-        return zonda(*args, "--server", self.url)
+    def __call__(self, *args: str, input: str | None = None) -> Result:
+        return runner.invoke(app, [*args, "--server", self.url], env={"ZONDA_TOKEN": self.token}, input=input)
 
 
 @pytest.fixture(scope="module")
@@ -198,21 +200,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     upgrade(engine)
     for dag in load_dags(SERVER_DAGS, "/dags/etl.py").values():
         seed_dag(engine, dag, source=SERVER_DAGS, fileloc="/dags/etl.py")
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    uv = uvicorn.Server(
-        uvicorn.Config(create_app(settings, engine=engine, waker=NullWaker()), log_level="warning")
-    )
-    thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not uv.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert uv.started, "uvicorn did not start"
-    yield Server(f"http://127.0.0.1:{sock.getsockname()[1]}", engine, settings)
-    uv.should_exit = True
-    thread.join(10)
-    sock.close()
+    with serve_in_thread(create_app(settings, engine=engine, waker=NullWaker())) as url:
+        yield Server(url, engine, settings, admin_token(engine, settings))
     engine.dispose()
 
 
@@ -220,7 +209,12 @@ def test_trigger_json_returns_the_queued_run(server: Server) -> None:
     result = server("trigger", "etl", "--param", "n=3", "--param", "label=7", "--key", "user-1", "--json")
     assert result.exit_code == 0, result.output
     record = RunRecord.model_validate_json(result.stdout)
-    assert (record.dag_id, record.state, record.trigger, record.key) == ("etl", "queued", "api", "user-1")
+    assert (record.dag_id, record.state, record.trigger, record.key) == (
+        "default/etl",
+        "queued",
+        "api",
+        "user-1",
+    )
     assert record.params == {"n": 3, "label": "7"}
     assert [t.task_id for t in record.tasks] == ["extract", "report"]
 
@@ -232,7 +226,7 @@ def test_trigger_errors_come_from_the_api(server: Server) -> None:
     assert "n:" in bad.stderr
     unknown = server("trigger", "nope")
     assert unknown.exit_code == 1
-    assert "DAG 'nope' not found" in unknown.stderr
+    assert "DAG 'default/nope' not found" in unknown.stderr
 
 
 def test_runs_list_and_show(server: Server) -> None:
@@ -261,6 +255,14 @@ def test_runs_clear_a_queued_run_is_refused(server: Server) -> None:
     assert "still queued" in result.stderr
 
 
+def test_runs_mark_reaches_the_api_and_checks_the_state(server: Server) -> None:
+    run_id = json.loads(server("trigger", "etl", "-p", "n=1", "--json").stdout)["run_id"]
+    bad = server("runs", "mark", run_id, "extract", "--state", "running")
+    assert bad.exit_code == 2 and "'running' is not one of" in bad.output
+    refused = server("runs", "mark", run_id, "extract", "--state", "failed")
+    assert refused.exit_code == 1 and "still queued" in refused.stderr
+
+
 def test_dags_list_pause_and_unpause(server: Server) -> None:
     listed = server("dags", "list")
     assert listed.exit_code == 0, listed.output
@@ -270,7 +272,7 @@ def test_dags_list_pause_and_unpause(server: Server) -> None:
     dags = {
         d["dag_id"]: DagRecord.model_validate(d) for d in json.loads(server("dags", "list", "--json").stdout)
     }
-    assert dags["nightly"].paused
+    assert dags["default/nightly"].paused
     assert server("dags", "unpause", "nightly").exit_code == 0
     assert not DagRecord.model_validate(json.loads(server("dags", "list", "--json").stdout)[1]).paused
     assert server("dags", "pause", "nope").exit_code == 1
@@ -286,7 +288,7 @@ def test_logs_prints_the_attempt_log(server: Server) -> None:
             .where(task_instances.c.run_id == run_id, task_instances.c.task_id == "extract")
             .values(try_number=1)
         )
-    path = Path(log_path(str(server.settings.logs_dir), "etl", run_id, "extract", -1, 1))
+    path = Path(log_path(str(server.settings.logs_dir), "default/etl", run_id, "extract", -1, 1))
     path.parent.mkdir(parents=True)
     path.write_text("extracting 1 row\n")
     result = server("logs", run_id, "extract")
@@ -329,7 +331,9 @@ def test_trigger_wait_follows_the_run_to_its_end(server: Server, state: str, cod
 
 
 def test_server_from_the_environment(server: Server) -> None:
-    result = runner.invoke(app, ["dags", "list", "--json"], env={"ZONDA_SERVER": server.url})
+    result = runner.invoke(
+        app, ["dags", "list", "--json"], env={"ZONDA_SERVER": server.url, "ZONDA_TOKEN": server.token}
+    )
     assert result.exit_code == 0, result.output
     assert len(json.loads(result.stdout)) == 2
 
@@ -343,3 +347,39 @@ def test_an_unreachable_server_says_how_to_fix_it() -> None:
     assert result.stderr.strip() == (
         f"error: cannot reach the Zonda server at {url}: start it with `zonda up` or pass --server URL"
     )
+
+
+def test_login_saves_a_session_token_that_later_commands_use(server: Server, tmp_path: Path) -> None:
+    created = server("users", "create", "ana", "--password", input="correct horse\ncorrect horse\n")
+    assert created.exit_code == 0, created.output
+    server("members", "set", "default", "ana", "viewer")
+    env = {"ZONDA_HOME": str(tmp_path), "ZONDA_TOKEN": "", "ZONDA_SERVER": server.url}
+    bad = runner.invoke(app, ["login", "--user", "ana"], env=env, input="wrong\n")
+    assert bad.exit_code == 1 and "wrong password" in bad.stderr
+    login = runner.invoke(app, ["login", "--user", "ana"], env=env, input="correct horse\n")
+    assert login.exit_code == 0, login.output
+    assert (tmp_path / "token").stat().st_mode & 0o777 == 0o600
+    listed = runner.invoke(app, ["dags", "list", "--json"], env=env)
+    assert listed.exit_code == 0, listed.output
+    refused = runner.invoke(app, ["trigger", "etl", "-p", "n=1"], env=env)
+    assert refused.exit_code == 1 and "viewer" in refused.stderr
+
+
+def test_tokens_create_list_and_revoke(server: Server) -> None:
+    created = server("tokens", "create", "ci", "--json")
+    assert created.exit_code == 0, created.output
+    token = json.loads(created.stdout)
+    listed = server("tokens", "list", "--json")
+    assert token["token_id"] in listed.stdout and token["token"] not in listed.stdout
+    assert server("tokens", "revoke", token["token_id"]).exit_code == 0
+    env = {"ZONDA_TOKEN": token["token"], "ZONDA_SERVER": server.url}
+    refused = runner.invoke(app, ["dags", "list"], env=env)
+    assert refused.exit_code == 1 and "not valid" in refused.stderr
+
+
+def test_tenants_are_created_and_listed_by_a_superuser(server: Server, tmp_path: Path) -> None:
+    created = server("tenants", "create", "team-cli", "--dags", str(tmp_path), "--max-running-tasks", "3")
+    assert created.exit_code == 0, created.output
+    listed = json.loads(server("tenants", "list", "--json").stdout)
+    team = next(t for t in listed if t["tenant_id"] == "team-cli")
+    assert team["max_running_tasks"] == 3 and team["dag_folders"] == [str(tmp_path.resolve())]

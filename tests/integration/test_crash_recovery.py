@@ -61,6 +61,6 @@ def test_kill_mid_run_then_restart(server: ZondaServer, tmp_path: Path) -> None:
 
 def _ticker_runs(server: ZondaServer) -> list[dict[str, str]]:
     runs: list[dict[str, str]] = server.client.get(
-        "/api/v1/runs", params={"dag_id": "ticker", "limit": 500}
+        "/api/v1/runs", params={"dag_id": "default/ticker", "limit": 500}
     ).json()["runs"]
     return runs

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from zonda.dag_processing.code_store import code_path
+from tests.doubles import RecordingWaker
+from zonda.dag_processing.code_store import code_path, tenant_code_dir
 from zonda.dag_processing.processor import DagProcessor, ParseReport
 from zonda.db import dags as db
 from zonda.db.engine import read_txn, write_txn
@@ -84,16 +85,6 @@ BROKEN = {
 }
 
 
-class CountingWaker:
-    """Counts wake-ups instead of waking a scheduler."""
-
-    def __init__(self) -> None:
-        self.wakes = 0
-
-    def wake(self, topic: str = "runs") -> None:
-        self.wakes += 1
-
-
 @pytest.fixture
 def folder(tmp_path: Path) -> Path:
     path = tmp_path / "dags"
@@ -107,12 +98,12 @@ def settings(tmp_path: Path, folder: Path, db_url: str) -> Settings:
 
 
 @pytest.fixture
-def waker() -> CountingWaker:
-    return CountingWaker()
+def waker() -> RecordingWaker:
+    return RecordingWaker()
 
 
 @pytest.fixture
-def processor(settings: Settings, engine: Engine, waker: CountingWaker) -> DagProcessor:
+def processor(settings: Settings, engine: Engine, waker: RecordingWaker) -> DagProcessor:
     return DagProcessor(settings, engine, waker)
 
 
@@ -141,43 +132,45 @@ def errors(engine: Engine) -> dict[str, str]:
 
 
 def test_good_file_creates_dag_version_and_code(
-    processor: DagProcessor, folder: Path, engine: Engine, settings: Settings, waker: CountingWaker
+    processor: DagProcessor, folder: Path, engine: Engine, settings: Settings, waker: RecordingWaker
 ) -> None:
     path = write(folder / "greet.py", good())
 
     report = processor.process_once()
 
     assert report == ParseReport(files_parsed=1, dags_updated=1, new_versions=1)
-    row = dag_row(engine, "greet")
+    row = dag_row(engine, "default/greet")
     assert (row.fileloc, row.latest_version, row.active, row.paused) == (str(path), 1, True, False)
     assert (row.schedule, row.timezone, row.next_fire_at) == ("0 0 * * *", "UTC", None)
     with read_txn(engine) as conn:
-        version = db.latest_version(conn, "greet")
+        version = db.latest_version(conn, "default/greet")
     assert version is not None
     assert version.version == 1
     assert version.source == path.read_text()
     assert version.fileloc == str(path)
     assert [t.task_id for t in version.spec.tasks] == ["hello"]
     assert "name" in version.spec.params_schema["properties"]
-    assert code_path(settings.code_dir, version.hash).read_text() == path.read_text()
+    assert (
+        code_path(tenant_code_dir(settings.code_dir, "default"), version.hash).read_text() == path.read_text()
+    )
     assert waker.wakes == 1
     assert errors(engine) == {}
 
 
 def test_unchanged_file_gives_no_new_version(
-    processor: DagProcessor, folder: Path, engine: Engine, waker: CountingWaker
+    processor: DagProcessor, folder: Path, engine: Engine, waker: RecordingWaker
 ) -> None:
     path = write(folder / "greet.py", good())
     processor.process_once()
-    updated_at = dag_row(engine, "greet").updated_at
+    updated_at = dag_row(engine, "default/greet").updated_at
 
     assert processor.process_once() == ParseReport()
     write(path, good())  # touched: parsed again, but nothing changed
     assert processor.process_once() == ParseReport(files_parsed=1)
 
     with read_txn(engine) as conn:
-        assert [v.version for v in db.list_versions(conn, "greet")] == [1]
-    assert dag_row(engine, "greet").updated_at == updated_at
+        assert [v.version for v in db.list_versions(conn, "default/greet")] == [1]
+    assert dag_row(engine, "default/greet").updated_at == updated_at
     assert waker.wakes == 1
 
 
@@ -185,14 +178,14 @@ def test_a_restarted_processor_creates_no_new_version(
     settings: Settings, engine: Engine, folder: Path
 ) -> None:
     write(folder / "greet.py", good())
-    DagProcessor(settings, engine, CountingWaker()).process_once()
+    DagProcessor(settings, engine, RecordingWaker()).process_once()
 
-    again = CountingWaker()
+    again = RecordingWaker()
     report = DagProcessor(settings, engine, again).process_once()
 
     assert report == ParseReport(files_parsed=1)
     assert again.wakes == 0
-    assert dag_row(engine, "greet").latest_version == 1
+    assert dag_row(engine, "default/greet").latest_version == 1
 
 
 def test_editing_a_task_creates_new_versions(processor: DagProcessor, folder: Path, engine: Engine) -> None:
@@ -205,13 +198,13 @@ def test_editing_a_task_creates_new_versions(processor: DagProcessor, folder: Pa
     assert processor.process_once().new_versions == 1
 
     with read_txn(engine) as conn:
-        versions = db.list_versions(conn, "greet")
+        versions = db.list_versions(conn, "default/greet")
     assert [v.version for v in versions] == [3, 2, 1]
     assert [t.task_id for t in versions[0].spec.tasks] == ["hello", "shout"]
     assert '"hello"' in versions[1].source
     assert '"hi"' in versions[2].source
     assert len({v.hash for v in versions}) == 3
-    assert dag_row(engine, "greet").latest_version == 3
+    assert dag_row(engine, "default/greet").latest_version == 3
 
 
 def test_reverting_a_file_points_back_at_the_old_version(
@@ -226,9 +219,9 @@ def test_reverting_a_file_points_back_at_the_old_version(
     report = processor.process_once()
 
     assert (report.new_versions, report.dags_updated) == (0, 1)
-    assert dag_row(engine, "greet").latest_version == 1
+    assert dag_row(engine, "default/greet").latest_version == 1
     with read_txn(engine) as conn:
-        assert len(db.list_versions(conn, "greet")) == 2
+        assert len(db.list_versions(conn, "default/greet")) == 2
 
 
 def test_new_versions_keep_paused_and_next_fire(
@@ -238,13 +231,13 @@ def test_new_versions_keep_paused_and_next_fire(
     processor.process_once()
     fire = datetime(2030, 1, 2, tzinfo=UTC)
     with write_txn(engine) as conn:
-        assert db.set_paused(conn, "greet", True)
-        db.set_next_fire(conn, "greet", fire)
+        assert db.set_paused(conn, "default/greet", True)
+        db.set_next_fire(conn, "default/greet", fire)
 
     write(path, good("hello"))
     processor.process_once()
 
-    row = dag_row(engine, "greet")
+    row = dag_row(engine, "default/greet")
     assert (row.latest_version, row.paused, row.next_fire_at) == (2, True, fire)
 
 
@@ -262,7 +255,7 @@ def test_broken_file_is_recorded_beside_a_good_one(
     recorded = errors(engine)
     assert list(recorded) == [str(broken)]
     assert expected in recorded[str(broken)]
-    assert dag_row(engine, "greet").active
+    assert dag_row(engine, "default/greet").active
 
 
 def test_import_error_carries_the_traceback(processor: DagProcessor, folder: Path, engine: Engine) -> None:
@@ -283,7 +276,7 @@ def test_hanging_files_are_killed_after_the_timeout(
     hanging = [write(folder / f"hang{i}.py", HANG.format(pid_file=tmp_path / f"pid{i}")) for i in (1, 2)]
 
     started = time.monotonic()
-    report = DagProcessor(settings, engine, CountingWaker()).process_once()
+    report = DagProcessor(settings, engine, RecordingWaker()).process_once()
     elapsed = time.monotonic() - started
 
     assert elapsed < settings.parse_timeout + 5, "children run in parallel and are killed on time"
@@ -294,7 +287,7 @@ def test_hanging_files_are_killed_after_the_timeout(
     for i in (1, 2):
         with pytest.raises(ProcessLookupError):
             os.kill(int((tmp_path / f"pid{i}").read_text()), 0)
-    assert dag_row(engine, "greet").active
+    assert dag_row(engine, "default/greet").active
 
 
 def test_fixing_a_broken_file_clears_its_error(processor: DagProcessor, folder: Path, engine: Engine) -> None:
@@ -303,18 +296,18 @@ def test_fixing_a_broken_file_clears_its_error(processor: DagProcessor, folder: 
 
     write(path, good("hi") + "\nraise ValueError('half-edited')\n")
     assert processor.process_once().errors == 1
-    row = dag_row(engine, "greet")
+    row = dag_row(engine, "default/greet")
     assert (row.active, row.latest_version) == (True, 1), "last good version stays runnable"
     assert "ValueError: half-edited" in errors(engine)[str(path)]
 
     write(path, good("fixed"))
     assert processor.process_once() == ParseReport(files_parsed=1, dags_updated=1, new_versions=1)
     assert errors(engine) == {}
-    assert dag_row(engine, "greet").latest_version == 2
+    assert dag_row(engine, "default/greet").latest_version == 2
 
 
 def test_deleting_files_deactivates_dags_and_drops_errors(
-    processor: DagProcessor, folder: Path, engine: Engine, waker: CountingWaker
+    processor: DagProcessor, folder: Path, engine: Engine, waker: RecordingWaker
 ) -> None:
     path = write(folder / "greet.py", good())
     broken = write(folder / "broken.py", BROKEN["raises"][0])
@@ -325,29 +318,29 @@ def test_deleting_files_deactivates_dags_and_drops_errors(
     report = processor.process_once()
 
     assert (report.files_parsed, report.deactivated) == (0, 1)
-    assert not dag_row(engine, "greet").active
+    assert not dag_row(engine, "default/greet").active
     assert errors(engine) == {}
     with read_txn(engine) as conn:
         assert db.list_dags(conn) == []
-        assert [d.dag_id for d in db.list_dags(conn, include_inactive=True)] == ["greet"]
+        assert [d.dag_id for d in db.list_dags(conn, include_inactive=True)] == ["default/greet"]
     assert waker.wakes == 2
 
     write(path, good())
     assert processor.process_once() == ParseReport(files_parsed=1, dags_updated=1)
-    assert dag_row(engine, "greet").active
+    assert dag_row(engine, "default/greet").active
 
 
 def test_files_deleted_while_stopped_are_deactivated_on_start(
     settings: Settings, engine: Engine, folder: Path
 ) -> None:
     path = write(folder / "greet.py", good())
-    DagProcessor(settings, engine, CountingWaker()).process_once()
+    DagProcessor(settings, engine, RecordingWaker()).process_once()
     path.unlink()
 
-    report = DagProcessor(settings, engine, CountingWaker()).process_once()
+    report = DagProcessor(settings, engine, RecordingWaker()).process_once()
 
     assert report.deactivated == 1
-    assert not dag_row(engine, "greet").active
+    assert not dag_row(engine, "default/greet").active
 
 
 def test_a_dag_removed_from_its_file_is_deactivated(
@@ -360,8 +353,8 @@ def test_a_dag_removed_from_its_file_is_deactivated(
     report = processor.process_once()
 
     assert report.deactivated == 1
-    assert dag_row(engine, "first").active
-    assert not dag_row(engine, "second").active
+    assert dag_row(engine, "default/first").active
+    assert not dag_row(engine, "default/second").active
 
 
 def test_duplicate_dag_id_in_a_second_file(processor: DagProcessor, folder: Path, engine: Engine) -> None:
@@ -371,13 +364,13 @@ def test_duplicate_dag_id_in_a_second_file(processor: DagProcessor, folder: Path
     report = processor.process_once()
 
     assert (report.new_versions, report.errors) == (1, 1)
-    assert dag_row(engine, "greet").fileloc == str(first)
-    assert f"DAG id 'greet' is already defined in {first}" in errors(engine)[str(second)]
+    assert dag_row(engine, "default/greet").fileloc == str(first)
+    assert f"DAG id 'default/greet' is already defined in {first}" in errors(engine)[str(second)]
 
     first.unlink()  # the id is free now: the second file gets it on the next pass
     assert processor.process_once().deactivated == 1
     processor.process_once()
-    row = dag_row(engine, "greet")
+    row = dag_row(engine, "default/greet")
     assert (row.fileloc, row.active, row.latest_version) == (str(second), True, 2)
     assert errors(engine) == {}
 
@@ -393,8 +386,8 @@ def test_a_dag_moved_to_another_file_in_one_pass(
     report = processor.process_once()
 
     assert report.errors == 0
-    assert dag_row(engine, "greet").fileloc == str(new)
-    assert dag_row(engine, "other").active
+    assert dag_row(engine, "default/greet").fileloc == str(new)
+    assert dag_row(engine, "default/other").active
 
 
 def test_only_dag_files_are_imported(processor: DagProcessor, folder: Path, engine: Engine) -> None:
@@ -410,7 +403,7 @@ def test_only_dag_files_are_imported(processor: DagProcessor, folder: Path, engi
     report = processor.process_once()
 
     assert (report.files_parsed, report.errors) == (2, 0)
-    assert dag_row(engine, "nested").fileloc == str(folder / "team" / "nested.py")
+    assert dag_row(engine, "default/nested").fileloc == str(folder / "team" / "nested.py")
 
 
 def test_output_of_the_dag_file_does_not_corrupt_the_answer(
@@ -430,7 +423,7 @@ def test_helper_modules_beside_the_dag_are_importable(
     write(folder / "greet.py", "from helpers import GREETING\n" + good())
 
     assert processor.process_once().errors == 0
-    assert dag_row(engine, "greet").active
+    assert dag_row(engine, "default/greet").active
 
 
 def test_schedulable_dags_and_queries(processor: DagProcessor, folder: Path, engine: Engine) -> None:
@@ -439,23 +432,23 @@ def test_schedulable_dags_and_queries(processor: DagProcessor, folder: Path, eng
     write(folder / "paused.py", good(dag_id="paused"))
     processor.process_once()
     with write_txn(engine) as conn:
-        db.set_paused(conn, "paused", True)
+        db.set_paused(conn, "default/paused", True)
         assert not db.set_paused(conn, "nope", True)
 
     with read_txn(engine) as conn:
         pairs = db.schedulable_dags(conn)
-        assert [d.dag_id for d in db.list_dags(conn)] == ["greet", "manual", "paused"]
+        assert [d.dag_id for d in db.list_dags(conn)] == ["default/greet", "default/manual", "default/paused"]
         assert db.get_dag(conn, "nope") is None
         assert db.latest_version(conn, "nope") is None
-        assert db.get_version(conn, "greet", 2) is None
+        assert db.get_version(conn, "default/greet", 2) is None
 
-    assert [(d.dag_id, v.version) for d, v in pairs] == [("greet", 1)]
+    assert [(d.dag_id, v.version) for d, v in pairs] == [("default/greet", 1)]
     assert pairs[0][1].spec.schedule is not None
-    assert dag_row(engine, "manual").schedule is None
+    assert dag_row(engine, "default/manual").schedule is None
 
 
 def test_run_forever_parses_until_stopped(
-    settings: Settings, engine: Engine, folder: Path, waker: CountingWaker
+    settings: Settings, engine: Engine, folder: Path, waker: RecordingWaker
 ) -> None:
     settings = settings.model_copy(update={"parse_interval": 0.1})
     processor = DagProcessor(settings, engine, waker)
@@ -472,4 +465,4 @@ def test_run_forever_parses_until_stopped(
         thread.join(timeout=20)
 
     assert not thread.is_alive()
-    assert dag_row(engine, "greet").active
+    assert dag_row(engine, "default/greet").active

@@ -4,21 +4,30 @@ PostgreSQL DB, on Redis and on RabbitMQ. Side effects the tasks record prove exa
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.integration.celery_helpers import rabbitmq_vhost, redis_db_url
+from tests.integration.celery_helpers import collect, rabbitmq_vhost, redis_db_url, unique
 from tests.integration.cluster import Cluster
 from tests.integration.server import free_port
 from tests.services import drop_pg_database, fresh_pg_database
+from zonda.executors.celery.app import make_app
+from zonda.executors.celery.events import publish_report, reply_queue_name
+from zonda.executors.celery.executor import CeleryExecutor
+from zonda.settings import Settings
+from zonda.worker.protocol import TaskFinished
 
 DAGS = Path(__file__).with_name("dags")
+REPO = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.xdist_group("broker")]
 
 
@@ -89,13 +98,18 @@ def test_w1_shaped_runs_complete_on_celery_workers(cluster: Cluster, tmp_path: P
     records = wait_all(cluster, run_ids)
     assert [r["state"] for r in records] == ["success"] * 6
     assert_each_task_ran_once(records, tmp_path / "marks")
-    workers = cluster.client.get("/api/v1/workers").json()
-    assert {w["worker_id"] for w in workers} >= {"celery@w0", "celery@w1"}
+
+    def both_listed() -> bool:
+        workers = cluster.client.get("/api/v1/workers").json()
+        return {w["worker_id"] for w in workers} >= {"celery@w0", "celery@w1"}
+
+    cluster.wait_until(both_listed, 30, "both workers listed from their heartbeats")
     log = cluster.log(run_ids[0], "s7_0")
     assert "--- success ---" in log or log == ""
 
 
 def test_killing_a_scheduler_mid_run_loses_and_repeats_nothing(cluster: Cluster, tmp_path: Path) -> None:
+    cluster.env["ZONDA_QUEUED_TIMEOUT"] = "20"  # killed between storing tasks as queued and publishing them
     cluster.start(expect_dags=13, schedulers=2)
     cluster.start_worker("w0")
     cluster.start_worker("w1")
@@ -105,6 +119,36 @@ def test_killing_a_scheduler_mid_run_loses_and_repeats_nothing(cluster: Cluster,
     records = wait_all(cluster, run_ids)
     assert [r["state"] for r in records] == ["success"] * 6
     assert_each_task_ran_once(records, tmp_path / "marks")
+
+
+def test_a_report_sent_to_a_scheduler_frozen_then_killed_reaches_its_successor(broker: str) -> None:
+    """The broker may hand a report to a consumer that never reads it (frozen, then killed: on a
+    busy machine a scheduler is often descheduled for milliseconds). It must not be lost."""
+    dead_id = unique("dead")
+    crashing = subprocess.Popen(
+        [sys.executable, "-m", "tests.integration.celery_crashing_scheduler", broker, dead_id],
+        cwd=REPO, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    now = datetime.now(UTC)
+    report = TaskFinished(unique("run"), "t", -1, 1, ok=True, started_at=now, ended_at=now, worker="w@h")
+    app = make_app(Settings(broker_url=broker))
+    try:
+        assert crashing.stdout is not None and crashing.stdout.readline().strip() == "CONSUMING"
+        time.sleep(0.5)  # its consumer is waiting for reports
+        crashing.send_signal(signal.SIGSTOP)
+        with app.producer_or_acquire() as producer:
+            publish_report(producer, reply_queue_name(dead_id), report)
+        time.sleep(0.5)  # the broker hands the report to the frozen consumer, if it takes it that way
+    finally:
+        crashing.kill()
+        crashing.wait(10)
+    successor = CeleryExecutor(make_app(Settings(broker_url=broker)), unique("sched"))
+    successor.start()
+    try:
+        successor.follow(dead_id)
+        assert collect(successor, bool, timeout=10) == [report]
+    finally:
+        successor.stop()
 
 
 def test_a_task_on_a_killed_worker_is_retried_on_another(cluster: Cluster, tmp_path: Path) -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import json
 import shutil
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,12 +31,14 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     env = {
         "ZONDA_TEST_MARKS": str(home / "marks"),
         "ZONDA_TEST_VENV": sys.prefix,
-        "ZONDA_SECRET_API_TOKEN": "s3cr3t-value-123",
     }
     dags = shutil.copytree(DAGS, home / "dags")
     srv = ZondaServer(home, dags, url, workers=4, env=env)
     srv.start(expect_dags=12)
-    srv.client.put("/api/v1/pools/tiny", json={"slots": 1, "description": "one at a time"}).raise_for_status()
+    tiny = {"slots": 1, "description": "one at a time"}
+    srv.client.put("/api/v1/tenants/default/pools/tiny", json=tiny).raise_for_status()
+    token = {"value": "s3cr3t-value-123", "description": "what the secrets DAG sends to its API"}
+    srv.client.put("/api/v1/tenants/default/secrets/API_TOKEN", json=token).raise_for_status()
     yield srv
     srv.stop()
     if name:
@@ -114,7 +118,9 @@ def test_pool_slots_are_enforced(server: ZondaServer) -> None:
 
 def test_an_unknown_pool_fails_with_a_message(server: ZondaServer) -> None:
     record = server.wait_run(server.trigger("unknown_pool"))
-    assert "pool 'missing' does not exist" in tasks_by_id(record)[("nowhere", -1)]["error"]
+    assert (
+        "pool 'missing' of tenant 'default' does not exist" in tasks_by_id(record)[("nowhere", -1)]["error"]
+    )
 
 
 def test_bash_task_with_env_and_virtualenv(server: ZondaServer) -> None:
@@ -166,7 +172,7 @@ def test_run_record_shape(server: ZondaServer) -> None:
 
 def _scheduled(server: ZondaServer) -> list[dict[str, Any]]:
     runs: list[dict[str, Any]] = server.client.get(
-        "/api/v1/runs", params={"dag_id": "ticker", "limit": 500}
+        "/api/v1/runs", params={"dag_id": "default/ticker", "limit": 500}
     ).json()["runs"]
     return runs
 
@@ -212,10 +218,10 @@ def pinned() -> None:
 def test_a_run_keeps_the_code_version_it_started_with(server: ZondaServer) -> None:
     path = server.dags / "pinned.py"
     path.write_text(PINNED.format(version="one", sleep=2))
-    server.wait_until(lambda: _dag_version(server, "pinned") == 1, 20, "pinned v1 parsed")
+    server.wait_until(lambda: _dag_version(server, "default/pinned") == 1, 20, "pinned v1 parsed")
     first = server.trigger("pinned")
     path.write_text(PINNED.format(version="two!", sleep=0))
-    server.wait_until(lambda: _dag_version(server, "pinned") == 2, 20, "pinned v2 parsed")
+    server.wait_until(lambda: _dag_version(server, "default/pinned") == 2, 20, "pinned v2 parsed")
     second = server.trigger("pinned")
     old, new = server.wait_run(first), server.wait_run(second)
     assert (old["dag_version"], new["dag_version"]) == (1, 2)
@@ -226,3 +232,66 @@ def test_a_run_keeps_the_code_version_it_started_with(server: ZondaServer) -> No
 def _dag_version(server: ZondaServer, dag_id: str) -> int:
     response = server.client.get(f"/api/v1/dags/{dag_id}")
     return int(response.json()["version"]) if response.status_code == 200 else 0
+
+
+def test_task_details_list_attempts_and_outputs_download_from_the_store(server: ZondaServer) -> None:
+    run_id = server.wait_run(server.trigger("mapped", {"n": 1200}))["run_id"]
+    grid = server.client.get(f"/api/v1/runs/{run_id}/tasks/grid").json()
+    assert [a["state"] for a in grid["attempts"]] == ["success"]
+    assert grid["output"]["inline"] is False and grid["output"]["mapped_length"] == 1200
+    download = server.client.get(f"/api/v1/runs/{run_id}/tasks/grid/output")
+    assert download.headers["X-Zonda-Serializer"] == grid["output"]["serializer"] == "json"
+    assert json.loads(download.content) == list(range(1200))
+    square = server.client.get(f"/api/v1/runs/{run_id}/tasks/square", params={"map_index": 3}).json()
+    assert square["output"]["inline"] is True and square["output"]["preview"] == "9"
+    assert square["inputs"] == [{"task_id": "grid", "output": grid["output"], "item": 3, "outputs": None}], (
+        "a mapped instance takes item 3 of grid's list"
+    )
+    total = server.client.get(f"/api/v1/runs/{run_id}/tasks/total").json()
+    assert total["inputs"] == [{"task_id": "square", "output": None, "item": None, "outputs": 1200}]
+    missing = server.client.get(f"/api/v1/runs/{run_id}/tasks/nope")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+
+
+def test_cancel_kills_the_running_task_and_starts_nothing_else(server: ZondaServer) -> None:
+    run_id = server.trigger("cancellable")
+    marks = server.home / "marks"
+    server.wait_until((marks / f"{run_id}.long_sleep_started").exists, 30, "long_sleep started")
+    accepted = server.client.post(f"/api/v1/runs/{run_id}/cancel")
+    assert accepted.status_code == 202, accepted.text
+    record = server.wait_run(run_id, timeout=15)
+    tasks = tasks_by_id(record)
+    assert record["state"] == "failed"
+    assert tasks[("long_sleep", -1)]["state"] == "failed"
+    assert tasks[("long_sleep", -1)]["error"].startswith("cancelled by ")
+    assert tasks[("after_sleep", -1)]["state"] == "skipped"
+    again = server.client.post(f"/api/v1/runs/{run_id}/cancel")
+    assert again.status_code == 409 and again.json()["error"]["code"] == "conflict"
+    time.sleep(1)
+    assert not (marks / f"{run_id}.long_sleep_finished").exists(), "the attempt was killed"
+    assert not (marks / f"{run_id}.after_sleep").exists()
+
+
+def test_marking_a_running_task_successful_kills_it_and_lets_downstream_run(server: ZondaServer) -> None:
+    run_id = server.trigger("cancellable")
+    marks = server.home / "marks"
+    server.wait_until((marks / f"{run_id}.long_sleep_started").exists, 30, "long_sleep started")
+    url = f"/api/v1/runs/{run_id}/tasks/long_sleep/mark"
+    assert server.client.post(url, json={"state": "skipped"}).status_code == 422
+    accepted = server.client.post(url, json={"state": "success"})
+    assert accepted.status_code == 202, accepted.text
+    record = server.wait_run(run_id, timeout=15)
+    tasks = tasks_by_id(record)
+    assert record["state"] == "success"
+    assert tasks[("long_sleep", -1)]["state"] == "success"
+    assert tasks[("after_sleep", -1)]["state"] == "success"
+    attempts = server.client.get(f"/api/v1/runs/{run_id}/tasks/long_sleep").json()["attempts"]
+    assert attempts[-1]["error"].startswith("marked success by "), attempts
+    again = server.client.post(url, json={"state": "success"})
+    assert again.status_code == 409 and "already success" in again.json()["error"]["message"]
+    assert server.client.post(url, json={"state": "failed", "map_index": 4}).status_code == 404
+    assert server.client.post(url, json={"state": "failed"}).status_code == 202
+    server.wait_until(
+        lambda: server.client.get(f"/api/v1/runs/{run_id}").json()["state"] == "failed", 15, "the run fails"
+    )
+    assert not (marks / f"{run_id}.long_sleep_finished").exists(), "the attempt was killed"

@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
+from tests.identity import admin_token
 from zonda.api.app import create_app
 from zonda.api.schemas import WorkerRecord
 from zonda.cli import render
+from zonda.db import components
 from zonda.db.engine import read_txn, write_txn
 from zonda.db.workers import Worker, list_workers, prune_workers, record_heartbeats
+from zonda.executors.registry import make_executor
+from zonda.scheduler.loop import Scheduler
+from zonda.scheduler.wakeup import NullWaker
 from zonda.settings import Settings
-
-
-class _Waker:
-    def wake(self, topic: str = "runs") -> None:
-        """Nothing to wake in these tests."""
 
 
 def worker(worker_id: str, heartbeat_at: datetime, running: int = 0) -> Worker:
@@ -51,15 +54,48 @@ def test_heartbeats_are_upserted_listed_and_pruned(engine: Engine) -> None:
         assert [w.worker_id for w in list_workers(conn)] == ["a@h"]
 
 
+def test_a_scheduler_forgets_schedulers_and_workers_silent_past_the_retention(
+    engine: Engine, tmp_path: Path
+) -> None:
+    now = datetime.now(UTC)
+    with write_txn(engine) as conn:
+        for name, silent in (("decommissioned", timedelta(hours=3)), ("just-died", timedelta(minutes=5))):
+            components.register(
+                conn, components.Component(name, "scheduler", "old-host", 1, now - silent, now - silent)
+            )
+        record_heartbeats(conn, [worker("gone@h", now - timedelta(hours=3)), worker("recent@h", now)])
+    settings = Settings(home=tmp_path, workers=1, gone_retention=3600, heartbeat_interval=0.2)
+    scheduler = Scheduler(settings, engine, make_executor(settings, "pruner"), None, scheduler_id="pruner")
+    stop = threading.Event()
+    thread = threading.Thread(target=scheduler.serve, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with read_txn(engine) as conn:
+                names = {c.id for c in components.list_components(conn)}
+                listed = {w.worker_id for w in list_workers(conn)}
+            if "decommissioned" not in names:
+                break
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        thread.join(30)
+    assert names >= {"just-died", "pruner"} and "decommissioned" not in names
+    assert listed == {"recent@h"}
+
+
 def test_the_api_lists_workers_and_tells_which_are_alive(
-    engine: Engine, capsys: pytest.CaptureFixture[str]
+    engine: Engine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     now = datetime.now(UTC)
     with write_txn(engine) as conn:
         record_heartbeats(
             conn, [worker("live@h", now, running=1), worker("gone@h", now - timedelta(minutes=5))]
         )
-    client = TestClient(create_app(Settings(heartbeat_interval=2.0), engine=engine, waker=_Waker()))
+    settings = Settings(heartbeat_interval=2.0, home=tmp_path)
+    headers = {"Authorization": f"Bearer {admin_token(engine, settings)}"}
+    client = TestClient(create_app(settings, engine=engine, waker=NullWaker()), headers=headers)
     body = client.get("/api/v1/workers").json()
     alive = {w["worker_id"]: w["alive"] for w in body}
     assert alive == {"gone@h": False, "live@h": True}

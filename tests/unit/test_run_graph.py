@@ -223,3 +223,96 @@ def test_requeue_keeps_the_try_number() -> None:
     g.mark_queued(("a", -1), T0)
     g.requeue(("a", -1))
     assert g.mark_queued(("a", -1), T0) == 1
+
+
+def test_cancel_fails_what_started_skips_the_rest_and_starts_nothing() -> None:
+    g = run(
+        TaskSpec("done"),
+        TaskSpec("busy"),
+        TaskSpec("retrying", retries=3, retry_delay=60.0),
+        TaskSpec("next", upstream=("busy",)),
+        TaskSpec("cleanup", upstream=("busy",), trigger_rule=TriggerRule.ALL_DONE),
+    )
+    succeed(g, ("done", -1))
+    busy = g.mark_queued(("busy", -1), T0)
+    fail(g, ("retrying", -1))
+    take_scheduled(g)
+    in_flight = g.cancel("cancelled by ana", T0 + timedelta(seconds=1))
+    assert in_flight == [("busy", -1)]
+    assert {t: state(g, t) for t in ("done", "busy", "retrying", "next", "cleanup")} == {
+        "done": TaskState.SUCCESS,
+        "busy": TaskState.FAILED,
+        "retrying": TaskState.FAILED,
+        "next": TaskState.SKIPPED,
+        "cleanup": TaskState.SKIPPED,
+    }
+    assert g.instance(("busy", -1)).error == "cancelled by ana"
+    assert g.state is RunState.FAILED and g.ended_at == T0 + timedelta(seconds=1)
+    assert take_scheduled(g) == []
+    g.finish(("busy", -1), busy, ok=True, now=T0)
+    g.retry_due(("retrying", -1))
+    assert state(g, "busy") is TaskState.FAILED and state(g, "retrying") is TaskState.FAILED
+    assert g.cancel("again", T0) == []
+
+
+def test_marking_a_failed_task_successful_lets_undecided_downstream_run() -> None:
+    g = run(
+        TaskSpec("a", retries=2, retry_delay=60.0),
+        TaskSpec("b", upstream=("a",)),
+        TaskSpec("c"),
+    )
+    fail(g, ("a", -1))
+    assert state(g, "a") is TaskState.UP_FOR_RETRY
+    take_scheduled(g)
+    assert g.mark("a", None, TaskState.SUCCESS, "marked success by ana", T0) == []
+    assert state(g, "a") is TaskState.SUCCESS and g.instance(("a", -1)).error is None
+    assert sorted(take_scheduled(g)) == [("b", -1), ("c", -1)]
+    g.retry_due(("a", -1))
+    assert state(g, "a") is TaskState.SUCCESS, "a pending retry of a marked task does not run"
+
+
+def test_marking_a_running_task_failed_returns_it_to_kill_and_ignores_its_late_report() -> None:
+    g = run(
+        TaskSpec("a"),
+        TaskSpec("b", upstream=("a",)),
+        TaskSpec("cleanup", upstream=("a",), trigger_rule=TriggerRule.ALL_DONE),
+    )
+    try_number = g.mark_queued(("a", -1), T0)
+    g.changes.attempts.clear()
+    assert g.mark("a", None, TaskState.FAILED, "marked failed by ana", T0) == [("a", -1)]
+    assert [(a.task_id, a.state, a.error) for a in g.changes.attempts] == [
+        ("a", TaskState.FAILED, "marked failed by ana")
+    ]
+    assert state(g, "b") is TaskState.UPSTREAM_FAILED and state(g, "cleanup") is TaskState.SCHEDULED
+    g.finish(("a", -1), try_number, ok=True, now=T0)
+    assert state(g, "a") is TaskState.FAILED
+
+
+def test_marking_the_failed_leaf_of_a_failed_run_successful_ends_the_run_successful() -> None:
+    g = run(TaskSpec("a"), TaskSpec("b", upstream=("a",)))
+    succeed(g, ("a", -1))
+    fail(g, ("b", -1))
+    assert g.state is RunState.FAILED
+    g.mark("b", None, TaskState.SUCCESS, "marked success by ana", T0 + timedelta(seconds=5))
+    assert g.state is RunState.SUCCESS and g.ended_at == T0 + timedelta(seconds=5)
+
+
+def test_marking_keeps_ended_downstream_until_it_is_cleared() -> None:
+    g = run(TaskSpec("a"), TaskSpec("b", upstream=("a",)))
+    fail(g, ("a", -1))
+    g.mark("a", None, TaskState.SUCCESS, "marked success by ana", T0)
+    assert state(g, "b") is TaskState.UPSTREAM_FAILED and g.state is RunState.FAILED
+    g.clear(["b"], downstream=False, now=T0)
+    assert state(g, "b") is TaskState.SCHEDULED
+
+
+def test_marking_one_map_index() -> None:
+    g = run(TaskSpec("grid"), TRAIN)
+    succeed(g, ("grid", -1), length=3)
+    fail(g, ("train", 1))
+    g.mark("train", 1, TaskState.SUCCESS, "marked success by ana", T0)
+    assert [state(g, "train", i) for i in range(3)] == [
+        TaskState.SCHEDULED,
+        TaskState.SUCCESS,
+        TaskState.SCHEDULED,
+    ]

@@ -26,6 +26,11 @@ def total(values: list[int]) -> int:
     return sum(values)
 
 
+@task(cpu=2, gpu=1, memory="4Gi")
+def train(values: list[int]) -> int:
+    return len(values)
+
+
 def test_a_task_called_outside_a_dag_is_a_plain_function() -> None:
     assert double(21) == 42
     assert double.fn(1) == 2
@@ -87,14 +92,39 @@ def test_spec_round_trips_losslessly() -> None:
         catchup=True,
     )
     def full(user_id: int = 1, country: str = "GB"):
-        total(double.partial().map(x=[user_id]))
+        train(total(double.partial().map(x=[user_id])))
 
     spec = dag_to_spec(full, "/dags/full.py")
     again = DagSpec.from_json(spec.to_json())
     assert again == spec
     assert asdict(again) == asdict(spec)
+    trained = again.task("train")
+    assert (trained.cpu, trained.gpu, trained.memory_mb) == (2.0, 1.0, 4096)
+    assert (again.task("total").cpu, again.task("total").gpu, again.task("total").memory_mb) == (
+        1.0,
+        0.0,
+        None,
+    )
     assert spec.schedule is not None and spec.schedule.expr == "0 0 * * *"
     assert spec.start_date == "2026-01-01T00:00:00+00:00"
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"cpu": -1}, "cpu must be a number >= 0"),
+        ({"gpu": "one"}, "gpu must be"),
+        ({"memory": "4GB"}, "'4Gi'"),
+    ],
+    ids=["negative-cpu", "gpu-not-a-number", "memory-unit"],
+)
+def test_bad_resources_are_refused(options: dict[str, object], message: str) -> None:
+    @dag
+    def hungry():
+        double.with_options(**options)(1)
+
+    with pytest.raises(DagDefinitionError, match=message):
+        dag_to_spec(hungry)
 
 
 def test_params_schema_comes_from_the_signature() -> None:

@@ -6,11 +6,28 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from sqlalchemy import Engine
 
+from zonda import web
 from zonda.api.errors import install_error_handlers
-from zonda.api.routes import dags, health, logs, pools, runs, workers
+from zonda.api.routes import (
+    audit,
+    dags,
+    health,
+    identity,
+    logs,
+    metrics,
+    pools,
+    prometheus,
+    runs,
+    secrets,
+    tasks,
+    tenants,
+    usage,
+    workers,
+)
+from zonda.api.text_guard import refuse_nul_characters
 from zonda.db.engine import make_engine
 from zonda.scheduler.wakeup import Waker, make_waker
 from zonda.services.context import Services
@@ -30,11 +47,29 @@ def create_app(settings: Settings, *, engine: Engine | None = None, waker: Waker
         if owned:
             engine.dispose()
 
-    app = FastAPI(title="Zonda", version=_version(), lifespan=lifespan)
+    app = FastAPI(
+        title="Zonda", version=_version(), lifespan=lifespan, dependencies=[Depends(refuse_nul_characters)]
+    )
     app.state.services = Services(engine=engine, settings=settings, waker=waker)
     install_error_handlers(app)
-    for module in (runs, dags, pools, logs, health, workers):
+    for module in (
+        runs,
+        tasks,
+        dags,
+        pools,
+        logs,
+        health,
+        workers,
+        identity,
+        tenants,
+        secrets,
+        usage,
+        audit,
+        metrics,
+        prometheus,
+    ):
         app.include_router(module.router)
+    web.install(app)
     return app
 
 

@@ -13,17 +13,21 @@ from starlette.exceptions import HTTPException
 
 from zonda.api.schemas import ErrorBody, ErrorResponse
 from zonda.errors import (
+    AuthenticationError,
     ConfigError,
     ConflictError,
     DagDefinitionError,
     NotFoundError,
     ParamsError,
+    PermissionDeniedError,
     ZondaError,
 )
 
 log = logging.getLogger(__name__)
 
 STATUS_FOR: list[tuple[type[ZondaError], int, str]] = [
+    (AuthenticationError, 401, "unauthenticated"),
+    (PermissionDeniedError, 403, "forbidden"),
     (NotFoundError, 404, "not_found"),
     (ParamsError, 422, "invalid_params"),
     (ConflictError, 409, "conflict"),
@@ -32,7 +36,14 @@ STATUS_FOR: list[tuple[type[ZondaError], int, str]] = [
 ]
 """Our errors that are the caller's to fix, with their HTTP status and error code."""
 
-HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 409: "conflict"}
+HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+}
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": code} for _, status, code in STATUS_FOR
@@ -59,7 +70,10 @@ async def _zonda_error(request: Request, exc: Exception) -> JSONResponse:
     for kind, status, code in STATUS_FOR:
         if isinstance(exc, kind):
             details = exc.details if isinstance(exc, ParamsError) else None
-            return error_response(status, code, str(exc), details)
+            response = error_response(status, code, str(exc), details)
+            if status == 401:
+                response.headers["WWW-Authenticate"] = "Bearer"
+            return response
     return await _unexpected(request, exc)
 
 

@@ -77,5 +77,10 @@ def serialize(value: Any, serializer: str | None, where: str) -> tuple[str, byte
 
 
 def output_path(dag_id: str, run_id: str, task_id: str, map_index: int, try_number: int) -> str:
+    """Where an attempt's output goes under the artifact root: `<tenant>/<dag>/<run>/<task>/try-<n>.out`.
+
+    The DAG id is qualified (`team-a/etl`), so each tenant's artifacts live in a folder of their own,
+    which the local executor hands to the tenant's OS user (see `zonda.executors.local.tenancy`).
+    """
     suffix = "" if map_index < 0 else f".{map_index}"
     return f"{dag_id}/{run_id}/{task_id}{suffix}/try-{try_number}.out"

@@ -8,15 +8,16 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError
 from typer.core import TyperGroup
 
-from zonda.api.schemas import RunRecord
-from zonda.cli import local, render
+from zonda.api.schemas import MarkRequest, MarkState, RunRecord
+from zonda.cli import connect, identity, local, render
+from zonda.cli import secrets as secrets_cli
+from zonda.cli import usage as usage_cli
 from zonda.cli.client import ApiError, ZondaClient
+from zonda.cli.connect import Json, Server
 from zonda.core.states import RunState
-from zonda.errors import ConfigError, ParamsError, ZondaError
-from zonda.settings import Settings
+from zonda.errors import ParamsError, ZondaError
 
 
 class _ZondaGroup(TyperGroup):
@@ -52,16 +53,21 @@ app.add_typer(dags_app, name="dags")
 app.add_typer(db_app, name="db")
 app.add_typer(pools_app, name="pools")
 app.add_typer(workers_app, name="workers")
+app.add_typer(secrets_cli.app, name="secrets")
+usage_cli.register(app)
+app.add_typer(identity.tokens_app, name="tokens")
+app.add_typer(identity.users_app, name="users")
+app.add_typer(identity.tenants_app, name="tenants")
+app.add_typer(identity.members_app, name="members")
+app.command("login")(identity.login)
 
-Server = Annotated[
-    str | None,
-    typer.Option("--server", help="Server URL [default: $ZONDA_SERVER or http://127.0.0.1:8640]"),
-]
-Json = Annotated[bool, typer.Option("--json", help="Print the API's JSON instead of a table.")]
 Params = Annotated[
     list[str] | None, typer.Option("--param", "-p", help="NAME=VALUE (JSON values: 3, true, [1,2]); repeat.")
 ]
 Key = Annotated[str | None, typer.Option("--key", help="Business key of the run, e.g. user-42.")]
+PoolTenant = Annotated[
+    str | None, typer.Option("--tenant", help="The pools' tenant [default: $ZONDA_TENANT or default]")
+]
 
 
 def main() -> None:
@@ -92,7 +98,7 @@ def up(
     workers: Annotated[int | None, typer.Option("--workers", min=1, help="Worker processes.")] = None,
 ) -> None:
     """Start a Zonda server on this machine: API and UI, scheduler, DAG processor, workers."""
-    settings = _settings(dags_folder=dags, home=home, port=port, workers=workers)
+    settings = connect.settings(dags_folder=dags, home=home, port=port, workers=workers)
     from zonda.standalone.supervisor import serve
 
     serve(settings)
@@ -110,7 +116,7 @@ def scheduler_command(
     from zonda.standalone.components import run_dag_processor, run_scheduler
     from zonda.standalone.supervisor import prepare, run_beside
 
-    settings = _settings(home=home, dags_folder=dags)
+    settings = connect.settings(home=home, dags_folder=dags)
     prepare(settings)
     with run_beside(run_dag_processor, settings, enabled=dags is not None):
         run_scheduler(settings)
@@ -126,7 +132,7 @@ def api_command(
     from zonda.standalone.components import run_api
     from zonda.standalone.supervisor import prepare
 
-    settings = _settings(home=home, host=host, port=port)
+    settings = connect.settings(home=home, host=host, port=port)
     prepare(settings)
     run_api(settings)
 
@@ -136,11 +142,11 @@ def dag_processor_command(
     dags: Annotated[Path | None, typer.Option("--dags", help="DAG folder.", file_okay=False)] = None,
     home: Annotated[Path | None, typer.Option("--home", help="State folder (code store).")] = None,
 ) -> None:
-    """Import DAG files and record their versions, in the foreground. Run one per DAG folder."""
+    """Import every tenant's DAG files and record their versions, in the foreground (one is enough)."""
     from zonda.standalone.components import run_dag_processor
     from zonda.standalone.supervisor import prepare
 
-    settings = _settings(home=home, dags_folder=dags)
+    settings = connect.settings(home=home, dags_folder=dags)
     prepare(settings)
     run_dag_processor(settings)
 
@@ -151,7 +157,7 @@ def db_upgrade() -> None:
     from zonda.db.engine import make_engine
     from zonda.db.migrate import upgrade
 
-    engine = make_engine(_settings().resolved_db_url)
+    engine = make_engine(connect.settings().resolved_db_url)
     try:
         upgrade(engine)
     finally:
@@ -174,7 +180,7 @@ def trigger(
     server: Server = None,
 ) -> None:
     """Start a run of a DAG on the server."""
-    with _client(server) as client:
+    with connect.client(server) as client:
         schema = client.dag(dag_id).params_schema if param else {}
         record = client.trigger(dag_id, local.parse_params(param or [], schema), key)
         if wait:
@@ -202,7 +208,7 @@ def runs_list(
     server: Server = None,
 ) -> None:
     """Runs, newest first."""
-    with _client(server) as client:
+    with connect.client(server) as client:
         page = client.runs(dag_id=dag, key=key, state=state, limit=limit, cursor=cursor)
     render.print_json(page) if as_json else render.runs_view(page)
 
@@ -210,7 +216,7 @@ def runs_list(
 @runs_app.command("show")
 def runs_show(run_id: str, as_json: Json = False, server: Server = None) -> None:
     """A run and its tasks."""
-    with _client(server) as client:
+    with connect.client(server) as client:
         record = client.run(run_id)
     render.print_json(record) if as_json else render.run_view(record)
 
@@ -227,9 +233,33 @@ def runs_clear(
     server: Server = None,
 ) -> None:
     """Re-run a run's failed tasks, or one task (and its downstream tasks)."""
-    with _client(server) as client:
+    with connect.client(server) as client:
         accepted = client.clear(run_id, task, downstream)
     render.note(f"clear of run {accepted.run_id} accepted (command {accepted.command_id})")
+
+
+@runs_app.command("cancel")
+def runs_cancel(run_id: str, server: Server = None) -> None:
+    """Stop a run: running tasks are killed and fail, tasks not started are skipped."""
+    with connect.client(server) as client:
+        accepted = client.cancel(run_id)
+    render.note(f"cancel of run {accepted.run_id} accepted (command {accepted.command_id})")
+
+
+@runs_app.command("mark")
+def runs_mark(
+    run_id: str,
+    task_id: str,
+    state: Annotated[MarkState, typer.Option("--state", help="success or failed.")] = MarkState.SUCCESS,
+    map_index: Annotated[
+        int | None, typer.Option("--map-index", help="One instance of a mapped task (default: all).")
+    ] = None,
+    server: Server = None,
+) -> None:
+    """End a task by hand as success or failed (a running attempt is killed); downstream tasks follow."""
+    with connect.client(server) as client:
+        accepted = client.mark(run_id, task_id, MarkRequest(state=state, map_index=map_index))
+    render.note(f"mark of {task_id} in run {accepted.run_id} accepted (command {accepted.command_id})")
 
 
 @app.command()
@@ -241,7 +271,7 @@ def logs(
     server: Server = None,
 ) -> None:
     """Print the log of a task's attempt."""
-    with _client(server) as client:
+    with connect.client(server) as client:
         typer.echo(client.log(run_id, task_id, map_index, try_number), nl=False)
 
 
@@ -254,7 +284,7 @@ def backfill(
     server: Server = None,
 ) -> None:
     """Create one run per scheduled time in [--from, --to] that has no run yet."""
-    with _client(server) as client:
+    with connect.client(server) as client:
         result = client.backfill(dag_id, _date(start, "--from"), _date(end, "--to"))
     if as_json:
         render.print_json(result)
@@ -268,7 +298,7 @@ def backfill(
 @dags_app.command("list")
 def dags_list(as_json: Json = False, server: Server = None) -> None:
     """The DAGs on the server."""
-    with _client(server) as client:
+    with connect.client(server) as client:
         dags = client.dags()
     render.print_json(dags) if as_json else render.dags_view(dags)
 
@@ -276,14 +306,14 @@ def dags_list(as_json: Json = False, server: Server = None) -> None:
 @dags_app.command("errors")
 def dags_errors(server: Server = None) -> None:
     """DAG files that failed to import, with their tracebacks."""
-    with _client(server) as client:
+    with connect.client(server) as client:
         render.import_errors_view(client.import_errors())
 
 
 @dags_app.command("pause")
 def dags_pause(dag_id: str, server: Server = None) -> None:
     """Stop a DAG's schedule (it can still be triggered by hand)."""
-    with _client(server) as client:
+    with connect.client(server) as client:
         client.set_paused(dag_id, True)
     render.note(f"DAG {dag_id} paused")
 
@@ -291,7 +321,7 @@ def dags_pause(dag_id: str, server: Server = None) -> None:
 @dags_app.command("unpause")
 def dags_unpause(dag_id: str, server: Server = None) -> None:
     """Resume a DAG's schedule."""
-    with _client(server) as client:
+    with connect.client(server) as client:
         client.set_paused(dag_id, False)
     render.note(f"DAG {dag_id} unpaused")
 
@@ -300,10 +330,10 @@ def dags_unpause(dag_id: str, server: Server = None) -> None:
 
 
 @pools_app.command("list")
-def pools_list(as_json: Json = False, server: Server = None) -> None:
-    """Every pool and its slots."""
-    with _client(server) as client:
-        pools = client.pools()
+def pools_list(tenant: PoolTenant = None, as_json: Json = False, server: Server = None) -> None:
+    """The tenant's pools and their slots."""
+    with connect.client(server) as client:
+        pools = client.pools(tenant)
     render.print_json(pools) if as_json else render.pools_view(pools)
 
 
@@ -312,20 +342,22 @@ def pools_set(
     name: str,
     slots: Annotated[int, typer.Option("--slots", min=0, help="Slots tasks in this pool may use at once.")],
     description: Annotated[str, typer.Option("--description")] = "",
+    tenant: PoolTenant = None,
     server: Server = None,
 ) -> None:
-    """Create a pool or change its slots."""
-    with _client(server) as client:
-        client.set_pool(name, slots, description)
-    render.note(f"pool {name} has {slots} slots")
+    """Create a pool of the tenant or change its slots."""
+    with connect.client(server) as client:
+        pool = client.set_pool(name, slots, description, tenant)
+    render.note(f"pool {pool.name} of tenant {pool.tenant_id} has {slots} slots")
 
 
 @pools_app.command("delete")
-def pools_delete(name: str, server: Server = None) -> None:
-    """Delete a pool."""
-    with _client(server) as client:
-        client.delete_pool(name)
-    render.note(f"pool {name} deleted")
+def pools_delete(name: str, tenant: PoolTenant = None, server: Server = None) -> None:
+    """Delete a pool of the tenant."""
+    with connect.client(server) as client:
+        client.delete_pool(name, tenant)
+        owner = tenant or client.tenant
+    render.note(f"pool {name} of tenant {owner} deleted")
 
 
 # Workers ------------------------------------------------------------------------------------------
@@ -343,38 +375,36 @@ def worker_command(
         str | None, typer.Option("--name", "-n", help="Worker id (default: zonda-PID@HOST).")
     ] = None,
     loglevel: Annotated[str, typer.Option("--loglevel", help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
+    tenant: Annotated[
+        str | None,
+        typer.Option(
+            "--tenant",
+            help="Serve only this tenant: consume TENANT.<queue> (ZONDA_TENANT_QUEUES) and refuse "
+            "other tenants' tasks.",
+        ),
+    ] = None,
 ) -> None:
     """Run a Celery worker for the celery executor (needs ZONDA_BROKER_URL; never the DB URL)."""
+    from zonda.executors.celery.routing import tenant_queue
     from zonda.executors.celery.worker import run_worker
 
     names = [q.strip() for q in queues.split(",") if q.strip()]
     if not names:
         raise typer.BadParameter("name at least one queue, e.g. --queues default,gpu", param_hint="--queues")
-    raise typer.Exit(run_worker(_settings(), names, concurrency, name, loglevel.upper()))
+    if tenant is not None:
+        names = [tenant_queue(tenant, name) for name in names]
+    raise typer.Exit(run_worker(connect.settings(), names, concurrency, name, loglevel.upper(), tenant))
 
 
 @workers_app.command("list")
 def workers_list(as_json: Json = False, server: Server = None) -> None:
     """Workers that sent a heartbeat: queues, concurrency, running tasks, heartbeat age."""
-    with _client(server) as client:
+    with connect.client(server) as client:
         workers = client.workers()
     render.print_json(workers) if as_json else render.workers_view(workers)
 
 
 # Helpers ------------------------------------------------------------------------------------------
-
-
-def _settings(**overrides: Any) -> Settings:
-    """Settings from ZONDA_* variables, with the options given on the command line on top."""
-    try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})
-    except ValidationError as exc:
-        raise ConfigError(f"bad setting: {exc}") from exc
-
-
-def _client(server: str | None) -> ZondaClient:
-    """A client for --server, else ZONDA_SERVER, else the local default."""
-    return ZondaClient(server or _settings().server_url)
 
 
 def _wait(client: ZondaClient, record: RunRecord, progress: render.TaskProgress | None) -> RunRecord:

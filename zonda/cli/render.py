@@ -166,10 +166,10 @@ def import_errors_view(errors: Sequence[ImportErrorRecord]) -> None:
 
 
 def pools_view(pools: Sequence[PoolRecord]) -> None:
-    """Pools and their slots."""
-    table = Table("pool", "slots", "description", box=None)
+    """Pools, their tenant and their slots."""
+    table = Table("tenant", "pool", "slots", "description", box=None)
     for p in pools:
-        table.add_row(p.name, str(p.slots), p.description)
+        table.add_row(p.tenant_id, p.name, str(p.slots), p.description)
     console().print(table if pools else Text("no pools"))
 
 

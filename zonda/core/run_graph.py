@@ -263,6 +263,67 @@ class RunGraph:
         ti.ended_at = now
         self._settle(ti, TaskState.FAILED, now)
 
+    def cancel(self, reason: str, now: datetime) -> list[TIKey]:
+        """Stop the run now; returns the instances in flight, for the executor to kill.
+
+        Instances that started (in flight or waiting to retry) fail with `reason`; those that never
+        started are skipped. No trigger rule is evaluated, so nothing else starts (not even an
+        `all_done` clean-up task), and late reports of the killed attempts are ignored.
+        """
+        if self.state.finished:
+            return []
+        in_flight = [ti.key for ti in self.instances() if ti.state.in_flight]
+        for ti in self.instances():
+            if ti.state.finished:
+                continue
+            started = ti.state.in_flight or ti.state is TaskState.UP_FOR_RETRY
+            ti.state = TaskState.FAILED if started else TaskState.SKIPPED
+            ti.error = reason if started else ti.error
+            ti.ended_at, ti.next_try_at = now, None
+            self.changes.updated.add(ti.key)
+            if started and ti.try_number:
+                self._record_attempt(ti, TaskState.FAILED)
+        for node in self._nodes.values():
+            node.decided = True
+        self._open_nodes = 0
+        self.state = RunState.FAILED
+        self.ended_at = now
+        self.changes.run_changed = True
+        return in_flight
+
+    def mark(
+        self, task_id: str, map_index: int | None, state: TaskState, note: str, now: datetime
+    ) -> list[TIKey]:
+        """Set a task's instances (or one map index) to SUCCESS or FAILED by hand, as if they ended so.
+
+        Returns the instances that were in flight, for the executor to kill (their late reports are
+        ignored). Undecided downstream tasks then start or not by their trigger rules; downstream
+        tasks that already ended keep their state until they are cleared. A task marked successful
+        has no return value: tasks that take it receive None.
+        """
+        if state not in (TaskState.SUCCESS, TaskState.FAILED):
+            raise ValueError(f"a task can be marked success or failed, not {state}")
+        node = self._nodes[task_id]
+        targets = [
+            ti
+            for ti in node.instances.values()
+            if (map_index is None or ti.map_index == map_index) and ti.state is not state
+        ]
+        in_flight = [ti.key for ti in targets if ti.state.in_flight]
+        for ti in targets:
+            ti.ended_at, ti.next_try_at = now, None
+            if ti.state.in_flight and ti.try_number:
+                ti.error = note  # the interrupted attempt's history says who ended it
+                self._record_attempt(ti, state)
+            ti.state = state
+            ti.error = note if state is TaskState.FAILED else None
+            self.changes.updated.add(ti.key)
+        if targets:
+            self.state, self.ended_at = RunState.RUNNING, None
+            self.changes.run_changed = True
+            self.start(now)
+        return in_flight
+
     def clear(self, task_ids: Iterable[str] | None, downstream: bool, now: datetime) -> list[TIKey]:
         """Reset tasks to run again (default: every failed one); successful work is kept."""
         targets = set(task_ids) if task_ids is not None else self._failed_task_ids()

@@ -61,6 +61,9 @@ class TaskSpec:
     trigger_rule: TriggerRule = TriggerRule.ALL_SUCCESS
     map_sources: tuple[MapSource, ...] = ()
     doc: str = ""
+    cpu: float = 1.0
+    gpu: float = 0.0
+    memory_mb: int | None = None
 
     @property
     def is_mapped(self) -> bool:

@@ -30,24 +30,30 @@ class TaskState(StrEnum):
 
 TASK_FINISHED = frozenset({TaskState.SUCCESS, TaskState.FAILED, TaskState.UPSTREAM_FAILED, TaskState.SKIPPED})
 
+_BY_HAND = frozenset({TaskState.SUCCESS, TaskState.FAILED})
+
 TASK_TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
     TaskState.PENDING: frozenset(
-        {TaskState.SCHEDULED, TaskState.SKIPPED, TaskState.UPSTREAM_FAILED, TaskState.FAILED}
+        {TaskState.SCHEDULED, TaskState.SKIPPED, TaskState.UPSTREAM_FAILED, TaskState.FAILED} | _BY_HAND
     ),
-    TaskState.SCHEDULED: frozenset({TaskState.QUEUED, TaskState.FAILED, TaskState.PENDING}),
+    TaskState.SCHEDULED: frozenset(
+        {TaskState.QUEUED, TaskState.FAILED, TaskState.PENDING, TaskState.SKIPPED} | _BY_HAND
+    ),
     TaskState.QUEUED: frozenset(
         {TaskState.RUNNING, TaskState.SUCCESS, TaskState.FAILED, TaskState.UP_FOR_RETRY, TaskState.SCHEDULED}
     ),
     TaskState.RUNNING: frozenset(
         {TaskState.SUCCESS, TaskState.FAILED, TaskState.UP_FOR_RETRY, TaskState.SCHEDULED}
     ),
-    TaskState.UP_FOR_RETRY: frozenset({TaskState.SCHEDULED, TaskState.PENDING}),
-    TaskState.SUCCESS: frozenset({TaskState.PENDING}),
-    TaskState.FAILED: frozenset({TaskState.PENDING}),
-    TaskState.UPSTREAM_FAILED: frozenset({TaskState.PENDING}),
-    TaskState.SKIPPED: frozenset({TaskState.PENDING}),
+    TaskState.UP_FOR_RETRY: frozenset({TaskState.SCHEDULED, TaskState.PENDING} | _BY_HAND),
+    TaskState.SUCCESS: frozenset({TaskState.PENDING, TaskState.FAILED}),
+    TaskState.FAILED: frozenset({TaskState.PENDING, TaskState.SUCCESS}),
+    TaskState.UPSTREAM_FAILED: frozenset({TaskState.PENDING} | _BY_HAND),
+    TaskState.SKIPPED: frozenset({TaskState.PENDING} | _BY_HAND),
 }
-"""Allowed moves. Finished states go back to PENDING only when a user clears them."""
+"""Allowed moves. Finished states go back to PENDING only when a user clears them; a cancelled run
+fails what started (and waits to retry) and skips what did not start; a user may mark any instance
+SUCCESS or FAILED by hand (`RunGraph.mark`)."""
 
 
 class RunState(StrEnum):

@@ -1,8 +1,9 @@
-"""`DagProcessor`: keeps the metadata DB in step with the DAG folder, one pass every `parse_interval`.
+"""`DagProcessor`: keeps the metadata DB in step with one tenant's DAG folders, a pass every `parse_interval`.
 
 A pass stamps every DAG file (see `scan`), imports the new and changed ones in child processes
 (see `runner`), saves each DAG version's source in the code store (see `code_store`), records it
-all in one write transaction (see `registry`) and wakes the scheduler if anything changed.
+all in one write transaction (see `registry`) and wakes the scheduler if anything changed. DAG ids
+are qualified with the tenant (`team-a/etl`), and only the tenant's own DAGs are ever retired.
 What was seen is remembered in memory only: a restarted processor parses every file once again,
 which creates no new versions for unchanged DAGs.
 """
@@ -13,15 +14,18 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from zonda.dag_processing.code_store import store_source, version_hash
+from zonda.core.ids import DEFAULT_TENANT, qualify
+from zonda.dag_processing.code_store import store_source, tenant_code_dir, version_hash
 from zonda.dag_processing.registry import Recorded, record_pass
 from zonda.dag_processing.runner import FileResult, parse_files
 from zonda.dag_processing.scan import FileStamp, changed_dag_files, dag_files, scan
 from zonda.db.engine import write_txn
+from zonda.executors.local.tenancy import TenantUsers
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -30,6 +34,14 @@ if TYPE_CHECKING:
     from zonda.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TenantFolders:
+    """A tenant and the folders its DAG files live in."""
+
+    tenant_id: str
+    folders: tuple[Path, ...]
 
 
 @dataclass(frozen=True)
@@ -48,9 +60,16 @@ class ParseReport:
 
 
 class DagProcessor:
-    """Parses the DAG folder into DAG versions and import errors; one instance owns every `dags` row."""
+    """Parses a tenant's DAG folders into DAG versions and import errors; it owns that tenant's `dags` rows.
 
-    def __init__(self, settings: Settings, engine: Engine, waker: Waker) -> None:
+    Without `tenant`, it processes `settings.resolved_dags_folder` for the tenant `default`.
+    """
+
+    def __init__(
+        self, settings: Settings, engine: Engine, waker: Waker, tenant: TenantFolders | None = None
+    ) -> None:
+        self._tenant = tenant or TenantFolders(DEFAULT_TENANT, (settings.resolved_dags_folder,))
+        self._users = TenantUsers.from_settings(settings)
         self._settings = settings
         self._engine = engine
         self._waker = waker
@@ -60,10 +79,14 @@ class DagProcessor:
 
     def process_once(self) -> ParseReport:
         """Run one pass over the DAG folder; raises only for failures of Zonda itself (e.g. the DB)."""
-        stamps = scan(self._settings.resolved_dags_folder, self._stamps)
+        stamps: dict[str, FileStamp] = {}
+        for folder in self._tenant.folders:
+            stamps.update(scan(folder, self._stamps))
         present = dag_files(stamps)
         todo = changed_dag_files(self._stamps, stamps)
-        results = parse_files(todo, self._settings.parse_processes, self._settings.parse_timeout)
+        identity = self._users.identity(self._tenant.tenant_id)
+        parsed = parse_files(todo, self._settings.parse_processes, self._settings.parse_timeout, identity)
+        results = [self._qualified(r) for r in parsed]
         self._store_code(results)
         recorded = self._record(results, present)
         self._remember(stamps, present, todo, recorded)
@@ -77,7 +100,10 @@ class DagProcessor:
     def run_forever(self, stop: threading.Event) -> None:
         """Run a pass every `parse_interval` seconds until `stop` is set; failed passes are logged."""
         interval = self._settings.parse_interval
-        log.info("DAG processor watching %s every %gs", self._settings.resolved_dags_folder, interval)
+        folders = ", ".join(str(f) for f in self._tenant.folders)
+        log.info(
+            "DAG processor of tenant %s watching %s every %gs", self._tenant.tenant_id, folders, interval
+        )
         while not stop.is_set():
             started = time.monotonic()
             try:
@@ -86,10 +112,16 @@ class DagProcessor:
                 log.exception("DAG processing pass failed; retrying in %gs", interval)
             stop.wait(max(0.0, interval - (time.monotonic() - started)))
 
+    def _qualified(self, result: FileResult) -> FileResult:
+        """The file's DAGs with ids in the tenant's namespace."""
+        specs = tuple(replace(s, dag_id=qualify(self._tenant.tenant_id, s.dag_id)) for s in result.specs)
+        return replace(result, specs=specs)
+
     def _store_code(self, results: Sequence[FileResult]) -> None:
+        folder = tenant_code_dir(self._settings.code_dir, self._tenant.tenant_id)
         for result in results:
             for spec in result.specs:
-                store_source(self._settings.code_dir, version_hash(spec, result.source), result.source)
+                store_source(folder, version_hash(spec, result.source), result.source)
 
     def _record(self, results: Sequence[FileResult], present: frozenset[str]) -> Recorded:
         """Write the pass in one transaction; the set of files is reconciled only when it changed."""
@@ -97,7 +129,7 @@ class DagProcessor:
         if not results and retire is None:
             return Recorded()
         with write_txn(self._engine) as conn:
-            return record_pass(conn, results, retire, datetime.now(UTC))
+            return record_pass(conn, self._tenant.tenant_id, results, retire, datetime.now(UTC))
 
     def _remember(
         self, stamps: dict[str, FileStamp], present: frozenset[str], parsed: list[str], recorded: Recorded

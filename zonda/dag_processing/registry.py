@@ -53,23 +53,29 @@ class Recorded:
 
 
 def record_pass(
-    conn: Connection, results: Sequence[FileResult], present: frozenset[str] | None, now: datetime
+    conn: Connection,
+    tenant: str,
+    results: Sequence[FileResult],
+    present: frozenset[str] | None,
+    now: datetime,
 ) -> Recorded:
-    """Apply `results`; with `present` (every DAG file found) also retire DAGs of files that are gone."""
-    total = Recorded(deactivated=deactivate_missing(conn, present, now) if present is not None else 0)
+    """Apply the tenant's `results`; with `present` (every DAG file of the tenant) also retire the
+    tenant's DAGs whose files are gone."""
+    retired = deactivate_missing(conn, tenant, present, now) if present is not None else 0
+    total = Recorded(deactivated=retired)
     for result in results:
         if result.error is None:
             kept = {spec.dag_id for spec in result.specs}
             total += Recorded(deactivated=deactivate_dropped(conn, result.fileloc, kept, now))
     for result in results:
-        total += _record_file_safely(conn, result, now)
+        total += _record_file_safely(conn, tenant, result, now)
     return total
 
 
-def record_file(conn: Connection, result: FileResult, now: datetime) -> Recorded:
+def record_file(conn: Connection, tenant: str, result: FileResult, now: datetime) -> Recorded:
     """Store one file's DAG versions and its import error (or clear it)."""
     if result.error is not None:
-        record_import_error(conn, result.fileloc, result.error, now)
+        record_import_error(conn, tenant, result.fileloc, result.error, now)
         return Recorded(errors=1)
     owners = active_owners(conn, [spec.dag_id for spec in result.specs])
     taken = {d: f for d, f in owners.items() if f != result.fileloc}
@@ -81,7 +87,7 @@ def record_file(conn: Connection, result: FileResult, now: datetime) -> Recorded
     if not taken:
         clear_import_error(conn, result.fileloc)
         return total
-    record_import_error(conn, result.fileloc, conflict_message(taken), now)
+    record_import_error(conn, tenant, result.fileloc, conflict_message(taken), now)
     return total + Recorded(errors=1, conflicted=frozenset([result.fileloc]))
 
 
@@ -90,12 +96,12 @@ def conflict_message(taken: dict[str, str]) -> str:
     return "\n".join(lines) + "\nGive each DAG a unique dag_id (or remove the old definition)."
 
 
-def _record_file_safely(conn: Connection, result: FileResult, now: datetime) -> Recorded:
+def _record_file_safely(conn: Connection, tenant: str, result: FileResult, now: datetime) -> Recorded:
     try:
         with conn.begin_nested():
-            return record_file(conn, result, now)
+            return record_file(conn, tenant, result, now)
     except SQLAlchemyError:
         log.exception("could not store the DAGs of %s", result.fileloc)
         error = f"Zonda could not store the DAGs of this file:\n{traceback.format_exc()}"
-        record_import_error(conn, result.fileloc, error, now)
+        record_import_error(conn, tenant, result.fileloc, error, now)
         return Recorded(errors=1)

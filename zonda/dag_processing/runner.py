@@ -19,8 +19,10 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import partial
+from typing import Any
 
 from zonda.core.spec import DagSpec, dag_spec_from_dict
+from zonda.executors.local.tenancy import TenantIdentity, tenant_environment
 
 log = logging.getLogger(__name__)
 
@@ -45,20 +47,26 @@ def timeout_message(timeout: float) -> str:
     )
 
 
-def parse_files(paths: Sequence[str], processes: int, timeout: float) -> list[FileResult]:
-    """Import each file in its own child, at most `processes` at once; results in the order of `paths`."""
+def parse_files(
+    paths: Sequence[str], processes: int, timeout: float, identity: TenantIdentity | None = None
+) -> list[FileResult]:
+    """Import each file in its own child, at most `processes` at once; results in the order of `paths`.
+
+    The children run as the tenant's OS user when `identity` has one, and never get the server's
+    credentials in their environment: a DAG file is tenant code.
+    """
     if not paths:
         return []
     workers = min(processes, len(paths))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="zonda-parse") as pool:
-        return list(pool.map(partial(parse_file, timeout=timeout), paths))
+        return list(pool.map(partial(parse_file, timeout=timeout, identity=identity), paths))
 
 
-def parse_file(fileloc: str, timeout: float) -> FileResult:
+def parse_file(fileloc: str, timeout: float, identity: TenantIdentity | None = None) -> FileResult:
     """Import one file in a child process; never raises (a failure of ours is the file's error too)."""
     start = time.monotonic()
     try:
-        result = _run_child(fileloc, timeout)
+        result = _run_child(fileloc, timeout, identity)
     except Exception:
         log.exception("could not get an answer for DAG file %s", fileloc)
         result = FileResult(fileloc, error=traceback.format_exc())
@@ -67,14 +75,19 @@ def parse_file(fileloc: str, timeout: float) -> FileResult:
     return result
 
 
-def _run_child(fileloc: str, timeout: float) -> FileResult:
+def _run_child(fileloc: str, timeout: float, identity: TenantIdentity | None) -> FileResult:
     command = [sys.executable, "-m", CHILD_MODULE, fileloc]
+    user: dict[str, Any] = {}
+    if identity is not None and identity.uid is not None:
+        user = {"user": identity.uid, "group": identity.gid, "extra_groups": [], "cwd": identity.home}
     with subprocess.Popen(
         command,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,
+        env=tenant_environment(),
+        **user,
     ) as proc:
         try:
             out, err = proc.communicate(timeout=timeout)

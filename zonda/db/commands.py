@@ -39,6 +39,16 @@ def pending_commands(conn: Connection, limit: int = 500) -> list[Command]:
     return [Command(r.id, r.kind, r.run_id, r.payload) for r in rows]
 
 
+def pending_kinds(conn: Connection, run_id: str) -> list[str]:
+    """The kinds of the run's commands the scheduler has not applied yet (e.g. ["mark"])."""
+    rows = conn.execute(
+        select(commands.c.kind)
+        .where(commands.c.done_at.is_(None), commands.c.run_id == run_id)
+        .order_by(commands.c.id)
+    )
+    return list(rows.scalars())
+
+
 def mark_done(conn: Connection, ids: list[int], now: datetime) -> None:
     if ids:
         conn.execute(update(commands).where(commands.c.id.in_(ids)).values(done_at=now))

@@ -33,6 +33,11 @@ def unregister(conn: Connection, component_id: str) -> None:
     conn.execute(delete(components).where(components.c.id == component_id))
 
 
+def prune_components(conn: Connection, before: datetime) -> int:
+    """Delete components whose last heartbeat is older than `before`; returns how many."""
+    return int(conn.execute(delete(components).where(components.c.heartbeat_at < before)).rowcount or 0)
+
+
 def list_components(conn: Connection, kind: str | None = None) -> list[Component]:
     query = select(components).order_by(components.c.id)
     if kind:

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, delete, func, insert, select, update
 
+from zonda.core.ids import tenant_of
 from zonda.core.spec import DagSpec
 from zonda.db.dialect import upsert
 from zonda.db.schema import dag_versions, dags, import_errors
@@ -25,6 +26,7 @@ class DagRow:
     """A DAG as the server knows it: where it is defined, its latest version and its switches."""
 
     dag_id: str
+    tenant_id: str
     fileloc: str
     latest_version: int
     paused: bool
@@ -56,6 +58,7 @@ class VersionRow:
 class ImportErrorRow:
     """Why a DAG file could not be loaded (a traceback or a message saying what to fix)."""
 
+    tenant_id: str
     fileloc: str
     error: str
     recorded_at: datetime
@@ -73,9 +76,14 @@ class RecordedVersion:
 # Reads ---------------------------------------------------------------------------------------------
 
 
-def list_dags(conn: Connection, *, include_inactive: bool = False) -> list[DagRow]:
-    """Every DAG ordered by id; DAGs whose file or definition is gone only with `include_inactive`."""
+def list_dags(
+    conn: Connection, *, include_inactive: bool = False, tenants: frozenset[str] | None = None
+) -> list[DagRow]:
+    """Every DAG (of `tenants`, if given) ordered by id; DAGs whose file or definition is gone only
+    with `include_inactive`."""
     query = select(dags).order_by(dags.c.dag_id)
+    if tenants is not None:
+        query = query.where(dags.c.tenant_id.in_(sorted(tenants)))
     if not include_inactive:
         query = query.where(dags.c.active.is_(True))
     return [_dag_row(r) for r in conn.execute(query)]
@@ -127,10 +135,12 @@ def schedulable_dags(conn: Connection, lock: bool = False) -> list[tuple[DagRow,
     return [(dag, version) for dag, version in pairs if version.spec.schedule is not None]
 
 
-def list_import_errors(conn: Connection) -> list[ImportErrorRow]:
-    """Every file that failed to load, ordered by file path."""
-    rows = conn.execute(select(import_errors).order_by(import_errors.c.fileloc))
-    return [ImportErrorRow(r.fileloc, r.error, r.recorded_at) for r in rows]
+def list_import_errors(conn: Connection, tenants: frozenset[str] | None = None) -> list[ImportErrorRow]:
+    """Every file (of `tenants`, if given) that failed to load, ordered by file path."""
+    query = select(import_errors).order_by(import_errors.c.fileloc)
+    if tenants is not None:
+        query = query.where(import_errors.c.tenant_id.in_(sorted(tenants)))
+    return [ImportErrorRow(r.tenant_id, r.fileloc, r.error, r.recorded_at) for r in conn.execute(query)]
 
 
 def active_owners(conn: Connection, dag_ids: Collection[str]) -> dict[str, str]:
@@ -203,22 +213,26 @@ def deactivate_dropped(conn: Connection, fileloc: str, kept: Collection[str], no
     return deactivate_dags(conn, dropped, now)
 
 
-def deactivate_missing(conn: Connection, present: Collection[str], now: datetime) -> int:
-    """Deactivate active DAGs whose file is not in `present` and drop those files' import errors.
+def deactivate_missing(conn: Connection, tenant: str, present: Collection[str], now: datetime) -> int:
+    """Deactivate the tenant's active DAGs whose file is not in `present`; drop those files' import errors.
 
-    Returns how many DAGs were deactivated. `present` is every DAG file the processor found.
+    Returns how many DAGs were deactivated. `present` is every DAG file the tenant's processor found.
     """
     present = set(present)
-    rows = conn.execute(select(dags.c.dag_id, dags.c.fileloc).where(dags.c.active.is_(True)))
+    rows = conn.execute(
+        select(dags.c.dag_id, dags.c.fileloc).where(dags.c.active.is_(True), dags.c.tenant_id == tenant)
+    )
     missing = [r.dag_id for r in rows if r.fileloc not in present]
-    stale = [f for f in conn.execute(select(import_errors.c.fileloc)).scalars() if f not in present]
+    errors = select(import_errors.c.fileloc).where(import_errors.c.tenant_id == tenant)
+    stale = [f for f in conn.execute(errors).scalars() if f not in present]
     if stale:
         conn.execute(delete(import_errors).where(import_errors.c.fileloc.in_(stale)))
     return deactivate_dags(conn, missing, now)
 
 
-def record_import_error(conn: Connection, fileloc: str, error: str, now: datetime) -> None:
-    upsert(conn, import_errors, [{"fileloc": fileloc, "error": error, "recorded_at": now}], ["fileloc"])
+def record_import_error(conn: Connection, tenant: str, fileloc: str, error: str, now: datetime) -> None:
+    row = {"tenant_id": tenant, "fileloc": fileloc, "error": error, "recorded_at": now}
+    upsert(conn, import_errors, [row], ["fileloc"])
 
 
 def clear_import_error(conn: Connection, fileloc: str) -> bool:
@@ -259,7 +273,13 @@ def _write_dag_row(conn: Connection, spec: DagSpec, version: int, now: datetime)
     if existing is None:
         conn.execute(
             insert(dags).values(
-                dag_id=spec.dag_id, paused=False, next_fire_at=None, created_at=now, updated_at=now, **values
+                dag_id=spec.dag_id,
+                tenant_id=tenant_of(spec.dag_id),
+                paused=False,
+                next_fire_at=None,
+                created_at=now,
+                updated_at=now,
+                **values,
             )
         )
         return True
@@ -277,6 +297,7 @@ def _dag_row(row: Row[Any]) -> DagRow:
     m = row._mapping
     return DagRow(
         dag_id=m["dag_id"],
+        tenant_id=m["tenant_id"],
         fileloc=m["fileloc"],
         latest_version=m["latest_version"],
         paused=bool(m["paused"]),

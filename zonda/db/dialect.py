@@ -13,17 +13,44 @@ def upsert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], keys:
     """Insert rows, or update every non-key column of the rows whose `keys` already exist."""
     if not rows:
         return
-    module: Any = sqlite if conn.dialect.name == "sqlite" else postgresql
-    stmt = module.insert(table)
+    stmt = _insert(conn, table)
     columns = [c for c in rows[0] if c not in keys]
     stmt = stmt.on_conflict_do_update(index_elements=list(keys), set_={c: stmt.excluded[c] for c in columns})
     conn.execute(stmt, list(rows))
 
 
-def insert_ignore(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> int:
-    """Insert rows, skipping those that hit a unique constraint; returns how many were inserted."""
+def insert_new(
+    conn: Connection, table: Table, rows: Sequence[dict[str, Any]], keys: Sequence[str]
+) -> list[tuple[Any, ...]]:
+    """Insert rows, skipping those that hit a unique constraint; returns the `keys` of the rows inserted.
+
+    The common case (every row is new) is one pipelined `executemany`; only when a row already
+    existed is the insert redone with RETURNING to learn which ones were new.
+    """
     if not rows:
-        return 0
+        return []
+    with conn.begin_nested() as attempt:
+        inserted = conn.execute(_insert(conn, table).on_conflict_do_nothing(), list(rows)).rowcount
+        if inserted == len(rows):
+            return [tuple(row[k] for k in keys) for row in rows]
+        attempt.rollback()
+    stmt = _insert(conn, table).on_conflict_do_nothing().returning(*(table.c[k] for k in keys))
+    return [tuple(r) for r in conn.execute(stmt, list(rows))]
+
+
+def add_to(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> None:
+    """Insert rows, or add their non-key columns to those of the rows whose `keys` already exist."""
+    if not rows:
+        return
+    stmt = _insert(conn, table)
+    columns = [c for c in rows[0] if c not in keys]
+    stmt = stmt.on_conflict_do_update(
+        index_elements=list(keys), set_={c: table.c[c] + stmt.excluded[c] for c in columns}
+    )
+    conn.execute(stmt, list(rows))
+
+
+def _insert(conn: Connection, table: Table) -> Any:
+    """The dialect's INSERT, which knows ON CONFLICT."""
     module: Any = sqlite if conn.dialect.name == "sqlite" else postgresql
-    result = conn.execute(module.insert(table).on_conflict_do_nothing(), list(rows))
-    return int(result.rowcount or 0)
+    return module.insert(table)

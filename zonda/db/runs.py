@@ -16,9 +16,11 @@ from typing import Any, TypeAlias
 from sqlalchemy import ColumnElement, Connection, Row, and_, insert, or_, select
 
 from zonda.api.schemas import RunPage, RunRecord, RunSummary, TaskRecord
+from zonda.core.ids import tenant_of
 from zonda.core.retry import max_tries
 from zonda.core.spec import DagSpec
 from zonda.core.states import RunState, TaskState
+from zonda.db.commands import pending_kinds
 from zonda.db.dags import get_version
 from zonda.db.schema import runs, task_instances
 
@@ -55,6 +57,7 @@ def create_run(
     conn.execute(
         insert(runs).values(
             run_id=run_id,
+            tenant_id=tenant_of(spec.dag_id),
             dag_id=spec.dag_id,
             version=version,
             state=RunState.QUEUED.value,
@@ -87,7 +90,12 @@ def get_run(conn: Connection, run_id: str) -> RunRecord | None:
     spec = _spec(conn, row.dag_id, row.version)
     ti_rows = conn.execute(select(*_TI_COLUMNS).where(task_instances.c.run_id == run_id)).all()
     tasks = [_task_record(r, spec) for r in _in_topological_order(ti_rows, spec)]
-    return RunRecord(**_summary_fields(row), params=row.params or {}, tasks=tasks)
+    return RunRecord(
+        **_summary_fields(row),
+        params=row.params or {},
+        tasks=tasks,
+        pending_commands=pending_kinds(conn, run_id),
+    )
 
 
 def get_task_instance(conn: Connection, run_id: str, task_id: str, map_index: int) -> TaskRecord | None:
@@ -105,9 +113,26 @@ def get_task_instance(conn: Connection, run_id: str, task_id: str, map_index: in
     return _task_record(row, _spec(conn, run.dag_id, run.version))
 
 
+def runs_of_tenants(conn: Connection, run_ids: Sequence[str], tenants: frozenset[str]) -> set[str]:
+    """Those of `run_ids` that belong to one of `tenants`."""
+    if not run_ids or not tenants:
+        return set()
+    query = select(runs.c.run_id).where(
+        runs.c.run_id.in_(list(run_ids)), runs.c.tenant_id.in_(sorted(tenants))
+    )
+    return set(conn.execute(query).scalars())
+
+
+def run_tenant_state(conn: Connection, run_id: str) -> tuple[str, str] | None:
+    """(tenant, state) of a run, or None."""
+    row = conn.execute(select(runs.c.tenant_id, runs.c.state).where(runs.c.run_id == run_id)).first()
+    return (row.tenant_id, row.state) if row else None
+
+
 def list_runs(
     conn: Connection,
     *,
+    tenants: frozenset[str] | None = None,
     dag_id: str | None = None,
     key: str | None = None,
     state: str | None = None,
@@ -118,6 +143,8 @@ def list_runs(
 ) -> RunPage:
     """One page of runs matching every filter given, newest first; raises ValueError for a bad cursor."""
     filters = _filters(dag_id, key, state, created_after, created_before)
+    if tenants is not None:
+        filters.append(runs.c.tenant_id.in_(sorted(tenants)))
     if cursor:
         filters.append(_after_cursor(*decode_cursor(cursor)))
     query = (
@@ -226,6 +253,7 @@ def _summary_fields(row: AnyRow) -> dict[str, Any]:
     """The RunSummary fields of a runs row."""
     return {
         "run_id": row.run_id,
+        "tenant_id": row.tenant_id,
         "dag_id": row.dag_id,
         "dag_version": row.version,
         "state": row.state,

@@ -32,8 +32,8 @@ class Executor(Protocol):
     def free_slots(self) -> int:
         """How many more requests can start now."""
 
-    def submit(self, request: TaskRequest) -> None:
-        """Start a request (only when `free_slots()` > 0)."""
+    def submit(self, requests: Sequence[TaskRequest]) -> None:
+        """Start requests (no more than `free_slots()`); a batch lets a remote executor send them at once."""
 
     def waitables(self) -> Sequence[Any]:
         """Objects to pass to `multiprocessing.connection.wait`; ready means `poll()` has news."""

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 def _local(settings: Settings, scheduler_id: str, **_: Any) -> Executor:
     from zonda.executors.local.pool import LocalExecutor
+    from zonda.executors.local.tenancy import TenantUsers
 
     return LocalExecutor(
         settings.workers,
@@ -27,6 +28,7 @@ def _local(settings: Settings, scheduler_id: str, **_: Any) -> Executor:
         settings.run_dir / "journal",
         scheduler_id,
         settings.worker_nice,
+        TenantUsers.from_settings(settings),
     )
 
 

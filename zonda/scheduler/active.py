@@ -8,7 +8,9 @@ from pathlib import Path
 
 from sqlalchemy import Connection
 
+from zonda.core.ids import tenant_of
 from zonda.core.run_graph import RunGraph
+from zonda.dag_processing.code_store import stored_code
 from zonda.db.dags import get_version
 from zonda.errors import NotFoundError
 from zonda.scheduler.requests import RunInfo, VersionInfo
@@ -16,7 +18,7 @@ from zonda.scheduler.requests import RunInfo, VersionInfo
 
 @dataclass
 class ActiveRun:
-    """One run the scheduler owns: its graph, pinned version and place in the dispatch order."""
+    """One run the scheduler owns: its graph, pinned version, tenant and place in the dispatch order."""
 
     graph: RunGraph
     version: VersionInfo
@@ -24,6 +26,10 @@ class ActiveRun:
     seq: int
     started_at: datetime | None = None
     start_recorded: bool = field(default=False)
+    tenant: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.tenant = tenant_of(self.version.dag_id)
 
     @property
     def run_id(self) -> str:
@@ -47,6 +53,6 @@ class Versions:
             row = get_version(conn, dag_id, version)
             if row is None:
                 raise NotFoundError(f"version {version} of DAG '{dag_id}' is missing from the metadata DB")
-            code_uri = str(self.code_dir / f"{row.hash}.py")
+            code_uri = str(stored_code(self.code_dir, tenant_of(dag_id), row.hash))
             self._cache[key] = VersionInfo(dag_id, version, code_uri, row.hash, row.fileloc, row.spec)
         return self._cache[key]

@@ -14,30 +14,35 @@ import os
 import socket
 import threading
 from collections import Counter
-from collections.abc import Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Hashable
+from datetime import datetime, timedelta
 from multiprocessing.connection import wait
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
+from zonda.clock import utc_now
+from zonda.core.ids import tenant_of
+from zonda.core.quotas import admit
 from zonda.core.run_graph import RunGraph, TIKey
 from zonda.core.states import RunState, TaskState
-from zonda.db import components, leases, workers
-from zonda.db.commands import mark_done, pending_commands
+from zonda.db import components, leases, quotas
+from zonda.db.commands import pending_commands
 from zonda.db.engine import read_txn, write_txn
-from zonda.db.schema import pools
+from zonda.db.pools import pool_sizes
 from zonda.errors import NotFoundError
 from zonda.executors.base import Executor, TIRef
 from zonda.scheduler.active import ActiveRun, Versions
-from zonda.scheduler.limits import Limits
+from zonda.scheduler.heartbeats import PRUNE_INTERVAL, heartbeat_write
+from zonda.scheduler.limits import TENANT_QUOTA, UNKNOWN_POOL, Limits
 from zonda.scheduler.ownership import dead_local_schedulers, new_scheduler_id
 from zonda.scheduler.persistence import collect, load_run, runs_in_state
 from zonda.scheduler.ready_queue import ReadyQueue
 from zonda.scheduler.recovery import apply_finished, restore_outcomes
-from zonda.scheduler.requests import RunInfo, build_request
+from zonda.scheduler.requests import ApiAccess, RunInfo, build_request
 from zonda.scheduler.schedules import fire_due
+from zonda.scheduler.secrets import TenantSecrets
 from zonda.scheduler.timers import Timer, Timers
 from zonda.scheduler.wakeup import TOPICS, Listener
 from zonda.scheduler.writer import Batch, Lease, Writer
@@ -51,10 +56,6 @@ DB_RETRY_DELAY = timedelta(seconds=1)
 Clock = Callable[[], datetime]
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 class Scheduler:
     """Owns the active runs, decides with `RunGraph`, dispatches to an executor, persists in batches."""
 
@@ -64,12 +65,12 @@ class Scheduler:
         engine: Engine,
         executor: Executor,
         listener: Listener | None = None,
-        secrets: Mapping[str, str] | None = None,
-        clock: Clock = utcnow,
+        clock: Clock = utc_now,
         scheduler_id: str | None = None,
     ) -> None:
         self.settings, self.engine, self.executor, self.listener = settings, engine, executor, listener
-        self.secrets = dict(secrets or {})
+        self.secrets = TenantSecrets(settings)
+        self.api = ApiAccess.of(settings)
         self.clock = clock
         self.runs: dict[str, ActiveRun] = {}
         self.ready = ReadyQueue()
@@ -79,6 +80,8 @@ class Scheduler:
         self.inflight: dict[TIRef, ActiveRun] = {}
         self._dirty: set[str] = set()
         self._dirty_since: datetime | None = None
+        self._applied: list[tuple[int, str]] = []
+        self._applying: set[int] = set()
         self._write_window = timedelta(seconds=settings.scheduler_write_window)
         self._seq = itertools.count()
         self._next_poll = self._next_heartbeat = clock()
@@ -88,6 +91,7 @@ class Scheduler:
         self._lease = timedelta(seconds=settings.scheduler_lease_seconds)
         self._queued_timeout = timedelta(seconds=settings.queued_timeout)
         self._next_orphan_check = clock()
+        self._next_prune = clock()
         self._db_retry_at = clock()
         self._followed: set[str] = set()
         self._outbox: list[TaskRequest] = []
@@ -223,7 +227,8 @@ class Scheduler:
 
     def _release(self, ref: TIRef, active: ActiveRun) -> None:
         if self.inflight.pop(ref, None) is not None:
-            self.limits.release(active.dag_id, active.version.spec.task(ref[1]))
+            self.limits.release(active.tenant, active.dag_id, active.version.spec.task(ref[1]))
+            self.ready.unpark(active.tenant)
 
     # -- polling the DB ------------------------------------------------------------------------
 
@@ -250,9 +255,14 @@ class Scheduler:
             if "dags" in topics:
                 _, next_fire = fire_due(conn, now)
                 topics.add("runs")
+            if "secrets" in topics:
+                self.secrets.refresh(conn)
             if "pools" in topics:
-                rows = conn.execute(select(pools.c.name, pools.c.slots))
-                self.limits.pool_sizes = {r.name: r.slots for r in rows}
+                self.limits.set_pools(pool_sizes(conn))
+            if "tenants" in topics:
+                self.limits.quotas = quotas.quotas(conn)
+                self.ready.unpark_all()
+                topics |= {"runs", "commands"}
             if "runs" in topics:
                 self._adopt_queued(conn, now)
             if now >= self._next_orphan_check:
@@ -265,14 +275,25 @@ class Scheduler:
             self.timers.add(next_fire, "schedule")
 
     def _adopt_queued(self, conn: Connection, now: datetime) -> None:
-        active_by_dag = Counter(a.dag_id for a in self.runs.values())
-        for run_id, dag_id, version in runs_in_state(conn, RunState.QUEUED, set(self.runs)):
-            limit = self._max_active_runs(conn, run_id, dag_id, version)
-            if limit is None or active_by_dag[dag_id] >= limit:
-                continue
+        """Claim queued runs within their DAG's max_active_runs and their tenant's quota."""
+        queued = runs_in_state(conn, RunState.QUEUED, set(self.runs), skip=self.limits.full_for_runs())
+        elsewhere = self._served_elsewhere(conn, {tenant_of(dag_id) for _, dag_id, _ in queued})
+        counts: Counter[Hashable] = Counter(a.dag_id for a in self.runs.values())
+        counts.update({("tenant", t): n for t, n in self.limits.runs_by_tenant.items()})
+        limits: dict[Hashable, int | None] = {("tenant", t): n for t, n in self.limits.run_limits().items()}
+        candidates: list[tuple[str, tuple[Hashable, ...]]] = []
+        for run_id, dag_id, version in queued:
+            limits[dag_id] = self._max_active_runs(conn, run_id, dag_id, version)
+            if limits[dag_id] is not None and tenant_of(dag_id) not in elsewhere:
+                candidates.append((run_id, (dag_id, ("tenant", tenant_of(dag_id)))))
+        for run_id in admit(candidates, counts, limits):
             if leases.claim(conn, run_id, self.component_id, self._lease_until(now), now):
-                active_by_dag[dag_id] += 1
                 self._adopt(conn, run_id, now)
+
+    def _served_elsewhere(self, conn: Connection, tenant_ids: set[str]) -> set[str]:
+        """Tenants with a quota or pools that another scheduler serves now (ADR 0009: one at a time)."""
+        bounded = [t for t in tenant_ids if self.limits.bounded(t)]
+        return quotas.held_elsewhere(conn, bounded, self.component_id)
 
     def _max_active_runs(self, conn: Connection, run_id: str, dag_id: str, version: int) -> int | None:
         try:
@@ -316,7 +337,7 @@ class Scheduler:
                 active.graph.requeue(ti.key)
                 continue
             self.inflight[(active.run_id, ti.task_id, ti.map_index)] = active
-            self.limits.take(active.dag_id, active.version.spec.task(ti.task_id))
+            self.limits.take(active.tenant, active.dag_id, active.version.spec.task(ti.task_id))
             if ti.state is TaskState.QUEUED:
                 self.timers.add(now + self._queued_timeout, "queued", active.run_id, ti.key, ti.try_number)
         self._collect(active)
@@ -338,17 +359,23 @@ class Scheduler:
         if row.state is not RunState.RUNNING:
             active.started_at = now
             graph.changes.run_changed = True
+        if run_id not in self.runs:
+            self.limits.runs_by_tenant[active.tenant] += 1
         self.runs[run_id] = active
         graph.start(now)
         self._collect(active)
         return active
 
     def _apply_commands(self, conn: Connection, now: datetime) -> None:
-        done: list[int] = []
+        """Apply users' commands; each is marked done in the batch that stores its effects."""
         for command in pending_commands(conn):
+            if command.id in self._applying:
+                continue
             active = self.runs.get(command.run_id)
             if active is None:
-                if not leases.claim(conn, command.run_id, self.component_id, self._lease_until(now), now):
+                if not self._may_take(conn, command.run_id) or not leases.claim(
+                    conn, command.run_id, self.component_id, self._lease_until(now), now
+                ):
                     continue
                 active = self._adopt(conn, command.run_id, now)
             if active is not None and command.kind == "clear":
@@ -357,8 +384,37 @@ class Scheduler:
                     [task_id] if task_id else None, bool(command.payload.get("downstream")), now
                 )
                 self._collect(active)
-            done.append(command.id)
-        mark_done(conn, done, now)
+            elif active is not None and command.kind == "cancel":
+                reason = str(command.payload.get("reason", "cancelled"))
+                self._kill(active, active.graph.cancel(reason, now), reason)
+            elif active is not None and command.kind == "mark":
+                mark = command.payload
+                note = str(mark["note"])
+                marked = active.graph.mark(
+                    str(mark["task_id"]), mark.get("map_index"), TaskState(mark["state"]), note, now
+                )
+                self._kill(active, marked, note)
+            self._applied.append((command.id, command.run_id))
+            self._applying.add(command.id)
+            if self._dirty_since is None:
+                self._dirty_since = self.clock()
+
+    def _kill(self, active: ActiveRun, keys: list[TIKey], reason: str) -> None:
+        """Kill attempts a user ended (cancel, mark); their late reports are ignored."""
+        for key in keys:
+            ref = (active.run_id, *key)
+            self._release(ref, active)
+            self.executor.kill(ref, reason)
+        self._collect(active)
+
+    def _may_take(self, conn: Connection, run_id: str) -> bool:
+        """Whether this scheduler may make a run active again (a clear) within its tenant's quota."""
+        tenant = quotas.tenant_of_run(conn, run_id)
+        if tenant is None or not self.limits.bounded(tenant):
+            return True
+        if tenant in self.limits.full_for_runs():
+            return False
+        return not quotas.held_elsewhere(conn, [tenant], self.component_id, skip_locked=True)
 
     # -- dispatch and persistence --------------------------------------------------------------
 
@@ -380,12 +436,18 @@ class Scheduler:
 
     def _dispatch_one(self, active: ActiveRun, key: TIKey, now: datetime) -> bool:
         spec = active.version.spec.task(key[0])
-        why = self.limits.blocker(active.dag_id, active.version.spec.max_active_tasks, spec)
-        if why == "unknown pool":
-            active.graph.fail(key, f"pool '{spec.pool}' does not exist; create it or remove `pool=`", now)
+        why = self.limits.blocker(active.tenant, active.dag_id, active.version.spec.max_active_tasks, spec)
+        if why == UNKNOWN_POOL:
+            pool = f"pool '{spec.pool}' of tenant '{active.tenant}'"
+            active.graph.fail(key, f"{pool} does not exist; create it or remove `pool=`", now)
             self._collect(active)
             return True
+        if why == TENANT_QUOTA:
+            self.ready.park(active.tenant)
         if why is not None:
+            return False
+        secrets = self.secrets.of(active.tenant)
+        if secrets is None:
             return False
         try_number = active.graph.mark_queued(key, now)
         request = build_request(
@@ -395,15 +457,16 @@ class Scheduler:
             active.version,
             active.info,
             self.settings.resolved_log_url,
-            self.secrets,
+            secrets,
+            self.api,
         )
         if self.executor.commit_before_dispatch:
             self._outbox.append(request)
         else:
-            self.executor.submit(request)
+            self.executor.submit([request])
         if self.executor.in_flight_survives_scheduler:
             self.timers.add(now + self._queued_timeout, "queued", active.run_id, key, try_number)
-        self.limits.take(active.dag_id, spec)
+        self.limits.take(active.tenant, active.dag_id, spec)
         self.inflight[request.ti_key] = active
         self._mark_dirty(active)
         if spec.timeout:
@@ -429,8 +492,9 @@ class Scheduler:
         finished = [a.run_id for a in batch if a.graph.state.finished]
         extra = self._heartbeat_writer(now) if heartbeat else None
         requests, self._outbox = self._outbox, []
+        commands, self._applied = self._applied, []
         lease = Lease(self.component_id, list(self.runs), self._lease_until(now))
-        self.writer.submit(Batch(rows, self.executor.epoch, finished, extra, lease, requests))
+        self.writer.submit(Batch(rows, self.executor.epoch, finished, extra, lease, requests, commands))
         self._dirty.clear()
         self._dirty_since = None
         if heartbeat:
@@ -442,50 +506,51 @@ class Scheduler:
         """Stored for good: workers may drop journal records, finished runs leave memory."""
         for batch in batches:
             self.executor.checkpoint(batch.epoch)
+            self._applying.difference_update(command_id for command_id, _ in batch.commands)
             for run_id in batch.lost_runs:
                 self._drop_lost(run_id)
-            for request in batch.requests:
-                self._submit_stored(request)
+            self.executor.submit([r for r in batch.requests if self._still_queued(r)])
             for run_id in batch.finished_runs:
                 active = self.runs.get(run_id)
                 if active is not None and active.graph.state.finished and run_id not in self._dirty:
-                    del self.runs[run_id]
-                    self.ready.discard_run(run_id)
-                    self._topics.add("runs")
+                    self._forget(active)
+                    self._topics |= {"runs", "commands"} if self.limits.bounded(active.tenant) else {"runs"}
 
-    def _submit_stored(self, request: TaskRequest) -> None:
-        """Publish a request whose queued state is now stored, unless the task moved on meanwhile."""
+    def _still_queued(self, request: TaskRequest) -> bool:
+        """Whether a request whose queued state is now stored is still to be sent (the task may have moved on)."""
         active = self.runs.get(request.run_id)
         key = (request.task_id, request.map_index)
         if active is None or not self._has(active, key):
-            return
+            return False
         ti = active.graph.instance(key)
-        if ti.state is TaskState.QUEUED and ti.try_number == request.try_number:
-            self.executor.submit(request)
+        return ti.state is TaskState.QUEUED and ti.try_number == request.try_number
 
     def _drop_lost(self, run_id: str) -> None:
         """Another scheduler took this run (our lease ran out): stop working on it."""
-        active = self.runs.pop(run_id, None)
+        active = self.runs.get(run_id)
         if active is None:
             return
         log.error("lost the lease of run %s to another scheduler; dropping it", run_id)
-        self.ready.discard_run(run_id)
+        self._forget(active)
         for ref in [r for r, a in self.inflight.items() if a is active]:
             self._release(ref, active)
+
+    def _forget(self, active: ActiveRun) -> None:
+        """The run leaves memory (it ended, or another scheduler took it)."""
+        del self.runs[active.run_id]
+        self.ready.discard_run(active.run_id)
+        self.limits.runs_by_tenant[active.tenant] -= 1
 
     def _lease_until(self, now: datetime) -> datetime:
         return now + self._lease
 
     def _heartbeat_writer(self, now: datetime) -> Callable[[Connection], None]:
         take = getattr(self.executor, "take_worker_heartbeats", None)
-        seen = take() if take is not None else []
-
-        def beat(conn: Connection) -> None:
-            components.heartbeat(conn, self.component_id, now)
-            if seen:
-                workers.record_heartbeats(conn, seen)
-
-        return beat
+        forget_before = None
+        if now >= self._next_prune:
+            self._next_prune = now + PRUNE_INTERVAL
+            forget_before = now - timedelta(seconds=self.settings.gone_retention)
+        return heartbeat_write(self.component_id, now, take() if take is not None else [], forget_before)
 
     def _started(self, active: ActiveRun) -> datetime | None:
         if active.start_recorded:
@@ -514,7 +579,8 @@ class Scheduler:
 
     def _push(self, active: ActiveRun, key: TIKey) -> None:
         spec = active.version.spec
-        self.ready.push(active.run_id, key, spec.task(key[0]).priority, active.seq, spec.topo_index[key[0]])
+        task = spec.task(key[0])
+        self.ready.push(active.run_id, key, task.priority, active.seq, spec.topo_index[key[0]], active.tenant)
 
     @staticmethod
     def _has(active: ActiveRun, key: TIKey) -> bool:

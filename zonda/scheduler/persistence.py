@@ -9,13 +9,18 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, and_, bindparam, delete, select, update
 
+from zonda.core.ids import tenant_of
 from zonda.core.outputs import ArtifactRef
-from zonda.core.run_graph import RunGraph, TaskInstance
+from zonda.core.run_graph import Attempt, RunGraph, TaskInstance
 from zonda.core.states import RunState, TaskState
-from zonda.db.dialect import insert_ignore, upsert
+from zonda.core.usage import Charge, rollup
+from zonda.db.dialect import insert_new, upsert
 from zonda.db.schema import runs, task_attempts, task_instances
+from zonda.db.usage import add_usage
 
 ti = task_instances.c
+AttemptKey = tuple[str, str, int, int]
+_ATTEMPT_KEY = ("run_id", "task_id", "map_index", "try_number")
 
 
 @dataclass(frozen=True)
@@ -43,15 +48,22 @@ def load_run(conn: Connection, run_id: str) -> tuple[RunRow, list[TaskInstance]]
 
 
 def runs_in_state(
-    conn: Connection, state: RunState, exclude: set[str], limit: int = 1000
+    conn: Connection,
+    state: RunState,
+    exclude: set[str],
+    limit: int = 1000,
+    skip: frozenset[str] = frozenset(),
 ) -> list[tuple[str, str, int]]:
-    """(run_id, dag_id, version) of runs in `state`, oldest first, that the scheduler does not hold yet."""
+    """(run_id, dag_id, version) of runs in `state`, oldest first, that the scheduler does not hold yet,
+    of tenants not in `skip` (so that a tenant at its quota cannot hide the others' runs)."""
     query = (
         select(runs.c.run_id, runs.c.dag_id, runs.c.version)
         .where(runs.c.state == state.value)
         .order_by(runs.c.created_at)
         .limit(limit)
     )
+    if skip:
+        query = query.where(runs.c.tenant_id.not_in(sorted(skip)))
     return [(r.run_id, r.dag_id, r.version) for r in conn.execute(query) if r.run_id not in exclude]
 
 
@@ -101,6 +113,8 @@ class Rows:
     deletes: list[dict[str, Any]] = field(default_factory=list)
     attempts: list[dict[str, Any]] = field(default_factory=list)
     run_updates: list[dict[str, Any]] = field(default_factory=list)
+    charges: dict[AttemptKey, Charge] = field(default_factory=dict)
+    """What each attempt in `attempts` costs; billed only when its attempt row is new."""
 
     def __bool__(self) -> bool:
         return bool(self.inserts or self.updates or self.deletes or self.attempts or self.run_updates)
@@ -112,10 +126,12 @@ class Rows:
             return [r for r in rows if r.get("run_id", r.get("b_run")) in run_ids]
 
         return Rows(
-            *(
-                keep(rows)
-                for rows in (self.inserts, self.updates, self.deletes, self.attempts, self.run_updates)
-            )
+            keep(self.inserts),
+            keep(self.updates),
+            keep(self.deletes),
+            keep(self.attempts),
+            keep(self.run_updates),
+            {k: c for k, c in self.charges.items() if k[0] in run_ids},
         )
 
 
@@ -134,6 +150,9 @@ def collect(graphs: Iterable[tuple[RunGraph, datetime | None]]) -> Rows:
             for k in changes.updated - changes.inserted
         )
         rows.attempts.extend({"run_id": run_id, **vars_of(a)} for a in changes.attempts)
+        rows.charges.update(
+            ((run_id, a.task_id, a.map_index, a.try_number), _charge(graph, a)) for a in changes.attempts
+        )
         if changes.run_changed:
             rows.run_updates.append(_run_values(graph, started_at))
         graph.changes = type(changes)()
@@ -141,7 +160,10 @@ def collect(graphs: Iterable[tuple[RunGraph, datetime | None]]) -> Rows:
 
 
 def write(conn: Connection, rows: Rows) -> None:
-    """Write a batch. Idempotent, so a batch whose commit was not confirmed can be written again."""
+    """Write a batch. Idempotent, so a batch whose commit was not confirmed can be written again.
+
+    Usage is added for the attempts whose rows this write inserted, so a repeated batch bills nothing twice.
+    """
     if rows.deletes:
         conn.execute(_DELETE, rows.deletes)
     if rows.inserts:
@@ -149,7 +171,8 @@ def write(conn: Connection, rows: Rows) -> None:
     if rows.updates:
         conn.execute(_UPDATE, rows.updates)
     if rows.attempts:
-        insert_ignore(conn, task_attempts, rows.attempts)
+        inserted = insert_new(conn, task_attempts, rows.attempts, _ATTEMPT_KEY)
+        add_usage(conn, rollup(rows.charges[key] for key in inserted))
     for values in rows.run_updates:
         run_id = values.pop("run_id")
         conn.execute(update(runs).where(runs.c.run_id == run_id).values(values))
@@ -161,6 +184,11 @@ def _run_values(graph: RunGraph, started_at: datetime | None) -> dict[str, Any]:
     if started_at is not None:
         values["started_at"] = started_at
     return values
+
+
+def _charge(graph: RunGraph, attempt: Attempt) -> Charge:
+    task = graph.spec.task(attempt.task_id)
+    return Charge(tenant_of(graph.spec.dag_id), attempt.started_at, attempt.ended_at, task.cpu, task.gpu)
 
 
 def vars_of(attempt: Any) -> dict[str, Any]:

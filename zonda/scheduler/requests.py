@@ -5,12 +5,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from zonda.artifacts.store import output_path
+from zonda.auth.keys import run_token, secret_keys
 from zonda.core.run_graph import RunGraph, TIKey
 from zonda.core.spec import DagSpec
 from zonda.worker.logs import log_path
 from zonda.worker.protocol import TaskRequest
+
+if TYPE_CHECKING:
+    from zonda.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,21 @@ class RunInfo:
     logical_date: datetime | None
 
 
+@dataclass(frozen=True)
+class ApiAccess:
+    """How a run's tasks reach the API: the server's URL and a token per run, signed by the server's keys."""
+
+    url: str
+    keys: tuple[bytes, ...]
+
+    @classmethod
+    def of(cls, settings: Settings) -> ApiAccess:
+        return cls(settings.server_url, tuple(secret_keys(settings)))
+
+    def token(self, run_id: str) -> str:
+        return run_token(list(self.keys), run_id)
+
+
 def build_request(
     graph: RunGraph,
     ti_key: TIKey,
@@ -41,6 +61,7 @@ def build_request(
     run: RunInfo,
     logs_dir: str,
     secrets: Mapping[str, str],
+    api: ApiAccess | None = None,
 ) -> TaskRequest:
     task_id, map_index = ti_key
     spec = version.spec.task(task_id)
@@ -64,4 +85,6 @@ def build_request(
         queue=spec.queue,
         pool=spec.pool,
         secrets=dict(secrets),
+        api_url=api.url if api is not None else "",
+        api_token=api.token(graph.run_id) if api is not None else "",
     )

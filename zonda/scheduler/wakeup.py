@@ -20,8 +20,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-TOPICS = frozenset({"runs", "commands", "dags", "pools"})
-"""What changed: new runs, run commands (clear...), DAGs or schedules, pools."""
+TOPICS = frozenset({"runs", "commands", "dags", "pools", "tenants", "secrets"})
+"""What changed: new runs, run commands (clear...), DAGs or schedules, pools, tenants (quotas), secrets."""
 
 
 class Waker(Protocol):

@@ -20,7 +20,9 @@ from datetime import datetime
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
+from zonda.clock import utc_now
 from zonda.db import leases
+from zonda.db.commands import mark_done
 from zonda.db.engine import write_txn
 from zonda.scheduler.persistence import Rows, write
 from zonda.worker.protocol import TaskRequest
@@ -43,7 +45,8 @@ class Batch:
     """Rows to write, under the writer's lease, plus what the loop does once they are committed.
 
     Rows of runs whose lease another scheduler took are not written (fencing): they come back in
-    `lost_runs` for the loop to drop.
+    `lost_runs` for the loop to drop. `commands` (id, run id) are users' commands whose effects
+    the rows hold: marked done in the same transaction, so a done command's effect is visible.
     """
 
     rows: Rows
@@ -52,6 +55,7 @@ class Batch:
     extra: Callable[[Connection], None] | None = None
     lease: Lease | None = None
     requests: list[TaskRequest] = field(default_factory=list)
+    commands: list[tuple[int, str]] = field(default_factory=list)
     lost_runs: set[str] = field(default_factory=set)
 
 
@@ -129,6 +133,8 @@ class Writer:
                         batch.lost_runs = set(lease.run_ids) - held
                         rows = rows.only(held) if batch.lost_runs else rows
                     write(conn, rows)
+                    applied = [i for i, run_id in batch.commands if run_id not in batch.lost_runs]
+                    mark_done(conn, applied, utc_now())
                     if batch.extra is not None:
                         batch.extra(conn)
                 return

@@ -1,4 +1,5 @@
-"""`zonda.context()`: what a running task knows about itself (run, DAG, task, try, params, key)."""
+"""`zonda.context()`: what a running task knows about itself (run, DAG, task, try, params, key),
+and how it reaches the API on behalf of its run (`api_url`, `api_token`)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,10 @@ class TaskContext:
     key: str | None = None
     logical_date: datetime | None = None
     dag_version: int = 0
+    api_url: str = ""
+    """The server's API ("" when no server runs the task, as in `zonda run`)."""
+    api_token: str = field(default="", repr=False)
+    """Bearer token of this run: reads its own tenant's runs, artifacts and logs while the run is active."""
 
 
 _current: ContextVar[TaskContext | None] = ContextVar("zonda_task_context", default=None)

@@ -36,6 +36,10 @@ class DAG:
     """A built DAG: its tasks in topological order, options and params model."""
 
     def __init__(self, dag_id: str, fn: Callable[..., Any], options: DagOptions) -> None:
+        if "/" in dag_id or not dag_id:
+            raise DagDefinitionError(
+                f"DAG id {dag_id!r} must be non-empty and without '/': Zonda adds the tenant itself (team-a/{dag_id})"
+            )
         self.dag_id = dag_id
         self.fn = fn
         self.options = options

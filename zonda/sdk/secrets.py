@@ -13,7 +13,7 @@ _masked: ContextVar[set[str] | None] = ContextVar("zonda_masked", default=None)
 
 
 class SecretNotFoundError(ZondaError):
-    """A task asked for a secret that the server does not hold."""
+    """A task asked for a secret that its tenant does not hold."""
 
 
 def secret(name: str) -> str:
@@ -22,7 +22,8 @@ def secret(name: str) -> str:
         value = (_secrets.get() or {})[name]
     except KeyError:
         raise SecretNotFoundError(
-            f"secret {name!r} is not set; define it on the server, e.g. ZONDA_SECRET_{name.upper()}=..."
+            f"secret {name!r} is not set in this run's tenant; a tenant admin sets it with "
+            f"`zonda secrets set {name} --tenant TENANT`"
         ) from None
     return mask(value)
 

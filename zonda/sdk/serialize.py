@@ -63,6 +63,7 @@ def _task_spec(dag: DAG, node: TaskNode) -> TaskSpec:
         ) from None
     if opts.retries < 0 or opts.pool_slots < 1:
         raise DagDefinitionError(f"{where}: retries must be >= 0 and pool_slots >= 1")
+    _check_resources(opts.cpu, opts.gpu, where)
     return TaskSpec(
         task_id=node.task_id,
         kind=node.task.kind,
@@ -80,6 +81,9 @@ def _task_spec(dag: DAG, node: TaskNode) -> TaskSpec:
         trigger_rule=trigger_rule,
         map_sources=tuple(_map_source(name, value) for name, value in node.mapped.items()),
         doc=(node.task.__doc__ or "").strip(),
+        cpu=float(opts.cpu),
+        gpu=float(opts.gpu),
+        memory_mb=_memory_mb(opts.memory, where),
     )
 
 
@@ -99,6 +103,30 @@ def _duration(value: Any, where: str, option: str, allow_zero: bool = False) -> 
         return parse_duration(value)
     except ZondaError as exc:
         raise DagDefinitionError(f"{where}: {option}: {exc}") from exc
+
+
+def _check_resources(cpu: object, gpu: object, where: str) -> None:
+    for name, value in (("cpu", cpu), ("gpu", gpu)):
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise DagDefinitionError(
+                f"{where}: {name} must be a number >= 0 (e.g. cpu=2, gpu=1), got {value!r}"
+            )
+
+
+_MEMORY = re.compile(r"^\s*(\d+)\s*(Mi|Gi|Ti)?\s*$")
+_MIB = {None: 1, "Mi": 1, "Gi": 1024, "Ti": 1024 * 1024}
+
+
+def _memory_mb(value: int | str | None, where: str) -> int | None:
+    """Declared memory in MiB: an int is MiB already; strings take the suffixes Mi, Gi and Ti."""
+    if value is None:
+        return None
+    match = _MEMORY.match(str(value)) if not isinstance(value, bool) else None
+    if match is None or int(match.group(1)) == 0:
+        raise DagDefinitionError(
+            f"{where}: memory must be a positive number of MiB or a string such as '512Mi' or '4Gi', got {value!r}"
+        )
+    return int(match.group(1)) * _MIB[match.group(2)]
 
 
 def _start_date(value: datetime | str | None, tz: str, dag_id: str) -> str | None:

@@ -32,6 +32,12 @@ class TaskOptions:
     queue: str = "default"
     trigger_rule: TriggerRule | str = TriggerRule.ALL_SUCCESS
     serializer: str | None = None
+    cpu: float = 1.0
+    """CPUs the task declares it uses; its usage bill counts task-seconds times this."""
+    gpu: float = 0.0
+    """GPUs the task declares it uses; its usage bill counts task-seconds times this."""
+    memory: int | str | None = None
+    """Memory the task declares it needs: MiB as an int, or a string such as `512Mi` or `4Gi`."""
 
 
 @dataclass(frozen=True)

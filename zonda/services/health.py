@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import text
 
 from zonda.api.schemas import Health
+from zonda.core.liveness import SCHEDULER_BEATS, alive, heartbeat_age
 from zonda.db.components import list_components
 from zonda.db.engine import read_txn
 
@@ -15,9 +16,6 @@ if TYPE_CHECKING:
     from zonda.services.context import Services
 
 log = logging.getLogger(__name__)
-
-STALE_AFTER_BEATS = 5
-"""A scheduler that missed this many heartbeats in a row counts as not alive (and is not counted)."""
 
 
 def check_health(svc: Services) -> Health:
@@ -29,12 +27,12 @@ def check_health(svc: Services) -> Health:
     except Exception as exc:
         log.warning("health check: metadata DB not reachable: %s", exc)
         return Health(status="degraded", db=False)
-    limit = STALE_AFTER_BEATS * svc.settings.heartbeat_interval
-    ages = [max(0.0, (svc.now() - c.heartbeat_at).total_seconds()) for c in schedulers]
-    alive = [a for a in ages if a <= limit]
+    interval = svc.settings.heartbeat_interval
+    ages = [heartbeat_age(svc.now(), c.heartbeat_at) for c in schedulers]
+    live = [a for a in ages if alive(a, interval, SCHEDULER_BEATS)]
     return Health(
-        status="ok" if alive else "degraded",
+        status="ok" if live else "degraded",
         db=True,
         scheduler_heartbeat_age_seconds=min(ages, default=None),
-        schedulers=len(alive),
+        schedulers=len(live),
     )

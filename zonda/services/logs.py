@@ -10,9 +10,11 @@ from typing import TYPE_CHECKING
 
 import fsspec
 
+from zonda.core.permissions import Action
 from zonda.db import runs as db
 from zonda.db.engine import read_txn
 from zonda.errors import NotFoundError
+from zonda.services.runs import require_run
 from zonda.worker.logs import log_path
 
 if TYPE_CHECKING:
@@ -25,9 +27,7 @@ def read_log(
 ) -> str:
     """The attempt's log text ("" if it wrote nothing); NotFoundError saying which of run, task or try is missing."""
     with read_txn(svc.engine) as conn:
-        run = db.get_run(conn, run_id)
-        if run is None:
-            raise NotFoundError(f"run '{run_id}' not found")
+        run = require_run(svc, conn, run_id, Action.READ)
         ti = db.get_task_instance(conn, run_id, task_id, map_index)
     if ti is None:
         raise NotFoundError(_no_task(task_id, map_index, run_id, [t.task_id for t in run.tasks]))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import IntegrityError
@@ -12,12 +12,14 @@ from zonda.api.schemas import (
     BackfillResult,
     ClearRequest,
     CommandAccepted,
+    MarkRequest,
     RunPage,
     RunRecord,
     TriggerRequest,
 )
 from zonda.core.ids import new_run_id
 from zonda.core.params import validate_params
+from zonda.core.permissions import Action
 from zonda.core.schedule import fires_between, validate_timezone
 from zonda.core.spec import DagSpec
 from zonda.core.states import RunState, RunTrigger
@@ -25,7 +27,10 @@ from zonda.db import runs as db
 from zonda.db.commands import add_command
 from zonda.db.engine import read_txn, write_txn
 from zonda.errors import ConflictError, NotFoundError, ParamsError, ScheduleError
-from zonda.services.dags import require_dag, require_latest_version
+from zonda.services.access import require, visible
+from zonda.services.audit import record
+from zonda.services.dags import check_dag, require_dag, require_latest_version
+from zonda.services.times import as_utc
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -36,6 +41,7 @@ if TYPE_CHECKING:
 
 def trigger_run(svc: Services, dag_id: str, request: TriggerRequest) -> RunRecord:
     """Start a run of the DAG's latest version now (paused DAGs too); ParamsError names each bad param."""
+    tenant = check_dag(svc, dag_id, Action.OPERATE)
     with read_txn(svc.engine) as conn:
         if not require_dag(conn, dag_id).active:
             raise ConflictError(f"DAG '{dag_id}' is no longer in the DAG folder; restore its file to run it")
@@ -43,15 +49,16 @@ def trigger_run(svc: Services, dag_id: str, request: TriggerRequest) -> RunRecor
     params = validate_params(version.spec.params_schema, request.params)
     with write_txn(svc.engine) as conn:
         run_id = _create(conn, svc, version, params, request.key, RunTrigger.API, None)
-        record = _require_run(conn, run_id)
+        record(conn, svc, tenant, "run.trigger", run_id, {"dag_id": dag_id, "key": request.key})
+        created = _require_run(conn, run_id)
     svc.waker.wake("runs")
-    return record
+    return created
 
 
 def get_run(svc: Services, run_id: str) -> RunRecord:
-    """A run with its task instances; NotFoundError if there is no such run."""
+    """A run with its task instances; NotFoundError if there is no such run (or the caller may not see it)."""
     with read_txn(svc.engine) as conn:
-        return _require_run(conn, run_id)
+        return require_run(svc, conn, run_id, Action.READ)
 
 
 def list_runs(
@@ -70,11 +77,12 @@ def list_runs(
     with read_txn(svc.engine) as conn:
         return db.list_runs(
             conn,
+            tenants=visible(svc),
             dag_id=dag_id,
             key=key,
             state=state,
-            created_after=_as_utc(created_after),
-            created_before=_as_utc(created_before),
+            created_after=as_utc(created_after, "created_after"),
+            created_before=as_utc(created_before, "created_before"),
             limit=max(1, min(limit, 500)),
             cursor=cursor,
         )
@@ -83,16 +91,44 @@ def list_runs(
 def clear_run(svc: Services, run_id: str, request: ClearRequest) -> CommandAccepted:
     """Ask the run's scheduler to re-run failed tasks, or one task (and downstream); 409 while queued."""
     with write_txn(svc.engine) as conn:
-        run = _require_run(conn, run_id)
+        run = require_run(svc, conn, run_id, Action.OPERATE)
         _check_clearable(run, request)
         payload: dict[str, Any] = {"task_id": request.task_id, "downstream": request.downstream}
         command_id = add_command(conn, "clear", run_id, payload, svc.now())
+        record(conn, svc, run.tenant_id, "run.clear", run_id, payload)
+    svc.waker.wake("commands")
+    return CommandAccepted(command_id=command_id, run_id=run_id)
+
+
+def cancel_run(svc: Services, run_id: str) -> CommandAccepted:
+    """Ask the run's scheduler to stop it: attempts in flight are killed, nothing else starts; 409 once ended."""
+    with write_txn(svc.engine) as conn:
+        run = require_run(svc, conn, run_id, Action.OPERATE)
+        if RunState(run.state).finished:
+            raise ConflictError(f"run {run_id} already ended ({run.state}); there is nothing to cancel")
+        reason = f"cancelled by {svc.principal.name}"
+        command_id = add_command(conn, "cancel", run_id, {"reason": reason}, svc.now())
+        record(conn, svc, run.tenant_id, "run.cancel", run_id, {})
+    svc.waker.wake("commands")
+    return CommandAccepted(command_id=command_id, run_id=run_id)
+
+
+def mark_task(svc: Services, run_id: str, task_id: str, request: MarkRequest) -> CommandAccepted:
+    """Ask the run's scheduler to end a task as success or failed (killing it if it runs)."""
+    with write_txn(svc.engine) as conn:
+        run = require_run(svc, conn, run_id, Action.OPERATE)
+        _check_markable(run, task_id, request)
+        note = f"marked {request.state} by {svc.principal.name}"
+        payload = {"task_id": task_id, "map_index": request.map_index, "state": request.state, "note": note}
+        command_id = add_command(conn, "mark", run_id, payload, svc.now())
+        record(conn, svc, run.tenant_id, "task.mark", f"{run_id}/{task_id}", payload)
     svc.waker.wake("commands")
     return CommandAccepted(command_id=command_id, run_id=run_id)
 
 
 def backfill(svc: Services, dag_id: str, request: BackfillRequest) -> BackfillResult:
     """One run per scheduled time in [start, end] with no run yet; naive times are in the DAG's timezone."""
+    tenant = check_dag(svc, dag_id, Action.OPERATE)
     with read_txn(svc.engine) as conn:
         version = require_latest_version(conn, dag_id)
     spec = version.spec
@@ -100,6 +136,12 @@ def backfill(svc: Services, dag_id: str, request: BackfillRequest) -> BackfillRe
     params = validate_params(spec.params_schema, {})
     with write_txn(svc.engine) as conn:
         result = _create_missing(conn, svc, version, params, fires)
+        details = {
+            "start": request.start.isoformat(),
+            "end": request.end.isoformat(),
+            "runs": len(result.run_ids),
+        }
+        record(conn, svc, tenant, "dag.backfill", dag_id, details)
     if result.run_ids:
         svc.waker.wake("runs")
     return result
@@ -165,11 +207,32 @@ def _check_clearable(run: RunRecord, request: ClearRequest) -> None:
         raise ConflictError(
             f"run {run.run_id} is still queued: nothing has run, so there is nothing to clear"
         )
+    if request.task_id is not None:
+        _require_task(run, request.task_id)
+
+
+def _require_task(run: RunRecord, task_id: str) -> None:
     task_ids = {t.task_id for t in run.tasks}
-    if request.task_id is not None and request.task_id not in task_ids:
+    if task_id not in task_ids:
         raise NotFoundError(
-            f"task '{request.task_id}' is not in run {run.run_id}; its tasks: {', '.join(sorted(task_ids))}"
+            f"task '{task_id}' is not in run {run.run_id}; its tasks: {', '.join(sorted(task_ids))}"
         )
+
+
+def _check_markable(run: RunRecord, task_id: str, request: MarkRequest) -> None:
+    """ConflictError for a queued run or a task already in that state; NotFoundError for a missing one."""
+    if run.state == RunState.QUEUED:
+        raise ConflictError(f"run {run.run_id} is still queued: its tasks have not been decided yet")
+    _require_task(run, task_id)
+    targets = [t for t in run.tasks if t.task_id == task_id and request.map_index in (None, t.map_index)]
+    if not targets:
+        indexes = sorted(t.map_index for t in run.tasks if t.task_id == task_id)
+        raise NotFoundError(
+            f"task '{task_id}' of run {run.run_id} has no map index {request.map_index}; "
+            f"it has {', '.join(map(str, indexes))}"
+        )
+    if all(t.state == request.state for t in targets):
+        raise ConflictError(f"task '{task_id}' of run {run.run_id} is already {request.state}")
 
 
 def _check_cursor(cursor: str | None) -> None:
@@ -181,16 +244,16 @@ def _check_cursor(cursor: str | None) -> None:
             raise ParamsError(str(exc), [{"param": "cursor", "message": str(exc)}]) from exc
 
 
+def require_run(svc: Services, conn: Connection, run_id: str, action: Action) -> RunRecord:
+    """The run, if the caller may perform `action` on it; NotFoundError otherwise (also for other tenants')."""
+    found = _require_run(conn, run_id)
+    require(svc, found.tenant_id, action, f"run '{run_id}'")
+    return found
+
+
 def _require_run(conn: Connection, run_id: str) -> RunRecord:
     """The run, or NotFoundError."""
-    record = db.get_run(conn, run_id)
-    if record is None:
+    found = db.get_run(conn, run_id)
+    if found is None:
         raise NotFoundError(f"run '{run_id}' not found; `zonda runs list` or GET /api/v1/runs lists runs")
-    return record
-
-
-def _as_utc(value: datetime | None) -> datetime | None:
-    """Aware datetimes as given; naive ones read as UTC."""
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
+    return found

@@ -5,36 +5,50 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from zonda.api.schemas import RunningAttempt, WorkerRecord
+from zonda.core.liveness import WORKER_BEATS, alive, heartbeat_age
 from zonda.db import workers as db
 from zonda.db.engine import read_txn
+from zonda.db.runs import runs_of_tenants
+from zonda.services.access import visible
 
 if TYPE_CHECKING:
-    from zonda.services.context import Services
+    from sqlalchemy import Connection
 
-ALIVE_BEATS = 3
-"""A worker whose last heartbeat is older than this many intervals counts as gone (as for its tasks)."""
+    from zonda.services.context import Services
 
 
 def list_workers(svc: Services) -> list[WorkerRecord]:
-    """Every recorded worker, by id, with the age of its last heartbeat."""
+    """Every recorded worker, by id, with the age of its last heartbeat; only the running attempts of
+    the caller's tenants are listed (workers are shared infrastructure, the runs on them are not)."""
     with read_txn(svc.engine) as conn:
         rows = db.list_workers(conn)
-    limit = ALIVE_BEATS * svc.settings.heartbeat_interval
+        shown = _visible_runs(svc, conn, [r["run_id"] for w in rows for r in w.running])
+    interval = svc.settings.heartbeat_interval
     now = svc.now()
     records = []
     for w in rows:
-        age = max(0.0, (now - w.heartbeat_at).total_seconds())
+        age = heartbeat_age(now, w.heartbeat_at)
         records.append(
             WorkerRecord(
                 worker_id=w.worker_id,
                 hostname=w.hostname,
                 queues=w.queues,
                 concurrency=w.concurrency,
-                running=[RunningAttempt.model_validate(r) for r in w.running],
+                running=[
+                    RunningAttempt.model_validate(r)
+                    for r in w.running
+                    if shown is None or r["run_id"] in shown
+                ],
                 started_at=w.started_at,
                 heartbeat_at=w.heartbeat_at,
                 heartbeat_age_seconds=round(age, 3),
-                alive=age <= limit,
+                alive=alive(age, interval, WORKER_BEATS),
             )
         )
     return records
+
+
+def _visible_runs(svc: Services, conn: Connection, run_ids: list[str]) -> set[str] | None:
+    """The run ids the caller may see among `run_ids`; None means all of them."""
+    tenants = visible(svc)
+    return None if tenants is None else runs_of_tenants(conn, run_ids, tenants)

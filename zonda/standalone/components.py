@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import threading
 from types import FrameType
@@ -16,8 +15,6 @@ from zonda.scheduler.ownership import new_scheduler_id
 from zonda.scheduler.wakeup import make_listener, make_waker
 from zonda.settings import Settings
 
-SECRET_PREFIX = "ZONDA_SECRET_"
-
 
 def stop_on_signals() -> threading.Event:
     """An event set by SIGTERM or SIGINT."""
@@ -29,11 +26,6 @@ def stop_on_signals() -> threading.Event:
     signal.signal(signal.SIGTERM, _handler)
     signal.signal(signal.SIGINT, _handler)
     return stop
-
-
-def server_secrets() -> dict[str, str]:
-    """Secrets given to tasks: the server's ZONDA_SECRET_<NAME> variables, by NAME."""
-    return {k.removeprefix(SECRET_PREFIX): v for k, v in os.environ.items() if k.startswith(SECRET_PREFIX)}
 
 
 def configure_logging(settings: Settings, name: str) -> None:
@@ -55,19 +47,19 @@ def run_scheduler(settings: Settings, parent_pid: int | None = None) -> None:
     scheduler_id = new_scheduler_id()
     executor = make_executor(settings, scheduler_id)
     listener = make_listener(settings, engine)
-    Scheduler(settings, engine, executor, listener, server_secrets(), scheduler_id=scheduler_id).serve(stop)
+    Scheduler(settings, engine, executor, listener, scheduler_id=scheduler_id).serve(stop)
 
 
 def run_dag_processor(settings: Settings, parent_pid: int | None = None) -> None:
-    """The DAG processor: imports DAG files in child processes and records versions."""
-    from zonda.dag_processing.processor import DagProcessor
+    """The DAG processor: imports each tenant's DAG files in child processes and records versions."""
+    from zonda.dag_processing.tenants import TenantProcessors
 
     if parent_pid is not None:
         die_with_parent(parent_pid)
     stop = stop_on_signals()
     configure_logging(settings, "dag-processor")
     engine = make_engine(settings.resolved_db_url)
-    DagProcessor(settings, engine, make_waker(settings, engine)).run_forever(stop)
+    TenantProcessors(settings, engine, make_waker(settings, engine)).run_forever(stop)
 
 
 def run_api(settings: Settings, parent_pid: int | None = None) -> None:

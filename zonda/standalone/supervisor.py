@@ -12,6 +12,9 @@ from multiprocessing.process import BaseProcess
 
 from zonda.db.engine import make_engine
 from zonda.db.migrate import upgrade
+from zonda.scheduler.wakeup import NullWaker
+from zonda.services.bootstrap import Bootstrapped, ensure_admin, ensure_default_tenant
+from zonda.services.context import Services
 from zonda.settings import Settings
 from zonda.standalone.components import run_api, run_dag_processor, run_scheduler, stop_on_signals
 
@@ -27,18 +30,47 @@ COMPONENTS: dict[str, Entry] = {
 
 def serve(settings: Settings, on_ready: Callable[[Settings], None] | None = None) -> None:
     """Run Zonda in the foreground until SIGINT/SIGTERM; unfinished runs resume on the next start."""
-    prepare(settings)
+    prepare(settings, embedded=True)
     stop = stop_on_signals()
     children = {name: _start(name, entry, settings) for name, entry in COMPONENTS.items()}
+    restarts = {name: RestartPolicy() for name in COMPONENTS}
     print(banner(settings), flush=True)
     if on_ready is not None:
         on_ready(settings)
     while not stop.wait(0.5):
+        now = time.monotonic()
         for name, proc in list(children.items()):
-            if not proc.is_alive():
-                log.error("%s exited with code %s; restarting it", name, proc.exitcode)
+            if not proc.is_alive() and restarts[name].due(now, proc.exitcode, name):
                 children[name] = _start(name, COMPONENTS[name], settings)
     _stop_all(children)
+
+
+class RestartPolicy:
+    """When to restart a component that exited: at once the first time, then backing off (up to a
+    minute) while it keeps crashing soon after each start, so a broken set-up does not spin a core."""
+
+    STABLE_AFTER = 60.0
+
+    def __init__(self) -> None:
+        self.crashes = 0
+        self.started = time.monotonic()
+        self.restart_at: float | None = None
+
+    def due(self, now: float, exitcode: int | None, name: str) -> bool:
+        if self.restart_at is None:
+            self.crashes = 1 if now - self.started > self.STABLE_AFTER else self.crashes + 1
+            delay = restart_delay(self.crashes)
+            log.error("%s exited with code %s; restarting it in %.1f s", name, exitcode, delay)
+            self.restart_at = now + delay
+        if now < self.restart_at:
+            return False
+        self.restart_at, self.started = None, now
+        return True
+
+
+def restart_delay(crashes: int) -> float:
+    """Seconds before restarting a component that crashed `crashes` times in a row (0 for the first)."""
+    return 0.0 if crashes <= 1 else min(60.0, 0.5 * 2 ** (crashes - 2))
 
 
 def banner(settings: Settings) -> str:
@@ -50,7 +82,7 @@ def banner(settings: Settings) -> str:
     )
     return (
         f"Zonda is starting: API http://{settings.host}:{settings.port} (OpenAPI at /openapi.json)\n"
-        f"  DAGs    {settings.resolved_dags_folder}\n"
+        f"  DAGs    {settings.resolved_dags_folder} (tenant default)\n"
         f"  home    {settings.home}\n"
         f"  DB      {db}\n"
         f"  workers {settings.workers}\n"
@@ -58,15 +90,33 @@ def banner(settings: Settings) -> str:
     )
 
 
-def prepare(settings: Settings) -> None:
-    """Create ZONDA_HOME and bring the metadata DB schema up to date."""
+def admin_notice(first: Bootstrapped) -> str:
+    """The one time a generated admin password is shown."""
+    if first.generated_password is None:
+        return ""
+    return (
+        f"Created the superuser 'admin' with password {first.generated_password} (shown only now; "
+        "set ZONDA_ADMIN_PASSWORD before the first start to choose it). The CLI on this machine "
+        "uses the token in ZONDA_HOME/token.\n"
+    )
+
+
+def prepare(settings: Settings, *, embedded: bool = False) -> Bootstrapped:
+    """Create ZONDA_HOME, bring the metadata DB schema up to date, and create what a first start needs:
+    the `default` tenant (embedded, or when a DAG folder is configured) and the first superuser."""
     for folder in (settings.home, settings.logs_dir, settings.code_dir, settings.run_dir):
         folder.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.resolved_db_url)
     try:
         upgrade(engine)
+        svc = Services(engine=engine, settings=settings, waker=NullWaker())
+        if embedded or settings.dags_folder is not None:
+            ensure_default_tenant(svc)
+        first = ensure_admin(svc)
     finally:
         engine.dispose()
+    print(admin_notice(first), end="", flush=True)
+    return first
 
 
 @contextmanager

@@ -57,6 +57,8 @@ def _environment(options: BashOptions, ctx: TaskContext, secrets: Mapping[str, s
         ZONDA_KEY=ctx.key or "",
         ZONDA_LOGICAL_DATE=ctx.logical_date.isoformat() if ctx.logical_date else "",
         ZONDA_PARAMS=json.dumps(dict(ctx.params), default=str),
+        ZONDA_API_URL=ctx.api_url,
+        ZONDA_API_TOKEN=ctx.api_token,
     )
     env.update({f"ZONDA_SECRET_{k.upper()}": v for k, v in secrets.items()})
     env.update(options.env)

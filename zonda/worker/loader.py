@@ -20,7 +20,8 @@ class DagLoader:
         self._modules: OrderedDict[str, types.ModuleType] = OrderedDict()
 
     def dag(self, request: TaskRequest) -> DAG:
-        return find_dag(self.module(request), request.dag_id)
+        """The request's DAG: the module defines it by its name, without the tenant (`team-a/etl` -> `etl`)."""
+        return find_dag(self.module(request), request.dag_id.rpartition("/")[2])
 
     def module(self, request: TaskRequest) -> types.ModuleType:
         module = self._modules.get(request.code_hash)

@@ -6,7 +6,8 @@ and then `TaskFinished` (outcome, timings, output ref). Nothing else: workers ne
 metadata DB's credentials, because task code is tenant code. The local executor frames these
 frozen dataclasses as pickles over a `multiprocessing` pipe; the Celery executor frames them as
 JSON (`executors/celery/codec.py`) but carries the same fields. Each message has a `version` so
-the format can evolve; fields added with a default (`queue`, `reply_to`, `worker`) keep version 1.
+the format can evolve; fields added with a default (`queue`, `reply_to`, `worker`, `api_url`,
+`api_token`) keep version 1.
 """
 
 from __future__ import annotations
@@ -48,6 +49,10 @@ class TaskRequest:
     """The task's `queue` option: which workers may run it (remote executors route by it)."""
     reply_to: str = ""
     """Where the worker reports (a remote executor's reply address); "" for the local pipes."""
+    api_url: str = ""
+    """The API the task may call with `api_token` ("" when no server runs, as in `zonda run`)."""
+    api_token: str = field(default="", repr=False)
+    """The run's token: reads its own tenant's objects (viewer) while the run is active."""
     version: int = PROTOCOL_VERSION
 
     @property
@@ -96,7 +101,8 @@ class TaskFinished:
     def lost(
         cls, run_id: str, task_id: str, map_index: int, try_number: int, error: str, worker: str = ""
     ) -> TaskFinished:
-        """A failed outcome for an attempt whose worker vanished (the task's retries then apply)."""
+        """A failed outcome, now, for an attempt that did not run to its end: its worker vanished or
+        refused it (the task's retries then apply)."""
         now = datetime.now(UTC)
         return cls(
             run_id,

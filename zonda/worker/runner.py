@@ -22,7 +22,7 @@ from zonda.errors import TaskTimeoutError
 from zonda.sdk.context import TaskContext, bound_context
 from zonda.sdk.dag import DAG
 from zonda.sdk.params import coerce_params
-from zonda.sdk.secrets import masked_values, task_secrets
+from zonda.sdk.secrets import mask, masked_values, task_secrets
 from zonda.worker.arguments import Inputs, bind_arguments
 from zonda.worker.bash import run_bash
 from zonda.worker.logs import captured_output, mask_text
@@ -40,8 +40,14 @@ def execute(
     loader: Loader,
     store: ArtifactStore,
     on_started: Callable[[TaskStarted], None] | None = None,
+    on_finished: Callable[[TaskFinished], None] | None = None,
 ) -> TaskFinished:
-    """Run the attempt; failures of user code become a failed `TaskFinished`, never an exception."""
+    """Run the attempt; failures of user code become a failed `TaskFinished`, never an exception.
+
+    `on_finished` gets the outcome as soon as it is known, before the log is closed: a worker
+    journals it there, so a worker killed after the task's work is less likely to leave no record
+    that the attempt ended.
+    """
     started = datetime.now(UTC)
     if on_started is not None:
         on_started(
@@ -58,10 +64,15 @@ def execute(
         except (Exception, SystemExit) as exc:  # any failure of user code is the task's outcome
             traceback.print_exc()
             error = mask_text(f"{type(exc).__name__}: {exc}", masked_values())
-            log.end(f"--- failed: {error} ---\n")
-            return _finished(request, started, ok=False, error=error)
-        log.end("--- success ---\n")
-    return _finished(request, started, ok=True, output=output, length=length)
+            outcome = _finished(request, started, ok=False, error=error)
+            ending = f"--- failed: {error} ---\n"
+        else:
+            outcome = _finished(request, started, ok=True, output=output, length=length)
+            ending = "--- success ---\n"
+        if on_finished is not None:
+            on_finished(outcome)
+        log.end(ending)
+    return outcome
 
 
 def _call(request: TaskRequest, loader: Loader, store: ArtifactStore) -> tuple[ArtifactRef, int | None]:
@@ -79,6 +90,8 @@ def _call(request: TaskRequest, loader: Loader, store: ArtifactStore) -> tuple[A
         key=request.key,
         logical_date=request.logical_date,
         dag_version=request.dag_version,
+        api_url=request.api_url,
+        api_token=mask(request.api_token) if request.api_token else "",
     )
     with bound_context(ctx), time_limit(request.timeout):
         args, kwargs = bind_arguments(node, params, inputs, request.map_index)

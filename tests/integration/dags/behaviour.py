@@ -196,3 +196,20 @@ def long_first_try() -> str:
 @dag
 def worker_loss() -> None:
     long_first_try()
+
+
+@task
+def long_sleep() -> None:
+    mark("long_sleep_started")
+    time.sleep(60)
+    mark("long_sleep_finished")
+
+
+@task(trigger_rule="all_done")
+def after_sleep() -> None:
+    mark("after_sleep")
+
+
+@dag
+def cancellable() -> None:
+    long_sleep() >> after_sleep()

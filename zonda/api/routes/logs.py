@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 from fastapi.responses import PlainTextResponse
 
 from zonda.api.errors import ERROR_RESPONSES
 from zonda.api.routes.deps import ServicesDep
+from zonda.api.routes.params import MapIndex, TryNumber
 from zonda.services import logs
 
 router = APIRouter(prefix="/api/v1", tags=["logs"], responses=ERROR_RESPONSES)
@@ -19,8 +18,8 @@ def task_log(
     run_id: str,
     task_id: str,
     svc: ServicesDep,
-    map_index: Annotated[int, Query(ge=-1)] = -1,
-    try_number: Annotated[int | None, Query(ge=1)] = None,
+    map_index: MapIndex = -1,
+    try_number: TryNumber = None,
 ) -> str:
     """One attempt's log (the latest attempt unless `try_number` is given)."""
     return logs.read_log(svc, run_id, task_id, map_index, try_number)

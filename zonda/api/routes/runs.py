@@ -69,3 +69,9 @@ def get_run(run_id: str, svc: ServicesDep) -> RunRecord:
 def clear_run(run_id: str, body: ClearRequest, svc: ServicesDep) -> CommandAccepted:
     """Re-run the run's failed tasks, or one task (and its downstream tasks)."""
     return runs.clear_run(svc, run_id, body)
+
+
+@router.post("/runs/{run_id}/cancel", status_code=202)
+def cancel_run(run_id: str, svc: ServicesDep) -> CommandAccepted:
+    """Stop a run: its running attempts are killed and fail, tasks not started are skipped."""
+    return runs.cancel_run(svc, run_id)

@@ -14,7 +14,9 @@ The configuration is the delivery contract, so it lives in one place:
   `worker_cancel_long_running_tasks_on_connection_loss` stops the first copy in that case;
 - Celery task events follow `ZONDA_CELERY_EVENTS` (off by default, as in Celery: they cost several
   broker messages per task). Flower turns them on at run time (`celery control enable_events`),
-  or set `ZONDA_CELERY_EVENTS=true` to have them from the start.
+  or set `ZONDA_CELERY_EVENTS=true` to have them from the start;
+- on a `redis://` broker, kombu's Redis transport with one client per channel
+  (`redis_transport.py`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from zonda.errors import ConfigError
 from zonda.settings import Settings
 
 TASK_NAME = "zonda.run_task"
+REDIS_TRANSPORT = "zonda.executors.celery.redis_transport:Transport"
 
 
 def make_app(settings: Settings) -> Celery:
@@ -52,4 +55,6 @@ def make_app(settings: Settings) -> Celery:
         broker_transport_options={"visibility_timeout": settings.celery_visibility_timeout},
         enable_utc=True,
     )
+    if settings.broker_url.startswith("redis://"):
+        app.conf.broker_transport = REDIS_TRANSPORT
     return app

@@ -4,8 +4,9 @@ Dispatch publishes `zonda.run_task` to the queue `routing.route` picks. Workers 
 request's `reply_to` (this scheduler's durable queue), which a listener thread consumes and hands
 to the loop through a socket pair (`waitables`) and `poll`, within milliseconds. A report is
 acknowledged to the broker only at `checkpoint`, once the scheduler has stored it: a scheduler
-that dies before its commit leaves the report in its queue for the scheduler that takes over
-(`follow`). Attempts whose worker vanished are reported failed (`tracker.py`).
+that dies before its commit, even one instant after the broker handed it the report, leaves the
+report for the scheduler that takes over (`follow`; on Redis see `listener.RedisReports`).
+Attempts whose worker vanished are reported failed (`tracker.py`).
 
 There is no outcome journal here: the scheduler stores a task as queued before publishing it
 (`commit_before_dispatch`), and tasks keep running when the scheduler dies
@@ -29,10 +30,11 @@ from kombu.utils.url import maybe_sanitize_url
 from zonda.db.workers import Worker
 from zonda.errors import ConfigError
 from zonda.executors.base import TIRef
-from zonda.executors.celery.app import TASK_NAME, make_app
-from zonda.executors.celery.codec import ProtocolError, decode_report, encode
+from zonda.executors.celery.app import make_app
+from zonda.executors.celery.codec import ProtocolError, decode_report
 from zonda.executors.celery.events import WorkerHeartbeat, publish_report, reply_queue_name
 from zonda.executors.celery.listener import Listener
+from zonda.executors.celery.publisher import TaskPublisher
 from zonda.executors.celery.routing import DEFAULT_HOOKS, RouteInfo, RoutingHook, hooks_from, route
 from zonda.executors.celery.tracker import LostWorkerTracker
 from zonda.worker.protocol import TaskFinished, TaskRequest, TaskStarted, WorkerMessage
@@ -46,9 +48,6 @@ log = logging.getLogger(__name__)
 
 HeartbeatSink = Callable[[list[Worker]], None]
 """Receives worker heartbeats (e.g. writes them to the DB); called on the executor's own thread."""
-
-PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0.0, "interval_step": 0.2, "interval_max": 0.5}
-"""Short: a broker outage must not stall the loop; unsent requests are published again at `poll`."""
 
 
 def celery_task_id(request: TaskRequest) -> str:
@@ -88,6 +87,7 @@ class CeleryExecutor:
         self._queues = {self.reply_to}
         self._tracker = LostWorkerTracker(heartbeat_interval)
         self._inflight: dict[TIRef, TaskRequest] = {}
+        self._publisher = TaskPublisher(app)
         self._unsent: list[tuple[TaskRequest, str]] = []
         self._next_resend = 0.0
         self._unacked: list[tuple[int, Any]] = []
@@ -115,7 +115,7 @@ class CeleryExecutor:
             scheduler_id,
             max_in_flight=settings.celery_max_in_flight,
             heartbeat_interval=settings.heartbeat_interval,
-            hooks=hooks_from(settings.pool_queues),
+            hooks=hooks_from(settings.pool_queues, settings.tenant_queues),
             on_worker_heartbeats=on_worker_heartbeats,
         )
 
@@ -132,10 +132,12 @@ class CeleryExecutor:
     def free_slots(self) -> int:
         return max(0, self.max_in_flight - len(self._inflight))
 
-    def submit(self, request: TaskRequest) -> None:
-        request = replace(request, reply_to=self.reply_to)
-        self._inflight[request.ti_key] = request
-        self._publish(request, route(request, RouteInfo.of(request), self.hooks))
+    def submit(self, requests: Sequence[TaskRequest]) -> None:
+        routed = []
+        for request in (replace(r, reply_to=self.reply_to) for r in requests):
+            self._inflight[request.ti_key] = request
+            routed.append((request, route(request, RouteInfo.of(request), self.hooks)))
+        self._publish(routed)
 
     def waitables(self) -> Sequence[Any]:
         return [self._wake_r]
@@ -199,6 +201,7 @@ class CeleryExecutor:
         if self._sink is not None:
             self._sink.stop()
         self._listener.stop()
+        self._publisher.close()
         self._wake_r.close()
         self._wake_w.close()
 
@@ -276,29 +279,20 @@ class CeleryExecutor:
         except (BlockingIOError, OSError):
             pass
 
-    def _publish(self, request: TaskRequest, queue: str) -> None:
+    def _publish(self, routed: list[tuple[TaskRequest, str]]) -> None:
+        if not routed:
+            return
         try:
-            self.app.send_task(
-                TASK_NAME,
-                args=[encode(request)],
-                queue=queue,
-                task_id=celery_task_id(request),
-                argsrepr=f"({request.dag_id}/{request.run_id}/{request.task_id})",
-                kwargsrepr="{}",
-                retry=True,
-                retry_policy=PUBLISH_RETRY,
-            )
-        except Exception as exc:  # broker down: keep it and publish it again from `poll`
-            log.warning("could not publish %s (%s); will retry", celery_task_id(request), exc)
-            self._unsent.append((request, queue))
+            self._publisher.publish([(r, queue, celery_task_id(r)) for r, queue in routed])
+        except Exception as exc:  # broker down: keep them and publish them again from `poll`
+            log.warning("could not publish %d task(s) (%s); will retry", len(routed), exc)
+            self._publisher.close()
+            self._unsent.extend(routed)
             self._next_resend = time.monotonic() + 1.0
 
     def _resend(self) -> None:
         pending, self._unsent = self._unsent, []
-        for request, queue in pending:
-            current = self._inflight.get(request.ti_key)
-            if current is request:
-                self._publish(request, queue)
+        self._publish([(r, queue) for r, queue in pending if self._inflight.get(r.ti_key) is r])
 
 
 def _worker_row(beat: WorkerHeartbeat) -> Worker:

@@ -21,18 +21,20 @@ import fsspec
 log = logging.getLogger(__name__)
 
 
+_LOCAL = (None, "file", "local")
+
+
 def is_local(url: str) -> bool:
-    """True if `url` names a file on this machine (a plain path or file://)."""
-    fs, _ = fsspec.core.url_to_fs(url)
-    protocols = (fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)
-    return "file" in protocols or "local" in protocols
+    """True if `url` names a file on this machine (a plain path or file://). Read off the URL's
+    protocol: building its filesystem (`url_to_fs`) for every attempt cost more than the task."""
+    return fsspec.core.split_protocol(url)[0] in _LOCAL
 
 
 @contextmanager
 def attempt_log(log_url: str) -> Iterator[str]:
     """The local path the runner writes the attempt's log to; a remote log is uploaded on exit."""
     if is_local(log_url):
-        yield fsspec.core.url_to_fs(log_url)[1]
+        yield fsspec.core.split_protocol(log_url)[1]
         return
     fd, local = tempfile.mkstemp(prefix="zonda-attempt-", suffix=".log")
     os.close(fd)

@@ -25,7 +25,8 @@ class RouteInfo:
 
     @classmethod
     def of(cls, request: TaskRequest) -> RouteInfo:
-        return cls(queue=request.queue or "default", pool=request.pool)
+        tenant, qualified, _ = request.dag_id.partition("/")
+        return cls(queue=request.queue or "default", pool=request.pool, tenant=tenant if qualified else None)
 
 
 class RoutingHook:
@@ -46,17 +47,32 @@ class PoolRouting(RoutingHook):
 
 
 class TenantRouting(RoutingHook):
-    """No-op today. With tenants (a later issue) each tenant gets its own worker queues: this hook
-    will prefix the queue with the tenant (`<tenant>.<queue>`), so no tenant's task can reach
-    another tenant's workers, and `zonda worker` will listen on its tenant's prefixed queues."""
+    """Give each tenant its own worker queues (ZONDA_TENANT_QUEUES): a task of tenant T goes to
+    `T.<queue>`, which only `zonda worker --tenant T` consumes, so no tenant's task runs in a worker
+    process that serves another tenant. Off, it keeps the queue (every worker serves every tenant)."""
+
+    def __init__(self, enabled: bool = False) -> None:
+        self.enabled = enabled
+
+    def queue_for(self, request: TaskRequest, info: RouteInfo, queue: str) -> str:
+        if not self.enabled or info.tenant is None:
+            return queue
+        return tenant_queue(info.tenant, queue)
+
+
+def tenant_queue(tenant: str, queue: str) -> str:
+    """The queue of `tenant`'s workers for the task option `queue`."""
+    return f"{tenant}.{queue}"
 
 
 DEFAULT_HOOKS: tuple[RoutingHook, ...] = (TenantRouting(),)
 
 
-def hooks_from(pool_queues: dict[str, str]) -> tuple[RoutingHook, ...]:
-    """The hooks for the settings: pool routing when pools are mapped to queues, then tenants."""
-    return ((PoolRouting(pool_queues),) if pool_queues else ()) + DEFAULT_HOOKS
+def hooks_from(pool_queues: dict[str, str], tenant_queues: bool = False) -> tuple[RoutingHook, ...]:
+    """The hooks for the settings: pool routing when pools are mapped to queues, then tenants
+    (tenant prefixes last, so a pool's queue is prefixed too)."""
+    pools = (PoolRouting(pool_queues),) if pool_queues else ()
+    return (*pools, TenantRouting(tenant_queues))
 
 
 def route(request: TaskRequest, info: RouteInfo, hooks: Sequence[RoutingHook] = DEFAULT_HOOKS) -> str:

@@ -99,8 +99,12 @@ class ChildRuntime:
             publish_report(producer, reply_to, message)
 
 
-def register_task(app: Celery, runtime: ChildRuntime) -> Task:
-    """Define `zonda.run_task` on `app` (workers only; the executor publishes it by name)."""
+def register_task(app: Celery, runtime: ChildRuntime, tenant: str | None = None) -> Task:
+    """Define `zonda.run_task` on `app` (workers only; the executor publishes it by name).
+
+    A worker started for one tenant (`zonda worker --tenant T`) refuses any other tenant's task: a
+    misrouted message must not run tenant code in another tenant's worker.
+    """
 
     @app.task(name=TASK_NAME, bind=True, ignore_result=True)  # type: ignore[untyped-decorator]
     def run_task(task: Task, payload: dict[str, Any]) -> None:
@@ -108,6 +112,16 @@ def register_task(app: Celery, runtime: ChildRuntime) -> Task:
         worker = str(task.request.hostname)
         if (task.request.delivery_info or {}).get("redelivered"):
             runtime.report(request.reply_to, lost_report(running_task(request), REDELIVERED, worker))
+            return
+        owner = request.dag_id.partition("/")[0] if "/" in request.dag_id else None
+        if tenant is not None and owner != tenant:
+            refused = (
+                f"WorkerRefused: worker {worker} serves tenant {tenant} only and did not run this task of "
+                f"{f'tenant {owner}' if owner else 'no tenant'}; check ZONDA_TENANT_QUEUES on the schedulers "
+                "and the queues this worker consumes"
+            )
+            log.error("refused %s/%s: %s", request.dag_id, request.task_id, refused)
+            runtime.report(request.reply_to, lost_report(running_task(request), refused, worker))
             return
         runtime.run(request, worker)
 

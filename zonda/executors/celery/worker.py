@@ -31,10 +31,14 @@ def run_worker(
     concurrency: int | None = None,
     name: str | None = None,
     loglevel: str = "INFO",
+    tenant: str | None = None,
 ) -> int:
-    """Serve tasks from `queues` until stopped (SIGTERM: finish running tasks first); returns the exit code."""
+    """Serve tasks from `queues` until stopped (SIGTERM: finish running tasks first); returns the exit code.
+
+    With `tenant`, only that tenant's tasks run; any other is reported failed without running.
+    """
     app = make_app(settings)
-    register_task(app, ChildRuntime(app, settings))
+    register_task(app, ChildRuntime(app, settings), tenant)
     node = worker_id(name)
     concurrency = concurrency or os.cpu_count() or 1
     heartbeat = HeartbeatSender(app, node, queues, concurrency, settings.heartbeat_interval)

@@ -1,4 +1,10 @@
-"""`LocalExecutor`: N long-lived worker processes fed over pipes; crashed workers are replaced."""
+"""`LocalExecutor`: up to N long-lived worker processes fed over pipes; crashed workers are replaced.
+
+Each worker serves one tenant: it is started fresh, takes the tenant of its first request (and that
+tenant's OS user, see `tenancy.py`) and never runs another tenant's task. When every worker is taken,
+an idle worker of another tenant (the least recently used) is retired and a fresh one started: a fork
+of a fork server that has Zonda's worker modules imported already.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +18,20 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
+from zonda.core.ids import tenant_of
+from zonda.errors import ConfigError
 from zonda.executors.base import TIRef
 from zonda.executors.local.journal import read_journal
+from zonda.executors.local.tenancy import TenantUsers
 from zonda.executors.local.worker_main import Envelope, WorkerConfig, worker_main
 from zonda.worker.protocol import TaskFinished, TaskRequest, WorkerMessage
 
 log = logging.getLogger(__name__)
-_ctx = multiprocessing.get_context("spawn")
+_ctx = multiprocessing.get_context("forkserver")
+PRELOAD = ["zonda.executors.local.worker_main"]
+"""Imported once by the fork server, so a new worker is a fork (~6 ms), not a Python start (~200 ms):
+a tenant taking a worker back after another tenant's burst does not wait for one. No tenant code
+is imported there; workers import DAG modules themselves, after taking their tenant's identity."""
 
 
 @dataclass
@@ -30,10 +43,13 @@ class _Worker:
     outcome_epoch: int = -1
     kill_reason: str | None = None
     messages: list[WorkerMessage] = field(default_factory=list)
+    tenant: str | None = None
+    """The tenant this worker serves; None until its first request."""
+    used: int = 0
 
 
 class LocalExecutor:
-    """Runs each request in one of `size` worker processes on this machine."""
+    """Runs each request in one of at most `size` worker processes on this machine, one tenant each."""
 
     commit_before_dispatch = False
     in_flight_survives_scheduler = False
@@ -46,6 +62,7 @@ class LocalExecutor:
         journal_root: Path,
         owner: str = "scheduler",
         nice: int = 0,
+        tenants: TenantUsers | None = None,
     ) -> None:
         self.journal_root = journal_root
         journal_dir = journal_root / owner
@@ -54,7 +71,10 @@ class LocalExecutor:
         self.artifact_url = artifact_url
         self.inline_max_bytes = inline_max_bytes
         self.journal_dir = journal_dir
+        self.tenants = tenants or TenantUsers(journal_root, ())
         self._workers: list[_Worker] = []
+        self._retiring: list[BaseProcess] = []
+        self._refused: list[WorkerMessage] = []
         self._idle: list[_Worker] = []
         self._by_ti: dict[TIRef, _Worker] = {}
         self._old_journals: list[tuple[Path, int]] = []
@@ -62,18 +82,31 @@ class LocalExecutor:
         self._epoch = 0
 
     def start(self) -> None:
+        _ctx.set_forkserver_preload(PRELOAD)
+        self.tenants.prepare()
         self.journal_dir.mkdir(parents=True, exist_ok=True)
         self._workers = [self._spawn() for _ in range(self.size)]
         self._idle = list(self._workers)
 
     def free_slots(self) -> int:
-        return len(self._idle)
+        return self.size - len(self._workers) + len(self._idle)
 
-    def submit(self, request: TaskRequest) -> None:
-        worker = self._idle.pop()
-        worker.request = request
+    def submit(self, requests: Sequence[TaskRequest]) -> None:
+        for request in requests:
+            self._start(request)
+
+    def _start(self, request: TaskRequest) -> None:
+        tenant = tenant_of(request.dag_id)
+        try:
+            identity = self.tenants.identity(tenant)
+        except ConfigError as exc:
+            self._refused.append(self._refusal(request, str(exc)))
+            return
+        worker = self._worker_for(tenant)
+        self._seq += 1
+        worker.tenant, worker.used, worker.request = tenant, self._seq, request
         self._by_ti[request.ti_key] = worker
-        worker.conn.send(Envelope(request, journal_stored=worker.outcome_epoch < 0))
+        worker.conn.send(Envelope(request, worker.outcome_epoch < 0, identity))
 
     def waitables(self) -> Sequence[Any]:
         return [w.conn for w in self._workers]
@@ -84,9 +117,10 @@ class LocalExecutor:
 
     def poll(self) -> list[WorkerMessage]:
         self._epoch += 1
-        out: list[WorkerMessage] = []
+        out, self._refused = self._refused, []
         for worker in list(self._workers):
             out.extend(self._drain(worker))
+        self._retiring = [process for process in self._retiring if process.is_alive()]
         return out
 
     def kill(self, ti: TIRef, reason: str) -> None:
@@ -122,7 +156,39 @@ class LocalExecutor:
                 worker.process.kill()
                 worker.process.join()
             Path(worker.config.journal_path).unlink(missing_ok=True)
-        self._workers, self._idle = [], []
+        for process in self._retiring:
+            process.join(timeout=2)
+        self._workers, self._idle, self._retiring = [], [], []
+
+    def _worker_for(self, tenant: str) -> _Worker:
+        """An idle worker of `tenant`, else a fresh one, else one that replaces another tenant's idle worker."""
+        for wanted in (tenant, None):
+            for worker in reversed(self._idle):
+                if worker.tenant == wanted:
+                    self._idle.remove(worker)
+                    return worker
+        if len(self._workers) >= self.size:
+            self._retire(min(self._idle, key=lambda w: w.used))
+        worker = self._spawn()
+        self._workers.append(worker)
+        return worker
+
+    def _retire(self, worker: _Worker) -> None:
+        """Stop an idle worker; its journal is dropped once the scheduler stored its last outcome."""
+        try:
+            worker.conn.send(None)
+        except (BrokenPipeError, OSError):
+            log.debug("worker %s already gone", worker.config.worker_id)
+        worker.conn.close()
+        self._workers.remove(worker)
+        self._idle.remove(worker)
+        self._retiring.append(worker.process)
+        self._old_journals.append((Path(worker.config.journal_path), self._epoch))
+
+    def _refusal(self, request: TaskRequest, reason: str) -> TaskFinished:
+        return TaskFinished.lost(
+            request.run_id, request.task_id, request.map_index, request.try_number, reason
+        )
 
     def _drain(self, worker: _Worker) -> list[WorkerMessage]:
         messages: list[WorkerMessage] = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, PlainSerializer
@@ -14,6 +15,11 @@ def iso_utc(value: datetime) -> str:
 
 
 Timestamp = Annotated[datetime, PlainSerializer(iso_utc, return_type=str)]
+
+INT32_MAX = 2**31 - 1
+"""Counts and indexes are stored as 32-bit integers on PostgreSQL: larger values are refused (422)."""
+
+Count = Annotated[int, Field(ge=0, le=INT32_MAX)]
 
 
 class TaskRecord(BaseModel):
@@ -35,6 +41,7 @@ class RunRecord(BaseModel):
     """A run and its task instances."""
 
     run_id: str
+    tenant_id: str
     dag_id: str
     dag_version: int
     state: str
@@ -46,12 +53,16 @@ class RunRecord(BaseModel):
     started_at: Timestamp | None = None
     ended_at: Timestamp | None = None
     tasks: list[TaskRecord] = Field(default_factory=list)
+    pending_commands: list[str] = Field(
+        default_factory=list, description="Commands (clear, cancel, mark) the scheduler has not applied yet"
+    )
 
 
 class RunSummary(BaseModel):
     """A run without its tasks (list views)."""
 
     run_id: str
+    tenant_id: str
     dag_id: str
     dag_version: int
     state: str
@@ -84,6 +95,20 @@ class ClearRequest(BaseModel):
     downstream: bool = False
 
 
+class MarkState(StrEnum):
+    """What a user may mark a task as."""
+
+    SUCCESS = "success"
+    FAILED = "failed"
+
+
+class MarkRequest(BaseModel):
+    """End a task by hand as if it succeeded or failed: every instance, or one of a mapped task."""
+
+    state: MarkState
+    map_index: Annotated[int | None, Field(ge=-1, le=INT32_MAX)] = None
+
+
 class BackfillRequest(BaseModel):
     """Create one run per scheduled time in [start, end] that has no run yet."""
 
@@ -100,6 +125,7 @@ class DagRecord(BaseModel):
     """A DAG as the scheduler knows it (from its latest version)."""
 
     dag_id: str
+    tenant_id: str
     fileloc: str
     version: int
     paused: bool
@@ -114,11 +140,24 @@ class DagRecord(BaseModel):
     tasks: list[str] = Field(default_factory=list)
 
 
+class DagVersionRecord(BaseModel):
+    """One version of a DAG; `source` (the file it was parsed from) only when one version is asked for."""
+
+    dag_id: str
+    version: int
+    hash: str
+    fileloc: str
+    created_at: Timestamp
+    tasks: list[str] = Field(default_factory=list)
+    source: str | None = None
+
+
 class DagPatch(BaseModel):
     paused: bool
 
 
 class ImportErrorRecord(BaseModel):
+    tenant_id: str
     fileloc: str
     error: str
     recorded_at: Timestamp
@@ -139,6 +178,9 @@ class PoolSpec(BaseModel):
 
 
 class PoolRecord(PoolSpec):
+    """A tenant's pool: tasks of that tenant's DAGs name it with `@task(pool=...)`."""
+
+    tenant_id: str
     name: str
 
 

@@ -1,0 +1,273 @@
+"""Tenant quotas and tenant pools, enforced by real schedulers with real local worker processes, on
+SQLite and PostgreSQL: a tenant at its quota waits, another tenant does not, also across 2 schedulers.
+
+Concurrency is read from the start and end times the workers recorded for each task.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, insert, select
+
+from zonda.api.schemas import PoolSpec, RunRecord, TaskRecord, TriggerRequest
+from zonda.core.states import RunState
+from zonda.dag_processing.processor import DagProcessor, TenantFolders
+from zonda.db.components import list_components
+from zonda.db.engine import make_engine, read_txn, write_txn
+from zonda.db.quotas import held_elsewhere
+from zonda.db.schema import runs as runs_table
+from zonda.db.schema import tenants
+from zonda.db.tenants import create_tenant
+from zonda.executors.registry import make_executor
+from zonda.scheduler.loop import Scheduler
+from zonda.scheduler.ownership import new_scheduler_id
+from zonda.scheduler.wakeup import NullWaker, make_listener, make_waker
+from zonda.services import pools, runs
+from zonda.services.context import Services
+from zonda.settings import Settings
+
+pytestmark = pytest.mark.slow
+
+SOURCE = """
+import time
+
+from zonda import dag, task
+
+
+@task
+def nap(i: int) -> int:
+    time.sleep(0.4)
+    return i
+
+
+@task(pool="gpu")
+def train(i: int) -> int:
+    time.sleep(0.3)
+    return i
+
+
+@dag
+def fan() -> None:
+    nap.map(i=[0, 1, 2, 3, 4, 5])
+
+
+@dag
+def pair() -> None:
+    nap.map(i=[0, 1])
+
+
+@dag
+def gpu_fan() -> None:
+    train.map(i=[0, 1, 2])
+"""
+
+
+def peak(tasks: list[TaskRecord]) -> int:
+    """The most tasks that ran at the same moment, from their recorded start and end times."""
+    edges = sorted(
+        [(t.started_at, 1) for t in tasks if t.started_at] + [(t.ended_at, -1) for t in tasks if t.ended_at]
+    )
+    running = most = 0
+    for _, step in edges:
+        running += step
+        most = max(most, running)
+    return most
+
+
+def schedulers(engine: Engine) -> list[str]:
+    with read_txn(engine) as conn:
+        return [c.id for c in list_components(conn, "scheduler")]
+
+
+def tasks_of(records: list[RunRecord]) -> list[TaskRecord]:
+    return [t for r in records for t in r.tasks]
+
+
+@dataclass
+class Zonda:
+    """Tenants with the DAGs above, and schedulers with local worker processes over one metadata DB."""
+
+    engine: Engine
+    settings: Settings
+    svc: Services
+    root: Path
+    stops: list[tuple[threading.Thread, threading.Event]] = field(default_factory=list)
+
+    def tenant(self, tenant: str, **quota: int) -> None:
+        folder = self.root / tenant
+        folder.mkdir()
+        (folder / "dags.py").write_text(SOURCE)
+        fields = {"display_name": tenant, "dag_folders": [str(folder)], **quota}
+        with write_txn(self.engine) as conn:
+            create_tenant(conn, tenant, fields, datetime.now(UTC))
+        DagProcessor(self.settings, self.engine, NullWaker(), TenantFolders(tenant, (folder,))).process_once()
+
+    def start_scheduler(self, workers: int, listen: bool = True) -> None:
+        settings = self.settings.model_copy(update={"workers": workers})
+        scheduler_id = f"{new_scheduler_id()}-{len(self.stops)}"
+        listener = make_listener(settings, self.engine) if listen else None
+        scheduler = Scheduler(
+            settings, self.engine, make_executor(settings, scheduler_id), listener, scheduler_id=scheduler_id
+        )
+        stop = threading.Event()
+        thread = threading.Thread(target=scheduler.serve, args=(stop,), daemon=True)
+        thread.start()
+        self.stops.append((thread, stop))
+
+    def trigger(self, dag_id: str) -> str:
+        return runs.trigger_run(self.svc, dag_id, TriggerRequest()).run_id
+
+    def wait(self, run_ids: list[str], timeout: float = 60) -> list[RunRecord]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            records = [runs.get_run(self.svc, r) for r in run_ids]
+            if all(RunState(r.state).finished for r in records):
+                assert [r.state for r in records] == ["success"] * len(records), [
+                    (t.task_id, t.error) for r in records for t in r.tasks if t.error
+                ]
+                return records
+            time.sleep(0.05)
+        raise AssertionError(f"runs {run_ids} did not finish within {timeout} s")
+
+    @staticmethod
+    def wait_until(check: Callable[[], bool], timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while not check():
+            assert time.monotonic() < deadline, f"timed out after {timeout} s"
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        for _, stop in self.stops:
+            stop.set()
+        for thread, _ in self.stops:
+            thread.join(30)
+
+
+@pytest.fixture
+def zonda(db_url: str, tmp_path: Path) -> Iterator[Zonda]:
+    settings = Settings(home=tmp_path / "home", db_url=db_url, safety_poll_interval=0.5)
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(db_url)
+    z = Zonda(
+        engine,
+        settings,
+        Services(engine=engine, settings=settings, waker=make_waker(settings, engine)),
+        tmp_path,
+    )
+    yield z
+    z.stop()
+    engine.dispose()
+
+
+def test_a_tenant_at_max_running_tasks_waits_and_another_tenant_does_not(zonda: Zonda) -> None:
+    zonda.tenant("team-a", max_running_tasks=2)
+    zonda.tenant("team-b")
+    zonda.start_scheduler(workers=6)
+    zonda.wait([zonda.trigger("team-b/fan")])
+    a_runs = [zonda.trigger("team-a/fan") for _ in range(2)]
+    b_run = zonda.trigger("team-b/fan")
+
+    a_tasks = tasks_of(zonda.wait(a_runs))
+    b_tasks = tasks_of(zonda.wait([b_run]))
+    assert peak(a_tasks) == 2, "team-a ran more (or fewer) tasks at once than its quota of 2"
+    assert peak(b_tasks) >= 3, "team-b was held to team-a's quota"
+    a_last_start = max(t.started_at for t in a_tasks if t.started_at)
+    assert all(t.started_at and t.started_at < a_last_start for t in b_tasks), "team-b waited for team-a"
+
+
+def test_a_tenant_at_max_active_runs_keeps_its_next_run_queued(zonda: Zonda) -> None:
+    zonda.tenant("team-a", max_active_runs=1)
+    zonda.tenant("team-b")
+    zonda.start_scheduler(workers=4)
+    first, second = zonda.trigger("team-a/pair"), zonda.trigger("team-a/pair")
+    b_run = zonda.trigger("team-b/pair")
+    time.sleep(0.2)
+    assert runs.get_run(zonda.svc, second).state == RunState.QUEUED.value
+
+    one, two = zonda.wait([first, second])
+    (b,) = zonda.wait([b_run])
+    assert one.ended_at and two.started_at and b.started_at and b.ended_at
+    assert two.started_at >= one.ended_at, "team-a's second run started while its first was active"
+    assert b.started_at < one.ended_at, "team-b's run waited for team-a's"
+
+
+def test_pools_of_the_same_name_in_two_tenants_are_independent(zonda: Zonda) -> None:
+    zonda.tenant("team-a")
+    zonda.tenant("team-b")
+    zonda.tenant("team-c")
+    pools.set_pool(zonda.svc, "team-a", "gpu", PoolSpec(slots=1))
+    pools.set_pool(zonda.svc, "team-b", "gpu", PoolSpec(slots=3))
+    zonda.start_scheduler(workers=6)
+    a_run, b_run = zonda.trigger("team-a/gpu_fan"), zonda.trigger("team-b/gpu_fan")
+    c_run = zonda.trigger("team-c/gpu_fan")
+
+    assert peak(tasks_of(zonda.wait([a_run]))) == 1
+    assert peak(tasks_of(zonda.wait([b_run]))) >= 2
+    deadline = time.monotonic() + 30
+    while not RunState(runs.get_run(zonda.svc, c_run).state).finished and time.monotonic() < deadline:
+        time.sleep(0.05)
+    c = runs.get_run(zonda.svc, c_run)
+    assert c.state == "failed"
+    assert all("pool 'gpu' of tenant 'team-c' does not exist" in (t.error or "") for t in c.tasks)
+
+
+def test_the_quota_holds_across_two_schedulers(zonda: Zonda) -> None:
+    """The second scheduler hears the wake-ups first, while the first one holds team-a's runs."""
+    zonda.tenant("team-a", max_running_tasks=2)
+    zonda.tenant("team-b")
+    zonda.start_scheduler(workers=4, listen=False)
+    a_runs = [zonda.trigger("team-a/fan") for _ in range(2)]
+    zonda.wait_until(lambda: runs.get_run(zonda.svc, a_runs[1]).state == RunState.RUNNING.value)
+    zonda.start_scheduler(workers=4)
+    zonda.wait_until(lambda: len(schedulers(zonda.engine)) == 2)
+    a_runs += [zonda.trigger("team-a/fan") for _ in range(2)]
+    b_runs = [zonda.trigger("team-b/fan") for _ in range(2)]
+
+    a_tasks = tasks_of(zonda.wait(a_runs))
+    b_tasks = tasks_of(zonda.wait(b_runs))
+    assert peak(a_tasks) == 2, "team-a ran more tasks at once than its quota across the two schedulers"
+    a_last_start = max(t.started_at for t in a_tasks if t.started_at)
+    assert all(t.started_at and t.started_at < a_last_start for t in b_tasks), "team-b waited for team-a"
+
+
+def test_held_elsewhere_sees_other_schedulers_active_runs_and_locked_tenants(engine: Engine) -> None:
+    now = datetime.now(UTC)
+    with write_txn(engine) as conn:
+        for tenant in ("team-a", "team-b", "team-c"):
+            create_tenant(conn, tenant, {"display_name": tenant, "dag_folders": []}, now)
+        for run_id, tenant, state, owner in (
+            ("r1", "team-a", "running", "s2"),
+            ("r2", "team-b", "running", "s1"),
+            ("r3", "team-c", "success", "s2"),
+        ):
+            conn.execute(
+                insert(runs_table).values(
+                    run_id=run_id,
+                    tenant_id=tenant,
+                    dag_id=f"{tenant}/d",
+                    version=1,
+                    state=state,
+                    params={},
+                    trigger="api",
+                    created_at=now,
+                    owner=owner,
+                    lease_until=now,
+                )
+            )
+    with write_txn(engine) as conn:
+        assert held_elsewhere(conn, ["team-a", "team-b", "team-c"], "s1") == {"team-a"}
+        assert held_elsewhere(conn, ["team-b"], "s2") == {"team-b"}
+    if engine.dialect.name != "postgresql":
+        return
+    with engine.connect() as other:
+        other.execute(select(tenants.c.tenant_id).where(tenants.c.tenant_id == "team-c").with_for_update())
+        with write_txn(engine) as conn:
+            assert held_elsewhere(conn, ["team-b", "team-c"], "s1", skip_locked=True) == {"team-c"}
+        other.rollback()
