@@ -173,7 +173,7 @@ def test_mark_a_task_failed_then_successful_from_its_panel(
     page.click('#task-section button:text-is("Mark failed")')
     page.wait_for_selector('#run-state[data-state="failed"]', timeout=15_000)
     assert server.run(run_id)["state"] == "failed"
-    assert "marked failed by admin" in page.inner_text("#task-section")
+    page.wait_for_selector('#task-section :text("marked failed by admin")')
     page.screenshot(path=shots / "task-marked-failed.png", full_page=True)
     page.click('#task-section button:text-is("Mark success")')
     page.wait_for_selector('#run-state[data-state="success"]', timeout=15_000)

@@ -61,26 +61,29 @@ function applyRun(run) {
 }
 
 // Parts of the page drawn on the server (Gantt, task table, facts, actions) are re-read from the
-// page's own URL and swapped in place when the run changed.
+// page's own URL and swapped in place when the run changed. False when they could not be re-read.
 async function refreshParts() {
   const parts = document.querySelectorAll("[data-live-part][id]");
-  if (!parts.length) return;
+  if (!parts.length) return true;
   const response = await fetch(location.pathname + location.search, { credentials: "same-origin" });
-  if (!response.ok) return;
+  if (!response.ok) return false;
   const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
   for (const part of parts) {
     const next = fresh.getElementById(part.id);
     if (next) part.replaceWith(document.importNode(next, true));
   }
+  return true;
 }
 
 function pollRun(runId) {
   let finished = false;
+  let stale = false;
   const tick = async () => {
     try {
       const run = await getJSON(`/api/v1/runs/${encodeURIComponent(runId)}`);
-      if (applyRun(run)) await refreshParts();
-      finished = FINISHED.has(run.state) && !(run.pending_commands || []).length;
+      if (applyRun(run)) stale = true;
+      if (stale) stale = !(await refreshParts());
+      finished = FINISHED.has(run.state) && !(run.pending_commands || []).length && !stale;
     } catch (err) {
       console.warn("live update failed", err);
     }
