@@ -125,7 +125,7 @@ def worker_env(home: Path, broker_url: str) -> dict[str, str]:
 
 @dataclass
 class Worker:
-    """One `zonda worker` process (and its pool processes), in a process group of its own."""
+    """One `zonda worker` process (and its slot processes), in a process group of its own."""
 
     name: str
     concurrency: int
@@ -154,14 +154,14 @@ def start_worker(home: Path, broker_url: str, name: str, concurrency: int) -> Wo
 
 
 def wait_ready(worker: Worker, timeout: float = READY_TIMEOUT) -> None:
-    """Until Celery logs `<node> ready.` (its consumers are on the queue); RuntimeError otherwise."""
+    """Until the worker logs `celery@NAME ready.` (every slot is on the queue); RuntimeError otherwise."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if worker.process.poll() is not None:
             raise RuntimeError(
                 f"worker {worker.name} exited with {worker.process.returncode}:\n{tail(worker)}"
             )
-        if f"@{worker.name} ready." in worker.output():
+        if f"celery@{worker.name} ready." in worker.output():
             return
         time.sleep(0.1)
     raise RuntimeError(f"worker {worker.name} not ready after {timeout:.0f} s:\n{tail(worker)}")
@@ -183,7 +183,7 @@ def stop_worker(worker: Worker, timeout: float = STOP_TIMEOUT) -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(group, signal.SIGKILL)
             worker.process.wait()
-    with contextlib.suppress(ProcessLookupError):  # any pool process left behind
+    with contextlib.suppress(ProcessLookupError):  # any slot process left behind
         os.killpg(group, signal.SIGKILL)
 
 
@@ -191,7 +191,7 @@ def stop_worker(worker: Worker, timeout: float = STOP_TIMEOUT) -> None:
 def running_workers(
     home: Path, broker_url: str, count: int, concurrency: int, first: int = 1
 ) -> Iterator[list[Worker]]:
-    """`count` workers `bench-w{first}`, `bench-w{first + 1}`, ..., each with `concurrency` pool
+    """`count` workers `bench-w{first}`, `bench-w{first + 1}`, ..., each with `concurrency` slot
     processes, ready (Celery names their nodes `celery@bench-wN`); stopped afterwards."""
     workers: list[Worker] = []
     try:

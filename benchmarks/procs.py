@@ -121,7 +121,7 @@ def celery_roles(
     supervisor: int, port: int, broker_port: int, pg_port: int, worker: int
 ) -> dict[str, list[int]]:
     """Roles of a server on the Celery executor and of one `zonda worker` (`worker`: its main pid):
-    the scheduler is the component connected to the broker; "workers" are the pool processes;
+    the scheduler is the component connected to the broker; "workers" are the slot processes;
     "broker" and "postgres" are the servers listening on their ports and their children (all of
     PostgreSQL's backends, other users' included)."""
     components = [p for p in children(supervisor) if "resource_tracker" not in cmdline(p)]
@@ -138,7 +138,7 @@ def celery_roles(
         "scheduler": scheduler,
         "api": api,
         "dag-processor": [p for p in components if p not in api and p not in scheduler],
-        "worker main": [worker],
+        "worker supervisor": [worker],
         "workers": children(worker),
         "broker": broker + [c for b in broker for c in children(b)],
         "postgres": postmaster + [c for p in postmaster for c in children(p)],

@@ -209,7 +209,7 @@ def output_paths(base: Path) -> dict[str, Path]:
         "scheduler": base.with_name(base.name + "-scheduler.collapsed.txt"),
         "api": base.with_name(base.name + "-api.collapsed.txt"),
         "worker": base.with_name(base.name + "-worker.collapsed.txt"),
-        "worker main": base.with_name(base.name + "-worker-main.collapsed.txt"),
+        "worker supervisor": base.with_name(base.name + "-worker-supervisor.collapsed.txt"),
         "summary": base.with_name(base.name + "-summary.txt"),
     }
 
@@ -244,8 +244,8 @@ def record(
             spy(by_role["scheduler"][0], paths["scheduler.svg"], "flamegraph", options),
             spy(by_role["scheduler"][0], paths["scheduler"], "raw", options),
             *[spy(pid, paths["api"], "raw", options) for pid in by_role["api"][:1]],
-            spy(busiest(by_role["workers"] or by_role["worker main"]), paths["worker"], "raw", options),
-            *[spy(pid, paths["worker main"], "raw", options) for pid in by_role.get("worker main", [])],
+            spy(busiest(by_role["workers"] or by_role["worker supervisor"]), paths["worker"], "raw", options),
+            *[spy(pid, paths["worker supervisor"], "raw", options) for pid in by_role.get("worker supervisor", [])],
         ]
     )
     spy_began = time.monotonic()
@@ -289,7 +289,7 @@ def render(options: Options, stamp: str, rec: Recording) -> str:
                         [
                             describe(
                                 "the Celery worker's main process",
-                                rec.paths["worker main"],
+                                rec.paths["worker supervisor"],
                                 rec.recorded_s,
                                 options,
                             )

@@ -301,7 +301,7 @@ machine).
 .venv/bin/python -m benchmarks.profile --db sqlite --workload W1   # py-spy: scheduler, API, a worker
 .venv/bin/python -m benchmarks.profile --workload W1a --idle       # wall-time view (waits included)
 .venv/bin/python -m benchmarks.profile --workload W2 --no-spy      # CPU per process role and per task
-.venv/bin/python -m benchmarks.profile --config celery-redis --workload W2 --gil  # + worker main process
+.venv/bin/python -m benchmarks.profile --config celery-redis --workload W2 --gil  # + worker supervisor
 ```
 
 Configurations (`--config`, alias `--db`; comma-separated, or `all`): `sqlite` and `postgres` (local

@@ -100,13 +100,13 @@ def parse_args(argv: list[str] | None = None) -> Options:
         "--celery-concurrency",
         type=int,
         default=16,
-        help="Celery: pool processes of the one `zonda worker` for W1a, W1 and W3",
+        help="Celery: slot processes of the one `zonda worker` for W1a, W1 and W3",
     )
     parser.add_argument(
         "--w2-concurrency",
         type=int,
         default=2,
-        help="Celery: pool processes of the one `zonda worker` for W2 (the target is for 2)",
+        help="Celery: slot processes of the one `zonda worker` for W2 (the target is for 2)",
     )
     parser.add_argument(
         "--redis-db",
@@ -187,7 +187,7 @@ def warm_up(http: Any, chosen: list[str]) -> None:
 
 @dataclass(frozen=True)
 class Pass:
-    """Workloads measured together; for Celery, on one `zonda worker` with `concurrency` pool processes
+    """Workloads measured together; for Celery, on one `zonda worker` with `concurrency` slot processes
     (None: the local executor's workers, children of the server)."""
 
     workloads: list[str]
@@ -284,7 +284,7 @@ def workers_text(config: Config, options: Options) -> str:
     if config.broker is None:
         return f"{options.workers} local workers"
     return (
-        "Celery workers started by the benchmark (`zonda worker --queues default -c N`, prefork pool, "
+        "Celery workers started by the benchmark (`zonda worker --queues default -c N`: N slot processes, each a Celery `solo` worker, "
         "nice 0; they get the broker URL and the shared artifact and log folders, not the DB URL)"
     )
 

@@ -6,7 +6,9 @@ to the loop through a socket pair (`waitables`) and `poll`, within milliseconds.
 acknowledged to the broker only at `checkpoint`, once the scheduler has stored it: a scheduler
 that dies before its commit, even one instant after the broker handed it the report, leaves the
 report for the scheduler that takes over (`follow`; on Redis see `listener.RedisReports`).
-Attempts whose worker vanished are reported failed (`tracker.py`).
+Attempts whose worker vanished are reported failed (`tracker.py`). Each attempt gets one outcome:
+a second one (a worker's report after `kill`, or a redelivered message's report after the
+worker's supervisor reported its slot dead) is acknowledged and dropped.
 
 There is no outcome journal here: the scheduler stores a task as queued before publishing it
 (`commit_before_dispatch`), and tasks keep running when the scheduler dies
@@ -175,6 +177,8 @@ class CeleryExecutor:
             return
         now = datetime.now(UTC)
         lost = TaskFinished(*ti, try_number, ok=False, started_at=now, ended_at=now, error=reason)
+        with self._lock:
+            self._tracker.finished(lost)
         self._deliver(lost, None)
         task_id = _task_id(ti, try_number)
         try:
@@ -233,6 +237,10 @@ class CeleryExecutor:
         with self._lock:
             if isinstance(message, TaskStarted):
                 self._tracker.started(message, queue, time.monotonic())
+            elif self._tracker.reported(message.ti_key, message.try_number):
+                log.info("dropped a second outcome of %s/%s[%s] try %s", *message.ti_key, message.try_number)
+                handle.ack()
+                return
             else:
                 self._tracker.finished(message)
         self._deliver(message, handle)

@@ -1,9 +1,9 @@
 """Worker heartbeats: the worker's main process tells every scheduler it is alive and what it runs.
 
-A daemon thread publishes a `WorkerHeartbeat` every `interval` seconds on its own broker
-connection (kept open, reconnected after an error). The running attempts come from Celery's
-record of the requests its pool has accepted. Schedulers use the beats to find attempts whose
-worker died (`tracker.py`) and record them for `zonda workers list`.
+A daemon thread of the worker's supervisor publishes a `WorkerHeartbeat` every `interval` seconds
+on its own broker connection (kept open, reconnected after an error). The running attempts are
+those its slot processes said they run (`slots.py`). Schedulers use the beats to find attempts
+whose worker died (`tracker.py`) and record them for `zonda workers list`.
 """
 
 from __future__ import annotations
@@ -11,14 +11,11 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from celery.worker import state
-
-from zonda.executors.celery.app import TASK_NAME
-from zonda.executors.celery.codec import ProtocolError, decode_request
-from zonda.executors.celery.events import RunningTask, WorkerHeartbeat, publish_heartbeat, running_task
+from zonda.executors.celery.events import RunningTask, WorkerHeartbeat, publish_heartbeat
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -30,9 +27,16 @@ class HeartbeatSender:
     """Publishes this worker's heartbeat every `interval` seconds until `stop()`."""
 
     def __init__(
-        self, app: Celery, worker_id: str, queues: list[str], concurrency: int, interval: float
+        self,
+        app: Celery,
+        worker_id: str,
+        queues: list[str],
+        concurrency: int,
+        interval: float,
+        running: Callable[[], Sequence[RunningTask]],
     ) -> None:
         self.app = app
+        self.running = running
         self.worker_id = worker_id
         self.queues = tuple(queues)
         self.concurrency = concurrency
@@ -55,7 +59,7 @@ class HeartbeatSender:
             hostname=socket.gethostname(),
             queues=self.queues,
             concurrency=self.concurrency,
-            running=tuple(running_tasks()),
+            running=tuple(self.running()),
             started_at=self.started_at,
             sent_at=datetime.now(UTC),
         )
@@ -75,24 +79,3 @@ class HeartbeatSender:
             self._stop.wait(self.interval)
         if connection is not None:
             connection.release()
-
-
-def running_tasks() -> list[RunningTask]:
-    """The attempts this worker's pool runs now (Celery's active requests of `zonda.run_task`)."""
-    for _ in range(3):
-        try:
-            requests = list(state.active_requests)
-            break
-        except RuntimeError:  # the set changed while it was copied (another thread); copy again
-            continue
-    else:
-        return []
-    running: list[RunningTask] = []
-    for request in requests:
-        if request.name != TASK_NAME or not request.args:
-            continue
-        try:
-            running.append(running_task(decode_request(request.args[0])))
-        except ProtocolError:
-            continue
-    return running

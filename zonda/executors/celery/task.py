@@ -1,38 +1,36 @@
-"""The Celery task `zonda.run_task`: one attempt, run in a pool process, reported to its scheduler.
+"""The Celery task `zonda.run_task`: one attempt, run in a slot process, reported to its scheduler.
 
-Pool processes are long-lived (prefork), so each keeps what makes a task cost a function call:
-its `DagLoader` (one import per DAG version), its artifact store and the installed output capture.
-The attempt itself is `zonda.worker.runner.execute`, the same runner as every other executor.
-Reports go to the request's `reply_to` queue through the app's producer pool (one connection per
-pool process, reused): `TaskStarted` once the attempt has run 20 ms (short tasks send only their end,
-which carries the start time), `TaskFinished` at its end.
+Slot processes are long-lived (`supervisor.py`), so each keeps what makes a task cost a function
+call: its `DagLoader` (one import per DAG version), its artifact store and the installed output
+capture. The attempt itself is `zonda.worker.runner.execute`, the same runner as every other
+executor. Reports go to the request's `reply_to` queue through the app's producer pool (one
+connection per slot process, reused): `TaskStarted` once the attempt has run 20 ms (short tasks
+send only their end, which carries the start time), `TaskFinished` at its end. Reports name the
+`zonda worker` (the supervisor), whose heartbeats list the attempt, not the slot.
 
-Two failures never reach the task body, and are reported as `WorkerLostError` here instead:
-- the pool process died (the worker's main process sees it: `watch_pool_processes`);
-- the broker delivers the message again because the worker that had it died or lost its
+Two failures never reach the task body, and are reported as `WorkerLostError` instead:
+- the slot process died: its supervisor reports the attempt it was running;
+- the broker delivers the message again because the slot that had it died or lost its
   connection. Running it again could run an attempt twice, so it is reported instead, and the
-  scheduler's retry policy decides (a message that a dead worker had only prefetched is reported
-  too; `worker_prefetch_multiplier=1` makes that rare).
+  scheduler's retry policy decides (the executor keeps one outcome per attempt, so this report is
+  dropped when the supervisor's came first).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from contextlib import ExitStack
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from celery.exceptions import WorkerLostError
-from celery.signals import task_failure, worker_process_init
-
 from zonda.artifacts.store import ArtifactStore
 from zonda.executors.celery.app import TASK_NAME
-from zonda.executors.celery.codec import ProtocolError, decode_request
+from zonda.executors.celery.codec import decode_request
 from zonda.executors.celery.events import lost_report, publish_report, running_task
 from zonda.executors.celery.logs import attempt_log
+from zonda.executors.celery.slots import SlotReporter, SlotTask
 from zonda.executors.local.started import StartedReporter
-from zonda.executors.local.worker_main import STARTED_DELAY, die_with_parent
+from zonda.executors.local.worker_main import STARTED_DELAY
 from zonda.worker.loader import DagLoader
 from zonda.worker.logs import capture_installed
 from zonda.worker.protocol import TaskRequest, TaskStarted, WorkerMessage
@@ -51,8 +49,8 @@ REDELIVERED = (
 )
 
 
-class ChildRuntime:
-    """What one pool process keeps across tasks; `init()` runs once in each process after the fork."""
+class SlotRuntime:
+    """What one slot process keeps across tasks; `init()` runs once, when the slot starts."""
 
     def __init__(self, app: Celery, settings: Settings) -> None:
         self.app = app
@@ -64,16 +62,14 @@ class ChildRuntime:
 
     @property
     def _reporter(self) -> StartedReporter:
-        """Created in the pool process itself (a thread does not survive the fork)."""
         if self._reporter_ is None:
             self._reporter_ = StartedReporter(STARTED_DELAY)
         return self._reporter_
 
     def init(self) -> None:
-        """Die with the worker, install output capture, build the loader and the store (idempotent)."""
+        """Install output capture, build the loader and the store (idempotent)."""
         if self._loader is not None:
             return
-        die_with_parent(os.getppid())
         self._capture.enter_context(capture_installed())
         self._loader = DagLoader()
         self._store = ArtifactStore(self.settings.resolved_artifact_url, self.settings.inline_output_bytes)
@@ -99,49 +95,37 @@ class ChildRuntime:
             publish_report(producer, reply_to, message)
 
 
-def register_task(app: Celery, runtime: ChildRuntime, tenant: str | None = None) -> Task:
+def register_task(
+    app: Celery, runtime: SlotRuntime, worker_id: str, slot: SlotReporter, tenant: str | None = None
+) -> Task:
     """Define `zonda.run_task` on `app` (workers only; the executor publishes it by name).
 
-    A worker started for one tenant (`zonda worker --tenant T`) refuses any other tenant's task: a
-    misrouted message must not run tenant code in another tenant's worker.
+    `slot` tells the supervisor which attempt runs. A worker started for one tenant
+    (`zonda worker --tenant T`) refuses any other tenant's task: a misrouted message must not run
+    tenant code in another tenant's worker.
     """
 
     @app.task(name=TASK_NAME, bind=True, ignore_result=True)  # type: ignore[untyped-decorator]
     def run_task(task: Task, payload: dict[str, Any]) -> None:
         request = decode_request(payload)
-        worker = str(task.request.hostname)
+        attempt = running_task(request)
         if (task.request.delivery_info or {}).get("redelivered"):
-            runtime.report(request.reply_to, lost_report(running_task(request), REDELIVERED, worker))
+            runtime.report(request.reply_to, lost_report(attempt, REDELIVERED, worker_id))
             return
         owner = request.dag_id.partition("/")[0] if "/" in request.dag_id else None
         if tenant is not None and owner != tenant:
             refused = (
-                f"WorkerRefused: worker {worker} serves tenant {tenant} only and did not run this task of "
+                f"WorkerRefused: worker {worker_id} serves tenant {tenant} only and did not run this task of "
                 f"{f'tenant {owner}' if owner else 'no tenant'}; check ZONDA_TENANT_QUEUES on the schedulers "
                 "and the queues this worker consumes"
             )
             log.error("refused %s/%s: %s", request.dag_id, request.task_id, refused)
-            runtime.report(request.reply_to, lost_report(running_task(request), refused, worker))
+            runtime.report(request.reply_to, lost_report(attempt, refused, worker_id))
             return
-        runtime.run(request, worker)
-
-    worker_process_init.connect(lambda **_: runtime.init(), weak=False)
-    return run_task
-
-
-def watch_pool_processes(app: Celery, worker_id: str) -> None:
-    """In the worker's main process: report a task whose pool process died as `WorkerLostError`."""
-
-    def on_failure(sender: Any = None, exception: Any = None, args: Any = None, **_: Any) -> None:
-        if getattr(sender, "name", None) != TASK_NAME or not isinstance(exception, WorkerLostError):
-            return
+        slot.started(SlotTask(str(task.request.id), attempt))
         try:
-            request = decode_request((args or [None])[0])
-        except ProtocolError:
-            log.exception("lost task with an unreadable request")
-            return
-        error = f"WorkerLostError: the process running the task on worker {worker_id} died ({exception})"
-        with app.producer_or_acquire() as producer:
-            publish_report(producer, request.reply_to, lost_report(running_task(request), error, worker_id))
+            runtime.run(request, worker_id)
+        finally:
+            slot.ended()
 
-    task_failure.connect(on_failure, weak=False)
+    return run_task

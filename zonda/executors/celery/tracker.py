@@ -3,7 +3,7 @@
 Evidence that an attempt runs is its `TaskStarted` or a worker heartbeat that lists it; each
 refreshes the attempt's `seen` time. An attempt with no evidence for `misses` heartbeat intervals
 is lost: its worker stopped heartbeating (it died, or its machine did), or the worker is alive but
-no longer lists it and sent no outcome (its pool process died, or the outcome could not be
+no longer lists it and sent no outcome (its slot process died, or the outcome could not be
 published). Either way it is reported as a failed `TaskFinished` (WorkerLostError), and the
 task's retry policy applies. Pure bookkeeping: time (monotonic seconds) is passed in.
 """
@@ -47,6 +47,10 @@ class LostWorkerTracker:
     def finished(self, message: TaskFinished) -> None:
         self.forget(message.ti_key, message.try_number)
         self._remember(message.ti_key, message.try_number)
+
+    def reported(self, ti: TIRef, try_number: int) -> bool:
+        """Whether an outcome of this attempt was already reported (a second one is a duplicate)."""
+        return (ti, try_number) in self._reported
 
     def heartbeat(self, beat: WorkerHeartbeat, queues: Collection[str], now: float) -> None:
         """A worker is alive; refresh the attempts it runs for the reply queues in `queues`."""

@@ -1,23 +1,24 @@
-"""`zonda worker`: a Celery worker (prefork pool) that runs Zonda tasks and heartbeats to the schedulers.
+"""`zonda worker`: serve Zonda tasks from Celery queues, with one slot process per unit of concurrency.
 
 The worker gets the broker and artifact store from its settings (`ZONDA_BROKER_URL`,
-`ZONDA_ARTIFACT_URL`), never the metadata DB. Pool processes live across tasks and keep their
-DAG module cache. Celery's mingle and gossip are off: Zonda workers do not need to know each
-other, and a worker that starts faster takes work sooner.
+`ZONDA_ARTIFACT_URL`), never the metadata DB. Its supervisor (`supervisor.py`) starts the slot
+processes (`slot.py`), each a Celery worker of its own; they live across tasks and keep their DAG
+module cache. Celery's mingle and gossip are off: Zonda workers do not need to know each other,
+and a worker that starts faster takes work sooner.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 
-from celery.signals import worker_ready, worker_shutdown
 from celery.utils.nodenames import default_nodename, host_format
 
-from zonda.executors.celery.app import make_app
-from zonda.executors.celery.heartbeat import HeartbeatSender
-from zonda.executors.celery.task import ChildRuntime, register_task, watch_pool_processes
+from zonda.executors.celery.supervisor import WorkerSupervisor
 from zonda.settings import Settings
+
+LOG_FORMAT = "[%(asctime)s: %(levelname)s/supervisor] %(message)s"
 
 
 def worker_id(name: str | None = None) -> str:
@@ -37,22 +38,8 @@ def run_worker(
 
     With `tenant`, only that tenant's tasks run; any other is reported failed without running.
     """
-    app = make_app(settings)
-    register_task(app, ChildRuntime(app, settings), tenant)
-    node = worker_id(name)
-    concurrency = concurrency or os.cpu_count() or 1
-    heartbeat = HeartbeatSender(app, node, queues, concurrency, settings.heartbeat_interval)
-    watch_pool_processes(app, node)
-    worker_ready.connect(lambda **_: heartbeat.start(), weak=False)
-    worker_shutdown.connect(lambda **_: heartbeat.stop(), weak=False)
-    worker = app.Worker(
-        hostname=node,
-        queues=queues,
-        concurrency=concurrency,
-        pool_cls="prefork",
-        loglevel=loglevel,
-        without_mingle=True,
-        without_gossip=True,
+    logging.basicConfig(level=loglevel, format=LOG_FORMAT)
+    supervisor = WorkerSupervisor(
+        settings, worker_id(name), queues, concurrency or os.cpu_count() or 1, loglevel, tenant
     )
-    worker.start()
-    return int(worker.exitcode or 0)
+    return supervisor.run()

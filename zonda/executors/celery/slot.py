@@ -1,0 +1,89 @@
+"""A slot process of `zonda worker`: one Celery worker that runs one task at a time.
+
+Started by the supervisor as `python -m zonda.executors.celery.slot SPEC` (JSON), with the settings
+in its environment and the write end of its status pipe open. The slot fetches and acknowledges
+its own messages on its own connection and runs the task in a thread of its own (Celery's
+`threads` pool of one): nothing is handed over between processes, and the consumer stays
+responsive while the task runs (broker heartbeats, control commands, connection loss). ADR 0013.
+
+A thread cannot be stopped, so terminating the task (a revoke with `terminate`, or Celery
+cancelling it when the broker connection is lost) ends the slot process: the supervisor reports
+the attempt and starts a new slot.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import asdict, dataclass
+from signal import SIGKILL
+from typing import Any
+
+from celery.concurrency.thread import TaskPool
+from celery.signals import worker_ready
+
+from zonda.executors.celery.app import make_app
+from zonda.executors.celery.slots import SlotReporter
+from zonda.executors.celery.task import SlotRuntime, register_task
+from zonda.executors.local.worker_main import die_with_parent
+from zonda.settings import Settings
+
+
+class SlotPool(TaskPool):  # type: ignore[misc]
+    """Celery's thread pool, whose only job is terminated by ending the process (`pid` is this one)."""
+
+    def terminate_job(self, pid: int, signal: int | None = None) -> None:
+        os.kill(pid, SIGKILL)
+
+
+@dataclass(frozen=True)
+class SlotSpec:
+    """What the supervisor tells a slot: its Celery node name, whom it reports as, what it consumes."""
+
+    node: str
+    worker_id: str
+    queues: list[str]
+    loglevel: str
+    tenant: str | None
+    fd: int
+
+    def to_arg(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_arg(cls, arg: str) -> SlotSpec:
+        fields: dict[str, Any] = json.loads(arg)
+        return cls(**fields)
+
+
+def run_slot(spec: SlotSpec, settings: Settings) -> int:
+    """Serve tasks until stopped (SIGTERM: finish the running task first); returns the exit code."""
+    die_with_parent(os.getppid())
+    app = make_app(settings)
+    reporter = SlotReporter(spec.fd)
+    runtime = SlotRuntime(app, settings)
+    register_task(app, runtime, spec.worker_id, reporter, spec.tenant)
+
+    def on_ready(**_: Any) -> None:
+        # After Celery set up logging (it replaces the root logger's handlers), before the first task.
+        runtime.init()
+        reporter.ready()
+
+    worker_ready.connect(on_ready, weak=False)
+    worker = app.Worker(
+        hostname=spec.node,
+        queues=spec.queues,
+        concurrency=1,
+        pool_cls=SlotPool,
+        loglevel=spec.loglevel,
+        without_mingle=True,
+        without_gossip=True,
+        quiet=True,
+    )
+    worker.start()
+    return int(worker.exitcode or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(run_slot(SlotSpec.from_arg(sys.argv[1]), Settings()))

@@ -1,0 +1,225 @@
+"""`zonda worker`: a supervisor of N slot processes, each a Celery worker running one task at a time.
+
+The supervisor runs no task (ADR 0013). It starts the slots (`slot.py`), reads what each runs
+over a pipe (`slots.py`), and speaks for all of them to the schedulers:
+- heartbeats, one per worker, listing the attempts its slots run (`heartbeat.py`);
+- a slot that dies while it runs an attempt (it crashed, or its task was terminated): the attempt
+  is reported lost (`WorkerLostError`) at once, and the slot is started again. When the executor
+  already has an outcome for the attempt (it killed the task), it drops this one.
+SIGTERM or SIGINT stop it warmly (the slots finish their tasks; a second signal stops them now),
+SIGQUIT at once. The slots die with it if it is killed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from zonda.executors.celery.app import make_app
+from zonda.executors.celery.events import RunningTask, lost_report, publish_report
+from zonda.executors.celery.heartbeat import HeartbeatSender
+from zonda.executors.celery.slot import SlotSpec
+from zonda.executors.celery.slots import SlotState
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+    from zonda.settings import Settings
+
+log = logging.getLogger(__name__)
+
+RESTART_DELAY = (0.5, 30.0)
+"""A slot that keeps dying soon after its start is started again after 0.5 s, doubling up to 30 s."""
+
+STABLE_AFTER = 10.0
+"""A slot that lived this long is started again at once when it dies."""
+
+
+@dataclass
+class _Slot:
+    index: int
+    node: str
+    process: subprocess.Popen[bytes]
+    pipe: int
+    started: float
+    state: SlotState = field(default_factory=SlotState)
+
+
+class WorkerSupervisor:
+    """Runs `concurrency` slot processes for one `zonda worker` and speaks for them."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        worker_id: str,
+        queues: list[str],
+        concurrency: int,
+        loglevel: str = "INFO",
+        tenant: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.worker_id = worker_id
+        self.queues = queues
+        self.concurrency = concurrency
+        self.loglevel = loglevel
+        self.tenant = tenant
+        self.app: Celery = make_app(settings)
+        self.slots: dict[int, _Slot] = {}
+        self._lock = threading.Lock()
+        self._selector = selectors.DefaultSelector()
+        self._stop = threading.Event()
+        self._cold = False
+        self._delays: dict[int, float] = {}
+        self._restart_at: dict[int, float] = {}
+        self._heartbeat = HeartbeatSender(
+            self.app, worker_id, queues, concurrency, settings.heartbeat_interval, self.running
+        )
+
+    def run(self) -> int:
+        """Serve until stopped by a signal; returns the exit code."""
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._on_stop)
+        signal.signal(signal.SIGQUIT, self._on_cold_stop)
+        log.info(
+            "worker %s: %d slot process(es) on queue(s) %s",
+            self.worker_id,
+            self.concurrency,
+            ", ".join(self.queues),
+        )
+        for index in range(self.concurrency):
+            self._start(index)
+        announced = False
+        while not self._stop.is_set():
+            self._read(0.2)
+            self._start_due()
+            if (
+                not announced
+                and len(self.slots) == self.concurrency
+                and all(s.state.ready for s in self.slots.values())
+            ):
+                announced = True
+                self._heartbeat.start()
+                log.info("%s ready.", self.worker_id)
+        self._shutdown()
+        return 0
+
+    def running(self) -> list[RunningTask]:
+        """The attempts the slots run now (for heartbeats; any thread)."""
+        with self._lock:
+            return [s.state.current.task for s in self.slots.values() if s.state.current is not None]
+
+    # -- slots ---------------------------------------------------------------------------------
+
+    def _start(self, index: int) -> None:
+        read, write = os.pipe()
+        node = _slot_node(self.worker_id, index + 1)
+        spec = SlotSpec(node, self.worker_id, self.queues, self.loglevel, self.tenant, write)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "zonda.executors.celery.slot", spec.to_arg()], pass_fds=(write,)
+        )
+        os.close(write)
+        slot = _Slot(index, node, process, read, time.monotonic())
+        with self._lock:
+            self.slots[index] = slot
+        self._selector.register(read, selectors.EVENT_READ, slot)
+
+    def _read(self, timeout: float) -> None:
+        for key, _ in self._selector.select(timeout):
+            slot: _Slot = key.data
+            data = os.read(slot.pipe, 65536)
+            if data:
+                with self._lock:
+                    slot.state.feed(data)
+            else:
+                self._ended(slot)
+
+    def _ended(self, slot: _Slot) -> None:
+        """The slot closed its pipe: it exited. Report its attempt, then start it again."""
+        self._selector.unregister(slot.pipe)
+        os.close(slot.pipe)
+        code = slot.process.wait()
+        with self._lock:
+            del self.slots[slot.index]
+        current = slot.state.current
+        if current is not None:
+            how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+            error = f"WorkerLostError: the process running the task on worker {self.worker_id} died ({how})"
+            log.error(
+                "%s/%s[%s] try %s: %s",
+                current.task.run_id,
+                current.task.task_id,
+                current.task.map_index,
+                current.task.try_number,
+                error,
+            )
+            self._report_lost(current.task, error)
+        if self._stop.is_set():
+            return
+        lived = time.monotonic() - slot.started
+        if lived >= STABLE_AFTER:
+            self._delays.pop(slot.index, None)
+        delay = 0.0 if lived >= STABLE_AFTER else self._next_delay(slot.index)
+        if delay:
+            log.warning("slot %s exited after %.1f s; starting it again in %.1f s", slot.node, lived, delay)
+        self._restart_at[slot.index] = time.monotonic() + delay
+
+    def _next_delay(self, index: int) -> float:
+        first, most = RESTART_DELAY
+        delay = min(self._delays.get(index, first / 2) * 2, most)
+        self._delays[index] = delay
+        return delay
+
+    def _start_due(self) -> None:
+        now = time.monotonic()
+        for index, at in list(self._restart_at.items()):
+            if at <= now:
+                del self._restart_at[index]
+                self._start(index)
+
+    def _report_lost(self, task: RunningTask, error: str) -> None:
+        try:
+            with self.app.producer_or_acquire() as producer:
+                publish_report(producer, task.reply_to, lost_report(task, error, self.worker_id))
+        except Exception:  # the scheduler's tracker still finds the attempt missing from heartbeats
+            log.exception("could not report the lost attempt of %s/%s", task.run_id, task.task_id)
+
+    # -- stopping ------------------------------------------------------------------------------
+
+    def _on_stop(self, signum: int, _frame: Any) -> None:
+        if self._stop.is_set():  # a second signal: do not wait for running tasks
+            self._on_cold_stop(signum, _frame)
+        self._stop.set()
+
+    def _on_cold_stop(self, _signum: int, _frame: Any) -> None:
+        self._cold = True
+        self._stop.set()
+
+    def _shutdown(self) -> None:
+        log.info("worker %s: stopping %s", self.worker_id, "now" if self._cold else "after running tasks")
+        with self._lock:
+            slots = list(self.slots.values())
+        for slot in slots:
+            _signal(slot.process, signal.SIGQUIT if self._cold else signal.SIGTERM)
+        while self._selector.get_map():
+            self._read(0.5)
+        self._heartbeat.stop()
+        self._selector.close()
+
+
+def _slot_node(worker_id: str, number: int) -> str:
+    """The Celery node name of a slot: `name-N@host` for the worker `name@host`."""
+    name, _, host = worker_id.partition("@")
+    return f"{name}-{number}@{host}"
+
+
+def _signal(process: subprocess.Popen[bytes], signum: int) -> None:
+    if process.poll() is None:
+        process.send_signal(signum)
