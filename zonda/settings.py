@@ -66,7 +66,13 @@ class Settings(BaseSettings):
     )
     # -- Celery executor (zonda/executors/celery/) ------------------------------------------------
     celery_max_in_flight: int = Field(
-        1000, ge=1, description="Celery executor: requests a scheduler keeps published but not finished"
+        1000, ge=1, description="Celery executor: requests a scheduler keeps queued (held or published)"
+    )
+    celery_queued_per_slot: float = Field(
+        1.0,
+        ge=0,
+        description="Celery executor: tasks kept waiting on the broker per slot of the queue's live workers, "
+        "beyond one running on each slot; the rest wait in the scheduler, in priority order",
     )
     celery_visibility_timeout: float = Field(
         43200.0,

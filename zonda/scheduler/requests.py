@@ -84,6 +84,7 @@ def build_request(
         timeout=spec.timeout,
         queue=spec.queue,
         pool=spec.pool,
+        priority=spec.priority,
         secrets=dict(secrets),
         api_url=api.url if api is not None else "",
         api_token=api.token(graph.run_id) if api is not None else "",

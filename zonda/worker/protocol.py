@@ -45,8 +45,10 @@ class TaskRequest:
     timeout: float | None = None
     secrets: dict[str, str] = field(default_factory=dict)
     queue: str = "default"
-    pool: str | None = None
     """The task's `queue` option: which workers may run it (remote executors route by it)."""
+    pool: str | None = None
+    priority: int = 0
+    """The task's `priority` option: a remote executor that holds requests sends higher ones first."""
     reply_to: str = ""
     """Where the worker reports (a remote executor's reply address); "" for the local pipes."""
     api_url: str = ""

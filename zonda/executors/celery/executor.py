@@ -1,6 +1,7 @@
 """`CeleryExecutor`: publish requests as Celery tasks; get reports back on this scheduler's own queue.
 
-Dispatch publishes `zonda.run_task` to the queue `routing.route` picks. Workers report to the
+Dispatch holds each request for the queue `routing.route` picks and publishes `zonda.run_task`
+as fast as that queue's live workers take them, in the scheduler's order (`backlog.py`). Workers report to the
 request's `reply_to` (this scheduler's durable queue), which a listener thread consumes and hands
 to the loop through a socket pair (`waitables`) and `poll`, within milliseconds. A report is
 acknowledged to the broker only at `checkpoint`, once the scheduler has stored it: a scheduler
@@ -33,6 +34,7 @@ from zonda.db.workers import Worker
 from zonda.errors import ConfigError
 from zonda.executors.base import TIRef
 from zonda.executors.celery.app import make_app
+from zonda.executors.celery.backlog import Backlog
 from zonda.executors.celery.codec import ProtocolError, decode_report
 from zonda.executors.celery.events import WorkerHeartbeat, publish_report, reply_queue_name
 from zonda.executors.celery.listener import Listener
@@ -73,6 +75,7 @@ class CeleryExecutor:
         scheduler_id: str,
         *,
         max_in_flight: int = 1000,
+        queued_per_slot: float = 1.0,
         heartbeat_interval: float = 2.0,
         hooks: Sequence[RoutingHook] = DEFAULT_HOOKS,
         on_worker_heartbeats: HeartbeatSink | None = None,
@@ -88,6 +91,7 @@ class CeleryExecutor:
         self._beats: dict[str, Worker] = {}
         self._queues = {self.reply_to}
         self._tracker = LostWorkerTracker(heartbeat_interval)
+        self._backlog = Backlog(queued_per_slot, self._tracker.limit)
         self._inflight: dict[TIRef, TaskRequest] = {}
         self._publisher = TaskPublisher(app)
         self._unsent: list[tuple[TaskRequest, str]] = []
@@ -116,6 +120,7 @@ class CeleryExecutor:
             make_app(settings),
             scheduler_id,
             max_in_flight=settings.celery_max_in_flight,
+            queued_per_slot=settings.celery_queued_per_slot,
             heartbeat_interval=settings.heartbeat_interval,
             hooks=hooks_from(settings.pool_queues, settings.tenant_queues),
             on_worker_heartbeats=on_worker_heartbeats,
@@ -135,11 +140,12 @@ class CeleryExecutor:
         return max(0, self.max_in_flight - len(self._inflight))
 
     def submit(self, requests: Sequence[TaskRequest]) -> None:
-        routed = []
-        for request in (replace(r, reply_to=self.reply_to) for r in requests):
-            self._inflight[request.ti_key] = request
-            routed.append((request, route(request, RouteInfo.of(request), self.hooks)))
-        self._publish(routed)
+        """Hold the requests, and publish those their queues have room for (`backlog.py`)."""
+        with self._lock:
+            for request in (replace(r, reply_to=self.reply_to) for r in requests):
+                self._inflight[request.ti_key] = request
+                self._backlog.hold(request, route(request, RouteInfo.of(request), self.hooks))
+        self._release()
 
     def waitables(self) -> Sequence[Any]:
         return [self._wake_r]
@@ -163,7 +169,10 @@ class CeleryExecutor:
                 current = self._inflight.get(message.ti_key)
                 if current is not None and current.try_number == message.try_number:
                     del self._inflight[message.ti_key]
+                    with self._lock:
+                        self._backlog.finished(message.ti_key)
             messages.append(message)
+        self._release()
         return messages
 
     def kill(self, ti: TIRef, reason: str) -> None:
@@ -253,7 +262,11 @@ class CeleryExecutor:
             return
         with self._lock:
             self._tracker.heartbeat(beat, self._queues, time.monotonic())
+            self._backlog.heartbeat(beat, time.monotonic())
             self._beats[beat.worker_id] = _worker_row(beat)
+            held = self._backlog.held()
+        if held:
+            self._wake()
 
     def _on_connected(self) -> None:
         """(Re)connected to the broker: silence while we were cut off says nothing about workers."""
@@ -271,6 +284,11 @@ class CeleryExecutor:
         """Queue a message for `poll` and wake the loop (any thread)."""
         with self._lock:
             self._inbox.append((message, handle))
+        self._wake()
+
+    def _wake(self) -> None:
+        """Have the loop call `poll` soon (any thread; one wake-up byte at a time)."""
+        with self._lock:
             if self._wake_pending:
                 return
             self._wake_pending = True
@@ -286,6 +304,12 @@ class CeleryExecutor:
                 pass
         except (BlockingIOError, OSError):
             pass
+
+    def _release(self) -> None:
+        """Publish the held requests their queues have room for (the loop's thread)."""
+        with self._lock:
+            taken = self._backlog.take(time.monotonic(), self._inflight)
+        self._publish(taken)
 
     def _publish(self, routed: list[tuple[TaskRequest, str]]) -> None:
         if not routed:

@@ -60,7 +60,11 @@ class SlotSpec:
 def run_slot(spec: SlotSpec, settings: Settings) -> int:
     """Serve tasks until stopped (SIGTERM: finish the running task first); returns the exit code."""
     die_with_parent(os.getppid())
+    sys.setswitchinterval(float(os.environ.get("SWI", "0.005")))
     app = make_app(settings)
+    if os.environ.get("SOLO"):
+        sys.path.insert(0, "/tmp/exp")
+        app.conf.worker_consumer = "fastack2:FastAckConsumer"
     reporter = SlotReporter(spec.fd)
     runtime = SlotRuntime(app, settings)
     register_task(app, runtime, spec.worker_id, reporter, spec.tenant)
@@ -75,7 +79,7 @@ def run_slot(spec: SlotSpec, settings: Settings) -> int:
         hostname=spec.node,
         queues=spec.queues,
         concurrency=1,
-        pool_cls=SlotPool,
+        pool_cls="solo" if os.environ.get("SOLO") else SlotPool,
         loglevel=spec.loglevel,
         without_mingle=True,
         without_gossip=True,
