@@ -120,7 +120,7 @@ class WorkerSupervisor:
 
     def _start(self, index: int) -> None:
         read, write = os.pipe()
-        node = _slot_node(self.worker_id, index + 1)
+        node = slot_node(self.worker_id, index + 1)
         spec = SlotSpec(node, self.worker_id, self.queues, self.loglevel, self.tenant, write)
         process = subprocess.Popen(
             [sys.executable, "-m", "zonda.executors.celery.slot", spec.to_arg()], pass_fds=(write,)
@@ -214,7 +214,7 @@ class WorkerSupervisor:
         self._selector.close()
 
 
-def _slot_node(worker_id: str, number: int) -> str:
+def slot_node(worker_id: str, number: int) -> str:
     """The Celery node name of a slot: `name-N@host` for the worker `name@host`."""
     name, _, host = worker_id.partition("@")
     return f"{name}-{number}@{host}"

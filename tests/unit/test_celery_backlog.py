@@ -1,0 +1,131 @@
+"""The Celery executor's backlog and its worker supervisor's slot bookkeeping (pure parts)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import replace
+from datetime import UTC, datetime
+
+from tests.unit.test_celery_parts import request
+from zonda.executors.celery.backlog import Backlog
+from zonda.executors.celery.events import RunningTask, WorkerHeartbeat
+from zonda.executors.celery.slots import SlotReporter, SlotState, SlotTask
+from zonda.executors.celery.supervisor import slot_node
+from zonda.worker.protocol import TaskRequest
+
+NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+
+
+def beat(worker: str, queues: tuple[str, ...], slots: int) -> WorkerHeartbeat:
+    return WorkerHeartbeat(worker, "host", queues, slots, (), NOW, NOW)
+
+
+def held(
+    backlog: Backlog, *requests: TaskRequest, queue: str = "default"
+) -> dict[tuple[str, str, int], TaskRequest]:
+    for r in requests:
+        backlog.hold(r, queue)
+    return {r.ti_key: r for r in requests}
+
+
+def names(taken: list[tuple[TaskRequest, str]]) -> list[str]:
+    return [f"{r.run_id}/{r.task_id}" for r, _ in taken]
+
+
+def test_a_queue_without_live_workers_gets_everything_at_once() -> None:
+    backlog = Backlog(queued_per_slot=1.0, worker_timeout=3.0)
+    current = held(backlog, *(request(task_id=f"t{i}") for i in range(5)))
+    assert len(backlog.take(0.0, current)) == 5
+    assert backlog.held() == 0
+
+
+def test_a_queue_gets_one_per_slot_plus_the_queued_share_and_more_as_attempts_end() -> None:
+    backlog = Backlog(queued_per_slot=0.5, worker_timeout=3.0)
+    backlog.heartbeat(beat("w1", ("default",), 4), 0.0)
+    current = held(backlog, *(request(task_id=f"t{i}") for i in range(10)))
+    first = backlog.take(0.0, current)
+    assert len(first) == 6, "4 slots running and 2 (half a slot each) waiting on the broker"
+    assert backlog.take(0.0, current) == []
+    backlog.finished(first[0][0].ti_key)
+    backlog.finished(first[1][0].ti_key)
+    assert len(backlog.take(0.0, current)) == 2
+    assert backlog.held() == 2
+
+
+def test_held_requests_go_out_by_priority_then_older_runs_first() -> None:
+    backlog = Backlog(queued_per_slot=0.0, worker_timeout=3.0)
+    backlog.heartbeat(beat("w1", ("default",), 1), 0.0)
+    newer = request(run_id="0002", task_id="a")
+    older = request(run_id="0001", task_id="b")
+    urgent = request(run_id="0003", task_id="c", priority=5)
+    current = held(backlog, newer, older, urgent)
+    order = []
+    for _ in range(3):
+        [(taken, _queue)] = backlog.take(0.0, current)
+        order.append(taken.task_id)
+        backlog.finished(taken.ti_key)
+    assert order == ["c", "b", "a"]
+
+
+def test_queues_are_bounded_by_their_own_workers_and_dead_workers_stop_counting() -> None:
+    backlog = Backlog(queued_per_slot=0.0, worker_timeout=3.0)
+    backlog.heartbeat(beat("cpu", ("default",), 1), 0.0)
+    backlog.heartbeat(beat("both", ("default", "gpu"), 1), 0.0)
+    current = held(backlog, *(request(task_id=f"d{i}") for i in range(5)))
+    current |= held(backlog, *(request(task_id=f"g{i}") for i in range(5)), queue="gpu")
+    taken = backlog.take(1.0, current)
+    assert sorted(q for _, q in taken) == ["default", "default", "gpu"]
+    for r, _ in taken:
+        backlog.finished(r.ti_key)
+    assert len(backlog.take(10.0, current)) == 7, "no heartbeat for 10 s: no live worker, no bound"
+
+
+def test_requests_whose_attempt_ended_while_held_are_dropped() -> None:
+    backlog = Backlog(queued_per_slot=0.0, worker_timeout=3.0)
+    backlog.heartbeat(beat("w1", ("default",), 1), 0.0)
+    first, second = request(task_id="a"), request(task_id="b")
+    current = held(backlog, first, second)
+    del current[first.ti_key]
+    assert names(backlog.take(0.0, current)) == ["r1/b"]
+
+
+def test_an_instance_queued_again_does_not_count_twice() -> None:
+    backlog = Backlog(queued_per_slot=0.0, worker_timeout=3.0)
+    backlog.heartbeat(beat("w1", ("default",), 1), 0.0)
+    once = request(task_id="a")
+    current = held(backlog, once)
+    assert len(backlog.take(0.0, current)) == 1
+    again = replace(once)
+    current = held(backlog, again)
+    assert len(backlog.take(0.0, current)) == 0, "the first copy still counts until it ends"
+    backlog.finished(once.ti_key)
+    assert len(backlog.take(0.0, current)) == 1
+    backlog.finished(once.ti_key)
+    other = request(task_id="b")
+    assert len(backlog.take(0.0, held(backlog, other))) == 1, "one finish frees one place, not two"
+
+
+def test_the_supervisor_reads_what_a_slot_runs_from_its_pipe() -> None:
+    read, write = os.pipe()
+    try:
+        reporter, state = SlotReporter(write), SlotState()
+        task = SlotTask("r1:t:-1:1", RunningTask("r1", "t", -1, 1, "zonda.events.s1"))
+        reporter.ready()
+        reporter.started(task)
+        data = os.read(read, 65536)
+        state.feed(data[:7])
+        assert not state.ready, "half a line waits for the rest"
+        state.feed(data[7:])
+        assert state.ready and state.current == task
+        reporter.ended()
+        state.feed(os.read(read, 65536))
+        assert state.current is None
+        assert all(json.loads(line) for line in data.splitlines())
+    finally:
+        os.close(read)
+        os.close(write)
+
+
+def test_slots_are_named_after_their_worker() -> None:
+    assert slot_node("celery@bench-w1", 2) == "celery-2@bench-w1"
