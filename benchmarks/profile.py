@@ -245,7 +245,10 @@ def record(
             spy(by_role["scheduler"][0], paths["scheduler"], "raw", options),
             *[spy(pid, paths["api"], "raw", options) for pid in by_role["api"][:1]],
             spy(busiest(by_role["workers"] or by_role["worker supervisor"]), paths["worker"], "raw", options),
-            *[spy(pid, paths["worker supervisor"], "raw", options) for pid in by_role.get("worker supervisor", [])],
+            *[
+                spy(pid, paths["worker supervisor"], "raw", options)
+                for pid in by_role.get("worker supervisor", [])
+            ],
         ]
     )
     spy_began = time.monotonic()
