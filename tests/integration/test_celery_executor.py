@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from kombu import Connection
 from sqlalchemy import Engine
 
 from tests.identity import admin_token
@@ -29,6 +30,7 @@ from tests.integration.celery_helpers import (
     rabbitmq_vhost,
     redis_db_url,
     unique,
+    wait_until,
 )
 from zonda.api.app import create_app
 from zonda.artifacts.store import ArtifactStore
@@ -287,3 +289,26 @@ def test_a_tenant_worker_refuses_another_tenants_task_without_running_it(
     assert outcome.error is not None and outcome.error.startswith("WorkerRefused: ")
     assert "serves tenant team-a only" in outcome.error and "tenant team-b" in outcome.error
     assert not Path(misrouted.log_path).exists(), "the task did not run"
+
+
+def test_a_queue_gets_only_what_its_workers_take_and_the_rest_in_the_schedulers_order(
+    executor: CeleryExecutor, broker: str, root: Path, dag: Dag
+) -> None:
+    queue = unique("backlog")
+    worker = Worker(broker, root, [queue], concurrency=1)
+    try:
+        wait_until(
+            lambda: any(w.worker_id == worker.id for w in executor.take_worker_heartbeats()),
+            10,
+            "a heartbeat",
+        )
+        prefix = unique("run")
+        requests = [dag.request("nap", queue=queue, run_id=f"{prefix}-{i}") for i in range(6)]
+        executor.submit(list(reversed(requests)))
+        with Connection(broker) as conn:
+            _, waiting, _ = conn.default_channel.queue_declare(queue, passive=True)
+        assert waiting <= 2, "one slot: one task running, one waiting on the broker, the rest held"
+        messages = collect(executor, lambda m: len(finished(m)) == 6, timeout=30)
+    finally:
+        worker.stop()
+    assert [m.run_id for m in finished(messages)] == [r.run_id for r in requests], "older runs first"

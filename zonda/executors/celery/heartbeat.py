@@ -50,7 +50,8 @@ class HeartbeatSender:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=5)
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
 
     def beat(self) -> WorkerHeartbeat:
         """The heartbeat to send now."""

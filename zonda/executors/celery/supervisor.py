@@ -203,15 +203,24 @@ class WorkerSupervisor:
         self._stop.set()
 
     def _shutdown(self) -> None:
+        """Stop the slots (warm: SIGTERM, they finish their task; cold: SIGQUIT) and wait for them.
+        A cold stop asked for while waiting (a second signal) is passed on to the slots."""
         log.info("worker %s: stopping %s", self.worker_id, "now" if self._cold else "after running tasks")
+        cold = self._cold
+        self._signal_slots(signal.SIGQUIT if cold else signal.SIGTERM)
+        while self._selector.get_map():
+            self._read(0.5)
+            if self._cold and not cold:
+                cold = True
+                self._signal_slots(signal.SIGQUIT)
+        self._heartbeat.stop()
+        self._selector.close()
+
+    def _signal_slots(self, signum: int) -> None:
         with self._lock:
             slots = list(self.slots.values())
         for slot in slots:
-            _signal(slot.process, signal.SIGQUIT if self._cold else signal.SIGTERM)
-        while self._selector.get_map():
-            self._read(0.5)
-        self._heartbeat.stop()
-        self._selector.close()
+            _signal(slot.process, signum)
 
 
 def slot_node(worker_id: str, number: int) -> str:
