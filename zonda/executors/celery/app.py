@@ -5,13 +5,12 @@ The configuration is the delivery contract, so it lives in one place:
 - one task type, `zonda.run_task`, whose only argument is a JSON-framed `TaskRequest`
   (`codec.py`); only JSON is accepted, so no message can make a worker unpickle code;
 - no result backend: outcomes go to the scheduler's reply queue (`events.py`);
-- `task_acks_late` with `worker_prefetch_multiplier=1`: a worker holds only the messages it runs,
-  so a long task never waits behind another in a busy worker while an idle one has room;
-- `task_reject_on_worker_lost=False`: when a pool process dies, its message is acknowledged
-  and the worker reports `WorkerLostError` (`task.py`), so the task's retry policy decides;
-- a message the broker delivers again (its worker died, or lost its connection) is reported as
-  `WorkerLostError` instead of run a second time (`task.py`), and
-  `worker_cancel_long_running_tasks_on_connection_loss` stops the first copy in that case;
+- `task_acks_late` with `worker_prefetch_multiplier=1`: a slot holds only the message it runs,
+  so a long task never waits behind another in a busy slot while an idle one has room;
+- a message the broker delivers again (the slot that had it died, or lost its connection) is
+  reported as `WorkerLostError` instead of run a second time (`task.py`), and
+  `worker_cancel_long_running_tasks_on_connection_loss` stops the first copy in that case (its
+  slot ends, `slot.py`);
 - Celery task events follow `ZONDA_CELERY_EVENTS` (off by default, as in Celery: they cost several
   broker messages per task). Flower turns them on at run time (`celery control enable_events`),
   or set `ZONDA_CELERY_EVENTS=true` to have them from the start;
@@ -44,7 +43,6 @@ def make_app(settings: Settings) -> Celery:
         result_backend=None,
         task_ignore_result=True,
         task_acks_late=True,
-        task_reject_on_worker_lost=False,
         worker_prefetch_multiplier=1,
         worker_cancel_long_running_tasks_on_connection_loss=True,
         worker_send_task_events=settings.celery_events,

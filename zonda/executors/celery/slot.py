@@ -1,10 +1,11 @@
 """A slot process of `zonda worker`: one Celery worker that runs one task at a time.
 
-Started by the supervisor as `python -m zonda.executors.celery.slot SPEC` (JSON), with the settings
-in its environment and the write end of its status pipe open. The slot fetches and acknowledges
-its own messages on its own connection and runs the task in a thread of its own (Celery's
-`threads` pool of one): nothing is handed over between processes, and the consumer stays
-responsive while the task runs (broker heartbeats, control commands, connection loss). ADR 0013.
+Forked by the supervisor's fork server (this module is preloaded there, so a slot starts in
+milliseconds), with the settings in its environment and the write end of its status pipe. The
+slot fetches and acknowledges its own messages on its own connection and runs the task in a
+thread of its own (Celery's `threads` pool of one): nothing is handed over between processes, and
+the consumer stays responsive while the task runs (broker heartbeats, control commands, connection
+loss). ADR 0013.
 
 A thread cannot be stopped, so terminating the task (a revoke with `terminate`, or Celery
 cancelling it when the broker connection is lost) ends the slot process: the supervisor reports
@@ -13,10 +14,10 @@ the attempt and starts a new slot.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from signal import SIGKILL
 from typing import Any
 
@@ -46,26 +47,14 @@ class SlotSpec:
     queues: list[str]
     loglevel: str
     tenant: str | None
-    fd: int
-
-    def to_arg(self) -> str:
-        return json.dumps(asdict(self))
-
-    @classmethod
-    def from_arg(cls, arg: str) -> SlotSpec:
-        fields: dict[str, Any] = json.loads(arg)
-        return cls(**fields)
 
 
-def run_slot(spec: SlotSpec, settings: Settings) -> int:
-    """Serve tasks until stopped (SIGTERM: finish the running task first); returns the exit code."""
+def run_slot(spec: SlotSpec, status: Connection) -> None:
+    """Serve tasks until stopped (SIGTERM: finish the running task first); the exit code says how it ended."""
     die_with_parent(os.getppid())
-    sys.setswitchinterval(float(os.environ.get("SWI", "0.005")))
+    settings = Settings()
     app = make_app(settings)
-    if os.environ.get("SOLO"):
-        sys.path.insert(0, "/tmp/exp")
-        app.conf.worker_consumer = "fastack2:FastAckConsumer"
-    reporter = SlotReporter(spec.fd)
+    reporter = SlotReporter(status.fileno())
     runtime = SlotRuntime(app, settings)
     register_task(app, runtime, spec.worker_id, reporter, spec.tenant)
 
@@ -79,15 +68,11 @@ def run_slot(spec: SlotSpec, settings: Settings) -> int:
         hostname=spec.node,
         queues=spec.queues,
         concurrency=1,
-        pool_cls="solo" if os.environ.get("SOLO") else SlotPool,
+        pool_cls=SlotPool,
         loglevel=spec.loglevel,
         without_mingle=True,
         without_gossip=True,
         quiet=True,
     )
     worker.start()
-    return int(worker.exitcode or 0)
-
-
-if __name__ == "__main__":
-    sys.exit(run_slot(SlotSpec.from_arg(sys.argv[1]), Settings()))
+    sys.exit(int(worker.exitcode or 0))

@@ -13,20 +13,21 @@ SIGQUIT at once. The slots die with it if it is killed.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import selectors
 import signal
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING, Any
 
 from zonda.executors.celery.app import make_app
 from zonda.executors.celery.events import RunningTask, lost_report, publish_report
 from zonda.executors.celery.heartbeat import HeartbeatSender
-from zonda.executors.celery.slot import SlotSpec
+from zonda.executors.celery.slot import SlotSpec, run_slot
 from zonda.executors.celery.slots import SlotState
 
 if TYPE_CHECKING:
@@ -35,6 +36,9 @@ if TYPE_CHECKING:
     from zonda.settings import Settings
 
 log = logging.getLogger(__name__)
+_ctx = multiprocessing.get_context("forkserver")
+PRELOAD = ["zonda.executors.celery.slot"]
+"""Imported once by the fork server: a slot is a fork (milliseconds), not a Python start (a second)."""
 
 RESTART_DELAY = (0.5, 30.0)
 """A slot that keeps dying soon after its start is started again after 0.5 s, doubling up to 30 s."""
@@ -47,8 +51,8 @@ STABLE_AFTER = 10.0
 class _Slot:
     index: int
     node: str
-    process: subprocess.Popen[bytes]
-    pipe: int
+    process: BaseProcess
+    pipe: Connection
     started: float
     state: SlotState = field(default_factory=SlotState)
 
@@ -85,6 +89,7 @@ class WorkerSupervisor:
 
     def run(self) -> int:
         """Serve until stopped by a signal; returns the exit code."""
+        _ctx.set_forkserver_preload(PRELOAD)
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._on_stop)
         signal.signal(signal.SIGQUIT, self._on_cold_stop)
@@ -119,33 +124,44 @@ class WorkerSupervisor:
     # -- slots ---------------------------------------------------------------------------------
 
     def _start(self, index: int) -> None:
-        read, write = os.pipe()
+        read, write = _ctx.Pipe(duplex=False)
         node = slot_node(self.worker_id, index + 1)
-        spec = SlotSpec(node, self.worker_id, self.queues, self.loglevel, self.tenant, write)
-        process = subprocess.Popen(
-            [sys.executable, "-m", "zonda.executors.celery.slot", spec.to_arg()], pass_fds=(write,)
-        )
-        os.close(write)
+        spec = SlotSpec(node, self.worker_id, self.queues, self.loglevel, self.tenant)
+        process = _ctx.Process(target=run_slot, args=(spec, write), name=node)
+        process.start()
+        write.close()
         slot = _Slot(index, node, process, read, time.monotonic())
         with self._lock:
             self.slots[index] = slot
-        self._selector.register(read, selectors.EVENT_READ, slot)
+        self._selector.register(read.fileno(), selectors.EVENT_READ, slot)
+        self._selector.register(process.sentinel, selectors.EVENT_READ, slot)
 
     def _read(self, timeout: float) -> None:
         for key, _ in self._selector.select(timeout):
             slot: _Slot = key.data
-            data = os.read(slot.pipe, 65536)
-            if data:
-                with self._lock:
-                    slot.state.feed(data)
-            else:
+            if key.fd == slot.process.sentinel:
                 self._ended(slot)
+            elif not self._drain(slot):
+                self._selector.unregister(key.fd)
+
+    def _drain(self, slot: _Slot) -> bool:
+        """Apply what the slot wrote (its pipe is readable); False once the pipe is closed."""
+        data = os.read(slot.pipe.fileno(), 65536)
+        if data:
+            with self._lock:
+                slot.state.feed(data)
+        return bool(data)
 
     def _ended(self, slot: _Slot) -> None:
-        """The slot closed its pipe: it exited. Report its attempt, then start it again."""
-        self._selector.unregister(slot.pipe)
-        os.close(slot.pipe)
-        code = slot.process.wait()
+        """The slot exited. Report the attempt it was running, then start it again."""
+        self._selector.unregister(slot.process.sentinel)
+        if slot.pipe.fileno() in self._selector.get_map():
+            while slot.pipe.poll() and self._drain(slot):
+                pass
+            self._selector.unregister(slot.pipe.fileno())
+        slot.pipe.close()
+        slot.process.join()
+        code = slot.process.exitcode or 0
         with self._lock:
             del self.slots[slot.index]
         current = slot.state.current
@@ -229,6 +245,6 @@ def slot_node(worker_id: str, number: int) -> str:
     return f"{name}-{number}@{host}"
 
 
-def _signal(process: subprocess.Popen[bytes], signum: int) -> None:
-    if process.poll() is None:
-        process.send_signal(signum)
+def _signal(process: BaseProcess, signum: int) -> None:
+    if process.pid is not None and process.exitcode is None:
+        os.kill(process.pid, signum)
