@@ -29,6 +29,16 @@ def children(pid: int) -> list[int]:
     return sorted(found)
 
 
+def descendants(pid: int) -> list[int]:
+    """Child processes of `pid`, their children, and so on."""
+    found: list[int] = []
+    todo = children(pid)
+    while todo:
+        found.extend(todo)
+        todo = [c for p in todo for c in children(p)]
+    return sorted(found)
+
+
 def cmdline(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
@@ -121,7 +131,8 @@ def celery_roles(
     supervisor: int, port: int, broker_port: int, pg_port: int, worker: int
 ) -> dict[str, list[int]]:
     """Roles of a server on the Celery executor and of one `zonda worker` (`worker`: its main pid):
-    the scheduler is the component connected to the broker; "workers" are the slot processes;
+    the scheduler is the component connected to the broker; "workers" are the slot processes (and
+    the fork server they are forked from);
     "broker" and "postgres" are the servers listening on their ports and their children (all of
     PostgreSQL's backends, other users' included)."""
     components = [p for p in children(supervisor) if "resource_tracker" not in cmdline(p)]
@@ -139,7 +150,7 @@ def celery_roles(
         "api": api,
         "dag-processor": [p for p in components if p not in api and p not in scheduler],
         "worker supervisor": [worker],
-        "workers": children(worker),
+        "workers": descendants(worker),
         "broker": broker + [c for b in broker for c in children(b)],
         "postgres": postmaster + [c for p in postmaster for c in children(p)],
     }

@@ -320,8 +320,9 @@ def versions_text(db_text: str, broker: brokers.Broker | None) -> str:
 def load_note(config: Config) -> str:
     if config.broker is not None:
         return (
-            "the PostgreSQL server's and the broker's work count as other processes, the Celery "
-            "workers' as this benchmark"
+            "the work of the PostgreSQL server, of the broker and of the `zonda worker` slot processes "
+            "counts as other processes (the slots are forked by a fork server that nothing waits for, so "
+            "their CPU time never reaches this benchmark's own)"
         )
     return "the PostgreSQL server's work counts as other processes" if config.db == "postgres" else ""
 

@@ -166,13 +166,11 @@ class CeleryExecutor:
             if handle is not None:
                 self._unacked.append((self._epoch, handle))
             if isinstance(message, TaskFinished):
-                current = self._inflight.get(message.ti_key)
-                if current is not None and current.try_number == message.try_number:
-                    del self._inflight[message.ti_key]
-                    with self._lock:
-                        self._backlog.finished(message.ti_key)
+                with self._lock:
+                    current = self._inflight.get(message.ti_key)
+                    if current is not None and current.try_number == message.try_number:
+                        del self._inflight[message.ti_key]
             messages.append(message)
-        self._release()
         return messages
 
     def kill(self, ti: TIRef, reason: str) -> None:
@@ -188,7 +186,9 @@ class CeleryExecutor:
         lost = TaskFinished(*ti, try_number, ok=False, started_at=now, ended_at=now, error=reason)
         with self._lock:
             self._tracker.finished(lost)
+            self._freed(lost)
         self._deliver(lost, None)
+        self._release()
         task_id = _task_id(ti, try_number)
         try:
             self.app.control.revoke(task_id, terminate=True, signal="SIGKILL")
@@ -252,7 +252,10 @@ class CeleryExecutor:
                 return
             else:
                 self._tracker.finished(message)
+                self._freed(message)
         self._deliver(message, handle)
+        if isinstance(message, TaskFinished):
+            self._release()
 
     def _on_heartbeat(self, body: Any, handle: Any) -> None:
         try:
@@ -276,9 +279,13 @@ class CeleryExecutor:
     def _on_tick(self) -> None:
         with self._lock:
             lost = self._tracker.lost(time.monotonic())
+            for report in lost:
+                self._freed(report)
         for report in lost:
             log.warning("%s/%s[%s] try %s: %s", *report.ti_key, report.try_number, report.error)
             self._deliver(report, None)
+        if lost:
+            self._release()
 
     def _deliver(self, message: WorkerMessage, handle: Any) -> None:
         """Queue a message for `poll` and wake the loop (any thread)."""
@@ -305,8 +312,15 @@ class CeleryExecutor:
         except (BlockingIOError, OSError):
             pass
 
+    def _freed(self, outcome: TaskFinished) -> None:
+        """An attempt ended: its queue has room for one more (with `_lock` held)."""
+        current = self._inflight.get(outcome.ti_key)
+        if current is not None and current.try_number == outcome.try_number:
+            self._backlog.finished(outcome.ti_key)
+
     def _release(self) -> None:
-        """Publish the held requests their queues have room for (the loop's thread)."""
+        """Publish the held requests their queues have room for (any thread: a refill is published
+        by the listener as soon as an outcome arrives, without waiting for the loop)."""
         with self._lock:
             taken = self._backlog.take(time.monotonic(), self._inflight)
         self._publish(taken)
@@ -319,12 +333,15 @@ class CeleryExecutor:
         except Exception as exc:  # broker down: keep them and publish them again from `poll`
             log.warning("could not publish %d task(s) (%s); will retry", len(routed), exc)
             self._publisher.close()
-            self._unsent.extend(routed)
-            self._next_resend = time.monotonic() + 1.0
+            with self._lock:
+                self._unsent.extend(routed)
+                self._next_resend = time.monotonic() + 1.0
 
     def _resend(self) -> None:
-        pending, self._unsent = self._unsent, []
-        self._publish([(r, queue) for r, queue in pending if self._inflight.get(r.ti_key) is r])
+        with self._lock:
+            pending, self._unsent = self._unsent, []
+            current = [(r, queue) for r, queue in pending if self._inflight.get(r.ti_key) is r]
+        self._publish(current)
 
 
 def _worker_row(beat: WorkerHeartbeat) -> Worker:

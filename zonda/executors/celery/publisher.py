@@ -13,6 +13,7 @@ When Celery's `task-sent` events are on (`ZONDA_CELERY_EVENTS`), publishing goes
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -37,13 +38,15 @@ _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 
 
 class TaskPublisher:
-    """Publishes requests as `zonda.run_task`; one connection, used by one thread (the loop's)."""
+    """Publishes requests as `zonda.run_task` on one connection, one thread at a time (the loop's
+    dispatches and the listener's refills share it)."""
 
     def __init__(self, app: Celery) -> None:
         self.app = app
         self.origin = anon_nodename()
         self._producer: Producer | None = None
         self._declared: set[str] = set()
+        self._lock = threading.Lock()
 
     def publish(self, items: Sequence[tuple[TaskRequest, str, str]]) -> None:
         """Send (request, queue, task id) items; a new queue is declared first, as Celery would.
@@ -51,6 +54,10 @@ class TaskPublisher:
         The items go out as one batch where the transport has them (Redis: one pipelined round trip
         instead of one per task), so a loop step that made many tasks ready publishes them at once.
         """
+        with self._lock:
+            self._publish(items)
+
+    def _publish(self, items: Sequence[tuple[TaskRequest, str, str]]) -> None:
         if self.app.conf.task_send_sent_event:
             for request, queue, task_id in items:
                 self._send_task(request, queue, task_id)
@@ -89,7 +96,8 @@ class TaskPublisher:
 
     def close(self) -> None:
         """Drop the connection (after a failed publish the next one connects again)."""
-        producer, self._producer = self._producer, None
+        with self._lock:
+            producer, self._producer = self._producer, None
         if producer is not None:
             with contextlib.suppress(Exception):  # a broken connection is dropped either way
                 producer.connection.release()
