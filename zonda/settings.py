@@ -69,7 +69,7 @@ class Settings(BaseSettings):
         1000, ge=1, description="Celery executor: requests a scheduler keeps queued (held or published)"
     )
     celery_queued_per_slot: float = Field(
-        1.0,
+        4.0,
         ge=0,
         description="Celery executor: tasks kept waiting on the broker per slot of the queue's live workers, "
         "beyond one running on each slot; the rest wait in the scheduler, in priority order",

@@ -292,10 +292,11 @@ def test_a_tenant_worker_refuses_another_tenants_task_without_running_it(
 
 
 def test_a_queue_gets_only_what_its_workers_take_and_the_rest_in_the_schedulers_order(
-    executor: CeleryExecutor, broker: str, root: Path, dag: Dag
+    broker: str, root: Path, dag: Dag
 ) -> None:
     queue = unique("backlog")
     worker = Worker(broker, root, [queue], concurrency=1)
+    executor = make_executor(broker, queued_per_slot=1.0)
     try:
         wait_until(
             lambda: any(w.worker_id == worker.id for w in executor.take_worker_heartbeats()),
@@ -310,5 +311,6 @@ def test_a_queue_gets_only_what_its_workers_take_and_the_rest_in_the_schedulers_
         assert waiting <= 2, "one slot: one task running, one waiting on the broker, the rest held"
         messages = collect(executor, lambda m: len(finished(m)) == 6, timeout=30)
     finally:
+        executor.stop()
         worker.stop()
     assert [m.run_id for m in finished(messages)] == [r.run_id for r in requests], "older runs first"

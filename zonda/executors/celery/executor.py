@@ -75,7 +75,7 @@ class CeleryExecutor:
         scheduler_id: str,
         *,
         max_in_flight: int = 1000,
-        queued_per_slot: float = 1.0,
+        queued_per_slot: float = 4.0,
         heartbeat_interval: float = 2.0,
         hooks: Sequence[RoutingHook] = DEFAULT_HOOKS,
         on_worker_heartbeats: HeartbeatSink | None = None,
