@@ -302,6 +302,7 @@ machine).
 .venv/bin/python -m benchmarks.profile --workload W1a --idle       # wall-time view (waits included)
 .venv/bin/python -m benchmarks.profile --workload W2 --no-spy      # CPU per process role and per task
 .venv/bin/python -m benchmarks.profile --config celery-redis --workload W2 --gil  # + worker supervisor
+.venv/bin/python -m benchmarks.celery_pools --repeat 3  # Celery alone: prefork vs slot processes
 ```
 
 Configurations (`--config`, alias `--db`; comma-separated, or `all`): `sqlite` and `postgres` (local
