@@ -267,9 +267,7 @@ class CeleryExecutor:
             self._tracker.heartbeat(beat, self._queues, time.monotonic())
             self._backlog.heartbeat(beat, time.monotonic())
             self._beats[beat.worker_id] = _worker_row(beat)
-            held = self._backlog.held()
-        if held:
-            self._wake()
+        self._release()
 
     def _on_connected(self) -> None:
         """(Re)connected to the broker: silence while we were cut off says nothing about workers."""
@@ -284,8 +282,7 @@ class CeleryExecutor:
         for report in lost:
             log.warning("%s/%s[%s] try %s: %s", *report.ti_key, report.try_number, report.error)
             self._deliver(report, None)
-        if lost:
-            self._release()
+        self._release()  # also once the last worker of a queue is gone: its queue is unbounded again
 
     def _deliver(self, message: WorkerMessage, handle: Any) -> None:
         """Queue a message for `poll` and wake the loop (any thread)."""
