@@ -50,9 +50,14 @@ def test_survivor_takes_over_and_runs_each_task_once(cluster: Cluster, tmp_path:
     run_ids = [cluster.trigger("slow_chain", {"user_id": i}, key=f"user-{i}") for i in range(6)]
     done = lambda: sum(t["state"] == "success" for r in run_ids for t in cluster.run(r)["tasks"])  # noqa: E731
     cluster.wait_until(lambda: done() >= 12, 60, "some tasks done")
-    unfinished = [r for r in run_ids if cluster.run(r)["state"] not in ("success", "failed")]
-    held = owners(cluster.db_url, unfinished)
-    victim_pid = int(str(next(o for o in held.values() if o)).rsplit("-", 1)[1])
+    waiting = {r: sum(not t["started_at"] for t in cluster.run(r)["tasks"]) for r in run_ids}
+    held = owners(cluster.db_url, [r for r, n in waiting.items() if n])
+    work: dict[str, int] = {}
+    for run_id, owner in held.items():
+        if owner:
+            work[owner] = work.get(owner, 0) + waiting[run_id]
+    victim_owner = max(work, key=lambda o: work[o])  # the scheduler with the most tasks yet to start
+    victim_pid = int(victim_owner.rsplit("-", 1)[1])
     victim = next(name for name, p in cluster.procs.items() if p.pid == victim_pid)
     victim_runs = [r for r, o in held.items() if o and o.endswith(f"-{victim_pid}")]
     killed_at = datetime.now(UTC)
