@@ -254,8 +254,6 @@ class CeleryExecutor:
                 self._tracker.finished(message)
                 self._freed(message)
         self._deliver(message, handle)
-        if isinstance(message, TaskFinished):
-            self._release()
 
     def _on_heartbeat(self, body: Any, handle: Any) -> None:
         try:
@@ -267,7 +265,6 @@ class CeleryExecutor:
             self._tracker.heartbeat(beat, self._queues, time.monotonic())
             self._backlog.heartbeat(beat, time.monotonic())
             self._beats[beat.worker_id] = _worker_row(beat)
-        self._release()
 
     def _on_connected(self) -> None:
         """(Re)connected to the broker: silence while we were cut off says nothing about workers."""
@@ -282,7 +279,7 @@ class CeleryExecutor:
         for report in lost:
             log.warning("%s/%s[%s] try %s: %s", *report.ti_key, report.try_number, report.error)
             self._deliver(report, None)
-        self._release()  # also once the last worker of a queue is gone: its queue is unbounded again
+        self._release()  # the refills for the reports just received, in one publish batch
 
     def _deliver(self, message: WorkerMessage, handle: Any) -> None:
         """Queue a message for `poll` and wake the loop (any thread)."""
@@ -316,8 +313,8 @@ class CeleryExecutor:
             self._backlog.finished(outcome.ti_key)
 
     def _release(self) -> None:
-        """Publish the held requests their queues have room for (any thread: a refill is published
-        by the listener as soon as an outcome arrives, without waiting for the loop)."""
+        """Publish the held requests their queues have room for (any thread). The listener calls it
+        after each batch of reports it receives (`_on_tick`), so refills do not wait for the loop."""
         with self._lock:
             taken = self._backlog.take(time.monotonic(), self._inflight)
         self._publish(taken)

@@ -5,7 +5,8 @@ that touches it happens here: consuming, starting to consume a followed schedule
 acknowledging reports once the scheduler has stored them (`ack`). Reports are acknowledged
 manually; heartbeats are not (they are transient). If the connection breaks, the thread connects
 again and consumes every queue again; reports it had not acknowledged are delivered again, which
-the scheduler ignores as stale. Every `tick` seconds `on_tick` runs (lost-worker detection).
+the scheduler ignores as stale. `on_tick` runs after each batch of messages received, and at
+least every `tick` seconds (lost-worker detection, refills).
 
 A report taken from the broker must stay recoverable until it is acknowledged, even if this
 process dies the next instant. RabbitMQ does that itself (it requeues what a dead connection had
