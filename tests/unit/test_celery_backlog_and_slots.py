@@ -1,4 +1,4 @@
-"""The Celery executor's backlog and its worker supervisor's slot bookkeeping (pure parts)."""
+"""The Celery executor's backlog, and the worker supervisor's slot bookkeeping, restart back-off and heartbeat."""
 
 from __future__ import annotations
 
@@ -8,10 +8,13 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from tests.unit.test_celery_parts import request
+from zonda.executors.celery.app import make_app
 from zonda.executors.celery.backlog import Backlog
 from zonda.executors.celery.events import RunningTask, WorkerHeartbeat
+from zonda.executors.celery.heartbeat import HeartbeatSender
 from zonda.executors.celery.slots import SlotReporter, SlotState, SlotTask
-from zonda.executors.celery.supervisor import slot_node
+from zonda.executors.celery.supervisor import WorkerSupervisor, slot_node
+from zonda.settings import Settings
 from zonda.worker.protocol import TaskRequest
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
@@ -129,3 +132,18 @@ def test_the_supervisor_reads_what_a_slot_runs_from_its_pipe() -> None:
 
 def test_slots_are_named_after_their_worker() -> None:
     assert slot_node("celery@bench-w1", 2) == "celery-2@bench-w1"
+
+
+def test_a_slot_that_keeps_dying_is_started_again_later_and_later() -> None:
+    supervisor = WorkerSupervisor(Settings(broker_url="redis://127.0.0.1:1/0"), "w@host", ["default"], 2)
+    delays = [supervisor._next_delay(0) for _ in range(9)]
+    assert delays == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]
+    assert supervisor._next_delay(1) == 0.5, "each slot has its own back-off"
+
+
+def test_a_worker_stopped_before_it_was_ready_stops_its_heartbeat_cleanly() -> None:
+    beats = HeartbeatSender(
+        make_app(Settings(broker_url="redis://127.0.0.1:1/0")), "w@host", ["q"], 1, 1.0, list
+    )
+    beats.stop()  # never started: nothing to join
+    assert beats.beat().running == ()
