@@ -1,4 +1,4 @@
-"""The Celery executor's backlog, and the worker supervisor's slot bookkeeping, restart back-off and heartbeat."""
+"""The Celery executor's backlog and live slots per queue, and the worker supervisor's slot bookkeeping, restart back-off and heartbeat."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from zonda.executors.celery.events import RunningTask, WorkerHeartbeat
 from zonda.executors.celery.heartbeat import HeartbeatSender
 from zonda.executors.celery.slots import SlotReporter, SlotState, SlotTask
 from zonda.executors.celery.supervisor import WorkerSupervisor, slot_node
+from zonda.executors.celery.tracker import LostWorkerTracker
 from zonda.settings import Settings
 from zonda.worker.protocol import TaskRequest
 
@@ -37,76 +38,77 @@ def names(taken: list[tuple[TaskRequest, str]]) -> list[str]:
 
 
 def test_a_queue_without_live_workers_gets_everything_at_once() -> None:
-    backlog = Backlog(queued_per_slot=1.0, worker_timeout=3.0)
+    backlog = Backlog(queued_per_slot=1.0)
     current = held(backlog, *(request(task_id=f"t{i}") for i in range(5)))
-    assert len(backlog.take(0.0, current)) == 5
-    assert backlog.held() == 0
+    assert len(backlog.take({}, current)) == 5
+    assert backlog.take({"default": 1}, current) == [], "nothing is left held"
 
 
 def test_a_queue_gets_one_per_slot_plus_the_queued_share_and_more_as_attempts_end() -> None:
-    backlog = Backlog(queued_per_slot=0.5, worker_timeout=3.0)
-    backlog.heartbeat(beat("w1", ("default",), 4), 0.0)
+    backlog = Backlog(queued_per_slot=0.5)
     current = held(backlog, *(request(task_id=f"t{i}") for i in range(10)))
-    first = backlog.take(0.0, current)
+    first = backlog.take({"default": 4}, current)
     assert len(first) == 6, "4 slots running and 2 (half a slot each) waiting on the broker"
-    assert backlog.take(0.0, current) == []
+    assert backlog.take({"default": 4}, current) == []
     backlog.finished(first[0][0].ti_key)
     backlog.finished(first[1][0].ti_key)
-    assert len(backlog.take(0.0, current)) == 2
-    assert backlog.held() == 2
+    assert len(backlog.take({"default": 4}, current)) == 2
+    assert len(backlog.take({}, current)) == 2, "the last two were still held"
 
 
 def test_held_requests_go_out_by_priority_then_older_runs_first() -> None:
-    backlog = Backlog(queued_per_slot=0.0, worker_timeout=3.0)
-    backlog.heartbeat(beat("w1", ("default",), 1), 0.0)
+    backlog = Backlog(queued_per_slot=0.0)
     newer = request(run_id="0002", task_id="a")
     older = request(run_id="0001", task_id="b")
     urgent = request(run_id="0003", task_id="c", priority=5)
     current = held(backlog, newer, older, urgent)
     order = []
     for _ in range(3):
-        [(taken, _queue)] = backlog.take(0.0, current)
+        [(taken, _queue)] = backlog.take({"default": 1}, current)
         order.append(taken.task_id)
         backlog.finished(taken.ti_key)
     assert order == ["c", "b", "a"]
 
 
-def test_queues_are_bounded_by_their_own_workers_and_dead_workers_stop_counting() -> None:
-    backlog = Backlog(queued_per_slot=0.0, worker_timeout=3.0)
-    backlog.heartbeat(beat("cpu", ("default",), 1), 0.0)
-    backlog.heartbeat(beat("both", ("default", "gpu"), 1), 0.0)
+def test_each_queue_is_bounded_by_its_own_slots() -> None:
+    backlog = Backlog(queued_per_slot=0.0)
     current = held(backlog, *(request(task_id=f"d{i}") for i in range(5)))
     current |= held(backlog, *(request(task_id=f"g{i}") for i in range(5)), queue="gpu")
-    taken = backlog.take(1.0, current)
+    taken = backlog.take({"default": 2, "gpu": 1}, current)
     assert sorted(q for _, q in taken) == ["default", "default", "gpu"]
-    for r, _ in taken:
-        backlog.finished(r.ti_key)
-    assert len(backlog.take(10.0, current)) == 7, "no heartbeat for 10 s: no live worker, no bound"
+
+
+def test_live_slots_per_queue_come_from_heartbeats_heard_within_the_limit() -> None:
+    tracker = LostWorkerTracker(interval=1.0)
+    tracker.heartbeat(beat("cpu", ("default",), 2), set(), 0.0)
+    tracker.heartbeat(beat("both", ("default", "gpu"), 1), set(), 1.0)
+    assert tracker.slots(2.0) == {"default": 3, "gpu": 1}
+    assert tracker.slots(3.5) == {"default": 1, "gpu": 1}, "cpu silent for 3 intervals: not counted"
+    tracker.grace(10.0)
+    assert tracker.slots(10.0) == {"default": 3, "gpu": 1}, "after a reconnect every worker gets its time"
 
 
 def test_requests_whose_attempt_ended_while_held_are_dropped() -> None:
-    backlog = Backlog(queued_per_slot=0.0, worker_timeout=3.0)
-    backlog.heartbeat(beat("w1", ("default",), 1), 0.0)
+    backlog = Backlog(queued_per_slot=0.0)
     first, second = request(task_id="a"), request(task_id="b")
     current = held(backlog, first, second)
     del current[first.ti_key]
-    assert names(backlog.take(0.0, current)) == ["r1/b"]
+    assert names(backlog.take({"default": 1}, current)) == ["r1/b"]
 
 
 def test_an_instance_queued_again_does_not_count_twice() -> None:
-    backlog = Backlog(queued_per_slot=0.0, worker_timeout=3.0)
-    backlog.heartbeat(beat("w1", ("default",), 1), 0.0)
+    backlog = Backlog(queued_per_slot=0.0)
     once = request(task_id="a")
     current = held(backlog, once)
-    assert len(backlog.take(0.0, current)) == 1
+    assert len(backlog.take({"default": 1}, current)) == 1
     again = replace(once)
     current = held(backlog, again)
-    assert len(backlog.take(0.0, current)) == 0, "the first copy still counts until it ends"
+    assert len(backlog.take({"default": 1}, current)) == 0, "the first copy still counts until it ends"
     backlog.finished(once.ti_key)
-    assert len(backlog.take(0.0, current)) == 1
+    assert len(backlog.take({"default": 1}, current)) == 1
     backlog.finished(once.ti_key)
     other = request(task_id="b")
-    assert len(backlog.take(0.0, held(backlog, other))) == 1, "one finish frees one place, not two"
+    assert len(backlog.take({"default": 1}, held(backlog, other))) == 1, "one finish frees one place, not two"
 
 
 def test_the_supervisor_reads_what_a_slot_runs_from_its_pipe() -> None:

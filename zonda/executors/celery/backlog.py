@@ -7,9 +7,9 @@ that order, and publishes to each queue only what the queue's live workers can s
 `queued_per_slot` for each of their slots, so that a slot that finishes finds its next task in
 the broker at once. A refill is then a publish, not a commit.
 
-Worker heartbeats say which queues each worker consumes, with how many slots. A queue that no
-live worker consumes gets all its requests at once: a worker that starts later finds them in the
-broker. Pure bookkeeping: time (monotonic seconds) is passed in.
+The slots of the live workers per queue come from their heartbeats (`tracker.LostWorkerTracker.slots`).
+A queue that no live worker consumes gets all its requests at once: a worker that starts later
+finds them in the broker. Pure bookkeeping.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from zonda.executors.base import TIRef
-from zonda.executors.celery.events import WorkerHeartbeat
 from zonda.worker.protocol import TaskRequest
 
 
@@ -31,38 +30,25 @@ class _Held:
     request: TaskRequest = field(compare=False)
 
 
-@dataclass(frozen=True, slots=True)
-class _Consumer:
-    queues: tuple[str, ...]
-    slots: int
-    seen: float
-
-
 class Backlog:
     """Requests held per queue in the scheduler's order, and the room each queue has on the broker."""
 
-    def __init__(self, queued_per_slot: float, worker_timeout: float) -> None:
+    def __init__(self, queued_per_slot: float) -> None:
         self.queued_per_slot = queued_per_slot
-        self.worker_timeout = worker_timeout
         self._held: dict[str, list[_Held]] = {}
         self._published: Counter[str] = Counter()
         self._queue_of: dict[TIRef, str] = {}
-        self._workers: dict[str, _Consumer] = {}
         self._order = itertools.count()
-
-    def heartbeat(self, beat: WorkerHeartbeat, now: float) -> None:
-        self._workers[beat.worker_id] = _Consumer(beat.queues, beat.concurrency, now)
 
     def hold(self, request: TaskRequest, queue: str) -> None:
         """Keep a request until its queue has room: higher priority first, then older runs."""
         key = (-request.priority, request.run_id, next(self._order))
         heapq.heappush(self._held.setdefault(queue, []), _Held(key, request))
 
-    def take(self, now: float, current: dict[TIRef, TaskRequest]) -> list[tuple[TaskRequest, str]]:
-        """The requests to publish now, each with its queue. Requests no longer in `current` (their
-        attempt ended while held, e.g. killed) are dropped."""
+    def take(self, slots: dict[str, int], current: dict[TIRef, TaskRequest]) -> list[tuple[TaskRequest, str]]:
+        """The requests to publish now, each with its queue, given the live slots per queue. Requests
+        no longer in `current` (their attempt ended while held, e.g. killed) are dropped."""
         taken: list[tuple[TaskRequest, str]] = []
-        slots = self._slots(now)
         for queue, heap in self._held.items():
             room = self._room(queue, slots.get(queue, 0))
             while heap and room > 0:
@@ -82,21 +68,7 @@ class Backlog:
         if queue is not None:
             self._published[queue] -= 1
 
-    def held(self) -> int:
-        return sum(len(heap) for heap in self._held.values())
-
     def _room(self, queue: str, slots: int) -> float:
         if slots == 0:
             return math.inf
         return slots + math.ceil(slots * self.queued_per_slot) - self._published[queue]
-
-    def _slots(self, now: float) -> dict[str, int]:
-        """Slots of the live workers, per queue they consume (a worker on two queues counts for both)."""
-        slots: Counter[str] = Counter()
-        for worker, consumer in list(self._workers.items()):
-            if now - consumer.seen > self.worker_timeout:
-                del self._workers[worker]
-                continue
-            for queue in consumer.queues:
-                slots[queue] += consumer.slots
-        return slots

@@ -91,7 +91,7 @@ class CeleryExecutor:
         self._beats: dict[str, Worker] = {}
         self._queues = {self.reply_to}
         self._tracker = LostWorkerTracker(heartbeat_interval)
-        self._backlog = Backlog(queued_per_slot, self._tracker.limit)
+        self._backlog = Backlog(queued_per_slot)
         self._inflight: dict[TIRef, TaskRequest] = {}
         self._publisher = TaskPublisher(app)
         self._unsent: list[tuple[TaskRequest, str]] = []
@@ -263,7 +263,6 @@ class CeleryExecutor:
             return
         with self._lock:
             self._tracker.heartbeat(beat, self._queues, time.monotonic())
-            self._backlog.heartbeat(beat, time.monotonic())
             self._beats[beat.worker_id] = _worker_row(beat)
 
     def _on_connected(self) -> None:
@@ -316,7 +315,7 @@ class CeleryExecutor:
         """Publish the held requests their queues have room for (any thread). The listener calls it
         after each batch of reports it receives (`_on_tick`), so refills do not wait for the loop."""
         with self._lock:
-            taken = self._backlog.take(time.monotonic(), self._inflight)
+            taken = self._backlog.take(self._tracker.slots(time.monotonic()), self._inflight)
         self._publish(taken)
 
     def _publish(self, routed: list[tuple[TaskRequest, str]]) -> None:

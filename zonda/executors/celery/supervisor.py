@@ -69,7 +69,6 @@ class WorkerSupervisor:
         loglevel: str = "INFO",
         tenant: str | None = None,
     ) -> None:
-        self.settings = settings
         self.worker_id = worker_id
         self.queues = queues
         self.concurrency = concurrency

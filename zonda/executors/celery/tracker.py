@@ -38,6 +38,7 @@ class LostWorkerTracker:
         self.limit = interval * misses
         self._attempts: dict[TIRef, _Attempt] = {}
         self._workers: dict[str, float] = {}
+        self._consumers: dict[str, tuple[tuple[str, ...], int]] = {}
         self._reported: OrderedDict[tuple[TIRef, int], None] = OrderedDict()
 
     def started(self, message: TaskStarted, reply_to: str, now: float) -> None:
@@ -55,6 +56,7 @@ class LostWorkerTracker:
     def heartbeat(self, beat: WorkerHeartbeat, queues: Collection[str], now: float) -> None:
         """A worker is alive; refresh the attempts it runs for the reply queues in `queues`."""
         self._workers[beat.worker_id] = now
+        self._consumers[beat.worker_id] = (beat.queues, beat.concurrency)
         for task in beat.running:
             if task.reply_to in queues:
                 self._see(task, beat.worker_id, now)
@@ -86,7 +88,18 @@ class LostWorkerTracker:
         for worker, last in list(self._workers.items()):
             if now - last > 100 * self.limit:
                 del self._workers[worker]
+                self._consumers.pop(worker, None)
         return reports
+
+    def slots(self, now: float) -> dict[str, int]:
+        """Slots of the workers heard within `limit`, per queue they consume (a worker on two queues
+        counts for both)."""
+        slots: dict[str, int] = {}
+        for worker, (queues, concurrency) in self._consumers.items():
+            if now - self._workers[worker] <= self.limit:
+                for queue in queues:
+                    slots[queue] = slots.get(queue, 0) + concurrency
+        return slots
 
     def _see(self, task: RunningTask, worker: str, now: float) -> None:
         if (task.ti_key, task.try_number) in self._reported:
