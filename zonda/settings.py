@@ -113,9 +113,12 @@ class Settings(BaseSettings):
     )
 
     scheduler_write_window: float = Field(
-        0.005,
+        0.05,
         ge=0,
-        description="Seconds the scheduler gathers changes before writing them in one transaction",
+        description=(
+            "Seconds the scheduler gathers task outcomes before writing them in one transaction; "
+            "changes that work to dispatch, a command or a run's start or end waits for are written at once"
+        ),
     )
 
     @property

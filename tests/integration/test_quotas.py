@@ -6,32 +6,24 @@ Concurrency is read from the start and end times the workers recorded for each t
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, insert, select
 
-from zonda.api.schemas import PoolSpec, RunRecord, TaskRecord, TriggerRequest
+from tests.integration.in_process import Zonda, in_process_zonda
+from zonda.api.schemas import PoolSpec, RunRecord, TaskRecord
 from zonda.core.states import RunState
-from zonda.dag_processing.processor import DagProcessor, TenantFolders
 from zonda.db.components import list_components
-from zonda.db.engine import make_engine, read_txn, write_txn
+from zonda.db.engine import read_txn, write_txn
 from zonda.db.quotas import held_elsewhere
 from zonda.db.schema import runs as runs_table
 from zonda.db.schema import tenants
 from zonda.db.tenants import create_tenant
-from zonda.executors.registry import make_executor
-from zonda.scheduler.loop import Scheduler
-from zonda.scheduler.ownership import new_scheduler_id
-from zonda.scheduler.wakeup import NullWaker, make_listener, make_waker
 from zonda.services import pools, runs
-from zonda.services.context import Services
-from zonda.settings import Settings
 
 pytestmark = pytest.mark.slow
 
@@ -90,85 +82,15 @@ def tasks_of(records: list[RunRecord]) -> list[TaskRecord]:
     return [t for r in records for t in r.tasks]
 
 
-@dataclass
-class Zonda:
-    """Tenants with the DAGs above, and schedulers with local worker processes over one metadata DB."""
-
-    engine: Engine
-    settings: Settings
-    svc: Services
-    root: Path
-    stops: list[tuple[threading.Thread, threading.Event]] = field(default_factory=list)
-
-    def tenant(self, tenant: str, **quota: int) -> None:
-        folder = self.root / tenant
-        folder.mkdir()
-        (folder / "dags.py").write_text(SOURCE)
-        fields = {"display_name": tenant, "dag_folders": [str(folder)], **quota}
-        with write_txn(self.engine) as conn:
-            create_tenant(conn, tenant, fields, datetime.now(UTC))
-        DagProcessor(self.settings, self.engine, NullWaker(), TenantFolders(tenant, (folder,))).process_once()
-
-    def start_scheduler(self, workers: int, listen: bool = True) -> None:
-        settings = self.settings.model_copy(update={"workers": workers})
-        scheduler_id = f"{new_scheduler_id()}-{len(self.stops)}"
-        listener = make_listener(settings, self.engine) if listen else None
-        scheduler = Scheduler(
-            settings, self.engine, make_executor(settings, scheduler_id), listener, scheduler_id=scheduler_id
-        )
-        stop = threading.Event()
-        thread = threading.Thread(target=scheduler.serve, args=(stop,), daemon=True)
-        thread.start()
-        self.stops.append((thread, stop))
-
-    def trigger(self, dag_id: str) -> str:
-        return runs.trigger_run(self.svc, dag_id, TriggerRequest()).run_id
-
-    def wait(self, run_ids: list[str], timeout: float = 60) -> list[RunRecord]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            records = [runs.get_run(self.svc, r) for r in run_ids]
-            if all(RunState(r.state).finished for r in records):
-                assert [r.state for r in records] == ["success"] * len(records), [
-                    (t.task_id, t.error) for r in records for t in r.tasks if t.error
-                ]
-                return records
-            time.sleep(0.05)
-        raise AssertionError(f"runs {run_ids} did not finish within {timeout} s")
-
-    @staticmethod
-    def wait_until(check: Callable[[], bool], timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while not check():
-            assert time.monotonic() < deadline, f"timed out after {timeout} s"
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        for _, stop in self.stops:
-            stop.set()
-        for thread, _ in self.stops:
-            thread.join(30)
-
-
 @pytest.fixture
 def zonda(db_url: str, tmp_path: Path) -> Iterator[Zonda]:
-    settings = Settings(home=tmp_path / "home", db_url=db_url, safety_poll_interval=0.5)
-    settings.run_dir.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(db_url)
-    z = Zonda(
-        engine,
-        settings,
-        Services(engine=engine, settings=settings, waker=make_waker(settings, engine)),
-        tmp_path,
-    )
-    yield z
-    z.stop()
-    engine.dispose()
+    with in_process_zonda(db_url, tmp_path) as z:
+        yield z
 
 
 def test_a_tenant_at_max_running_tasks_waits_and_another_tenant_does_not(zonda: Zonda) -> None:
-    zonda.tenant("team-a", max_running_tasks=2)
-    zonda.tenant("team-b")
+    zonda.tenant("team-a", SOURCE, max_running_tasks=2)
+    zonda.tenant("team-b", SOURCE)
     zonda.start_scheduler(workers=6)
     zonda.wait([zonda.trigger("team-b/fan")])
     a_runs = [zonda.trigger("team-a/fan") for _ in range(2)]
@@ -183,8 +105,8 @@ def test_a_tenant_at_max_running_tasks_waits_and_another_tenant_does_not(zonda: 
 
 
 def test_a_tenant_at_max_active_runs_keeps_its_next_run_queued(zonda: Zonda) -> None:
-    zonda.tenant("team-a", max_active_runs=1)
-    zonda.tenant("team-b")
+    zonda.tenant("team-a", SOURCE, max_active_runs=1)
+    zonda.tenant("team-b", SOURCE)
     zonda.start_scheduler(workers=4)
     first, second = zonda.trigger("team-a/pair"), zonda.trigger("team-a/pair")
     b_run = zonda.trigger("team-b/pair")
@@ -199,9 +121,9 @@ def test_a_tenant_at_max_active_runs_keeps_its_next_run_queued(zonda: Zonda) -> 
 
 
 def test_pools_of_the_same_name_in_two_tenants_are_independent(zonda: Zonda) -> None:
-    zonda.tenant("team-a")
-    zonda.tenant("team-b")
-    zonda.tenant("team-c")
+    zonda.tenant("team-a", SOURCE)
+    zonda.tenant("team-b", SOURCE)
+    zonda.tenant("team-c", SOURCE)
     pools.set_pool(zonda.svc, "team-a", "gpu", PoolSpec(slots=1))
     pools.set_pool(zonda.svc, "team-b", "gpu", PoolSpec(slots=3))
     zonda.start_scheduler(workers=6)
@@ -220,8 +142,8 @@ def test_pools_of_the_same_name_in_two_tenants_are_independent(zonda: Zonda) -> 
 
 def test_the_quota_holds_across_two_schedulers(zonda: Zonda) -> None:
     """The second scheduler hears the wake-ups first, while the first one holds team-a's runs."""
-    zonda.tenant("team-a", max_running_tasks=2)
-    zonda.tenant("team-b")
+    zonda.tenant("team-a", SOURCE, max_running_tasks=2)
+    zonda.tenant("team-b", SOURCE)
     zonda.start_scheduler(workers=4, listen=False)
     a_runs = [zonda.trigger("team-a/fan") for _ in range(2)]
     zonda.wait_until(lambda: runs.get_run(zonda.svc, a_runs[1]).state == RunState.RUNNING.value)

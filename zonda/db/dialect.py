@@ -24,16 +24,11 @@ def insert_new(
 ) -> list[tuple[Any, ...]]:
     """Insert rows, skipping those that hit a unique constraint; returns the `keys` of the rows inserted.
 
-    The common case (every row is new) is one pipelined `executemany`; only when a row already
-    existed is the insert redone with RETURNING to learn which ones were new.
+    One statement per batch (SQLAlchemy sends many rows as one multi-row INSERT ... RETURNING),
+    which returns only the rows it inserted.
     """
     if not rows:
         return []
-    with conn.begin_nested() as attempt:
-        inserted = conn.execute(_insert(conn, table).on_conflict_do_nothing(), list(rows)).rowcount
-        if inserted == len(rows):
-            return [tuple(row[k] for k in keys) for row in rows]
-        attempt.rollback()
     stmt = _insert(conn, table).on_conflict_do_nothing().returning(*(table.c[k] for k in keys))
     return [tuple(r) for r in conn.execute(stmt, list(rows))]
 

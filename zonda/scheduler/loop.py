@@ -480,10 +480,12 @@ class Scheduler:
         return True
 
     def _flush(self, now: datetime, force: bool = False) -> None:
-        """Hand the changes gathered for `scheduler_write_window` to the writer (one batch in flight)."""
+        """Hand the gathered changes to the writer (one batch in flight): at once when something waits
+        for their commit (work to dispatch, applied commands, a run that started or ended), else once
+        they are `scheduler_write_window` old, so that outcomes nobody waits for share a transaction."""
         heartbeat = now >= self._next_heartbeat
         due = self._dirty_since is not None and (
-            force or bool(self._outbox) or now - self._dirty_since >= self._write_window
+            force or self._urgent() or now - self._dirty_since >= self._write_window
         )
         if (not due and not heartbeat) or (self.writer.busy and not force):
             return
@@ -501,6 +503,11 @@ class Scheduler:
             self._next_heartbeat = now + timedelta(seconds=self.settings.heartbeat_interval)
         if force:
             self._on_committed(self.writer.wait_idle())
+
+    def _urgent(self) -> bool:
+        return bool(self._outbox or self._applied) or any(
+            self.runs[r].graph.changes.run_changed for r in self._dirty if r in self.runs
+        )
 
     def _on_committed(self, batches: list[Batch]) -> None:
         """Stored for good: workers may drop journal records, finished runs leave memory."""

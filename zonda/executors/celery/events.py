@@ -15,14 +15,18 @@ Both are JSON objects (`codec.py` frames the reports; heartbeats frame themselve
 
 from __future__ import annotations
 
+import threading
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kombu import Exchange, Producer, Queue
 
 from zonda.executors.celery.codec import ProtocolError, encode
 from zonda.worker.protocol import PROTOCOL_VERSION, TaskFinished, TaskRequest, WorkerMessage
+
+if TYPE_CHECKING:
+    from celery import Celery
 
 REPLY_PREFIX = "zonda.events."
 HEARTBEAT_EXCHANGE = Exchange("zonda.workers", type="fanout", durable=False, auto_delete=False)
@@ -112,18 +116,41 @@ class WorkerHeartbeat:
             raise ProtocolError(f"malformed WorkerHeartbeat: {exc}") from exc
 
 
-def publish_report(producer: Producer, reply_to: str, message: WorkerMessage) -> None:
-    """Send a report to a scheduler's reply queue (persistent; retried through broker hiccups)."""
+def publish_report(producer: Producer, reply_to: str, message: WorkerMessage, declare: bool = True) -> None:
+    """Send a report to a scheduler's reply queue (persistent; retried through broker hiccups),
+    declaring the queue first unless the caller knows it did on this connection."""
     producer.publish(
         encode(message),
         exchange="",
         routing_key=reply_to,
         serializer="json",
         delivery_mode=2,
-        declare=[reply_queue(reply_to)],
+        declare=[reply_queue(reply_to)] if declare else [],
         retry=True,
         retry_policy=PUBLISH_RETRY,
     )
+
+
+class ReportPublisher:
+    """A slot's reports, on one producer it keeps, each reply queue declared once.
+
+    Taking a producer from Celery's pool and declaring the queue again cost a slot more than
+    sending the report (about 0.35 of 0.6 ms per report). Reports come from the task's thread
+    and from the "started" reporter's thread, one at a time (the lock makes sure).
+    """
+
+    def __init__(self, app: Celery) -> None:
+        self.app = app
+        self._producer: Producer | None = None
+        self._declared: set[str] = set()
+        self._lock = threading.Lock()
+
+    def publish(self, reply_to: str, message: WorkerMessage) -> None:
+        with self._lock:
+            if self._producer is None:
+                self._producer = self.app.connection_for_write().Producer()
+            publish_report(self._producer, reply_to, message, declare=reply_to not in self._declared)
+            self._declared.add(reply_to)
 
 
 def publish_heartbeat(producer: Producer, beat: WorkerHeartbeat) -> None:

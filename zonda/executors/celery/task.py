@@ -3,8 +3,8 @@
 Slot processes are long-lived (`supervisor.py`), so each keeps what makes a task cost a function
 call: its `DagLoader` (one import per DAG version), its artifact store and the installed output
 capture. The attempt itself is `zonda.worker.runner.execute`, the same runner as every other
-executor. Reports go to the request's `reply_to` queue through the app's producer pool (one
-connection per slot process, reused): `TaskStarted` once the attempt has run 20 ms (short tasks
+executor. Reports go to the request's `reply_to` queue on one producer the slot keeps
+(`events.ReportPublisher`): `TaskStarted` once the attempt has run 20-40 ms (short tasks
 send only their end, which carries the start time), `TaskFinished` at its end. Reports name the
 `zonda worker` (the supervisor), whose heartbeats list the attempt, not the slot.
 
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from zonda.artifacts.store import ArtifactStore
 from zonda.executors.celery.app import TASK_NAME
 from zonda.executors.celery.codec import decode_request
-from zonda.executors.celery.events import lost_report, publish_report, running_task
+from zonda.executors.celery.events import ReportPublisher, lost_report, running_task
 from zonda.executors.celery.logs import attempt_log
 from zonda.executors.celery.slots import SlotReporter, SlotTask
 from zonda.executors.local.started import StartedReporter
@@ -59,6 +59,7 @@ class SlotRuntime:
         self._store: ArtifactStore | None = None
         self._capture = ExitStack()
         self._reporter_: StartedReporter | None = None
+        self._reports = ReportPublisher(app)
 
     @property
     def _reporter(self) -> StartedReporter:
@@ -91,8 +92,7 @@ class SlotRuntime:
         if not reply_to:
             log.error("request %s has no reply_to; its report is dropped", message.run_id)
             return
-        with self.app.producer_or_acquire() as producer:
-            publish_report(producer, reply_to, message)
+        self._reports.publish(reply_to, message)
 
 
 def register_task(
