@@ -46,6 +46,10 @@ RESTART_DELAY = (0.5, 30.0)
 STABLE_AFTER = 10.0
 """A slot that lived this long is started again at once when it dies."""
 
+READ_PAUSE = 0.05
+"""After reading the slots' pipes, the supervisor lets lines gather this long before it reads again:
+two wake-ups per task cost more than the heartbeats need (a pipe holds seconds of lines)."""
+
 
 @dataclass
 class _Slot:
@@ -102,7 +106,8 @@ class WorkerSupervisor:
             self._start(index)
         announced = False
         while not self._stop.is_set():
-            self._read(0.2)
+            if self._read(0.2):
+                self._stop.wait(READ_PAUSE)
             self._start_due()
             if (
                 not announced
@@ -135,13 +140,16 @@ class WorkerSupervisor:
         self._selector.register(read.fileno(), selectors.EVENT_READ, slot)
         self._selector.register(process.sentinel, selectors.EVENT_READ, slot)
 
-    def _read(self, timeout: float) -> None:
-        for key, _ in self._selector.select(timeout):
+    def _read(self, timeout: float) -> int:
+        """Apply what the slots wrote and handle the slots that exited; how many were ready."""
+        ready = self._selector.select(timeout)
+        for key, _ in ready:
             slot: _Slot = key.data
             if key.fd == slot.process.sentinel:
                 self._ended(slot)
             elif not self._drain(slot):
                 self._selector.unregister(key.fd)
+        return len(ready)
 
     def _drain(self, slot: _Slot) -> bool:
         """Apply what the slot wrote (its pipe is readable); False once the pipe is closed."""
