@@ -72,4 +72,8 @@ def test_outcomes_wait_for_the_window_but_dispatches_and_run_ends_are_written_at
 
     (record,) = zonda.wait([run_id], timeout=20)
     assert time.monotonic() - began < WINDOW_S / 2, "the run's end waited for the write window"
-    assert {t.task_id: t.state for t in record.tasks} == {"quick": "success", "slow": "success", "after": "success"}
+    assert {t.task_id: t.state for t in record.tasks} == {
+        "quick": "success",
+        "slow": "success",
+        "after": "success",
+    }
