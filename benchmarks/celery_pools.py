@@ -1,4 +1,5 @@
-"""Celery alone, without Zonda: how many trivial tasks per second two worker processes take from a broker.
+"""Celery alone, without Zonda: how many trivial tasks per second two worker processes take from a
+broker, and the CPU they and the broker spend per task.
 
     python -m benchmarks.celery_pools [--brokers redis,rabbitmq] [--tasks 1000] [--repeat 3]
 
@@ -8,7 +9,12 @@ Celery. Three ways to run two processes:
 - `prefork`: one Celery worker with a prefork pool of 2 (its main process hands tasks over);
 - `threads`: two Celery workers with a `threads` pool of 1 each (Zonda's slots, ADR 0013);
 - `solo`: two Celery workers with the `solo` pool.
-Tasks/s = (tasks - 1) / (last end - first end). Prints one markdown row per broker and model.
+On Redis, `threads` runs a second time on Zonda's Redis transport (`redis_transport.py`, one
+redis-py client per channel instead of one per command), which Zonda's workers use.
+Tasks/s = (tasks - 1) / (last end - first end). CPU per task: the worker processes' and the broker
+server's CPU time from the first task published to the last one ended, over the tasks (the
+producer, which publishes them all at the start, is not counted). Prints one markdown row per
+broker and model: the figure is the median over repetitions, with min-max.
 """
 
 from __future__ import annotations
@@ -20,22 +26,28 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from celery import Celery
 from kombu import Queue
 
-from benchmarks import brokers
+from benchmarks import brokers, procs
+from zonda.executors.celery.app import REDIS_TRANSPORT as TRANSPORT
 
 MODELS = {"prefork": ("prefork", 2, 1), "threads": ("threads", 1, 2), "solo": ("solo", 1, 2)}
 """model -> (Celery pool, concurrency per worker, workers)."""
+ZONDA_TRANSPORT = "threads, Zonda's Redis transport"
+"""The `threads` model again, on `zonda.executors.celery.redis_transport` (Redis only)."""
 QUEUE, REPLIES = "bench-pools", "bench-pools-replies"
 REPLY_QUEUE = Queue(REPLIES, durable=True)
 START_TIMEOUT = 60.0
 
 
-def make_app(url: str) -> Celery:
+def make_app(url: str, transport: str = "") -> Celery:
     app = Celery("bench_pools", broker=url, set_as_current=False)
+    if transport:
+        app.conf.broker_transport = transport
     app.conf.update(
         task_acks_late=True,
         worker_prefetch_multiplier=1,
@@ -58,24 +70,26 @@ def make_app(url: str) -> Celery:
     return app
 
 
-def run_model(url: str, model: str, tasks: int, folder: Path) -> float:
-    """Tasks/s of one model: start its workers, publish `tasks`, wait for them all to end."""
-    pool, concurrency, count = MODELS[model]
-    ends = folder / f"{model}.ends"
+@dataclass(frozen=True)
+class Measured:
+    """One repetition of one model."""
+
+    tasks_per_s: float
+    worker_ms: float
+    broker_ms: float
+
+
+def run_model(url: str, kind: str, model: str, tasks: int, folder: Path) -> Measured:
+    """One repetition: start the model's workers, publish `tasks`, wait for them all to end."""
+    transport = TRANSPORT if model == ZONDA_TRANSPORT else ""
+    pool, concurrency, count = MODELS["threads" if transport else model]
+    ends = folder / "ends"
     ends.unlink(missing_ok=True)
     env = {**os.environ, "BENCH_POOLS_ENDS": str(ends)}
     workers = [
         subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "benchmarks.celery_pools",
-                "--worker",
-                url,
-                pool,
-                str(concurrency),
-                str(i),
-            ],
+            [sys.executable, "-m", "benchmarks.celery_pools", "--worker", url, pool, str(concurrency), str(i)]
+            + ([transport] if transport else []),
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -83,12 +97,15 @@ def run_model(url: str, model: str, tasks: int, folder: Path) -> float:
         for i in range(count)
     ]
     try:
-        app = make_app(url)
+        app = make_app(url, transport)
         app.send_task("bench.noop", args=[-1], queue=QUEUE)
         deadline = time.monotonic() + START_TIMEOUT
         while not ends.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
         ends.unlink()
+        broker = procs.listening_pids(brokers.DEFAULT_PORTS[kind])
+        pids = [p for w in workers for p in (w.pid, *procs.descendants(w.pid))]
+        before = _cpu(pids), _cpu(broker)
         with app.producer_or_acquire() as producer:
             for i in range(tasks):
                 app.send_task("bench.noop", args=[i], queue=QUEUE, producer=producer)
@@ -97,8 +114,11 @@ def run_model(url: str, model: str, tasks: int, folder: Path) -> float:
             if ends.exists() and len(ends.read_text().split()) >= tasks:
                 break
             time.sleep(0.1)
+        worker_s, broker_s = _cpu(pids) - before[0], _cpu(broker) - before[1]
         times = sorted(float(t) for t in ends.read_text().split())
-        return (len(times) - 1) / (times[-1] - times[0])
+        return Measured(
+            (len(times) - 1) / (times[-1] - times[0]), 1000 * worker_s / tasks, 1000 * broker_s / tasks
+        )
     finally:
         for worker in workers:
             worker.terminate()
@@ -109,9 +129,13 @@ def run_model(url: str, model: str, tasks: int, folder: Path) -> float:
                 conn.default_channel.queue_purge(name)
 
 
-def serve(url: str, pool: str, concurrency: int, index: int) -> None:
+def _cpu(pids: list[int]) -> float:
+    return sum(procs.cpu_seconds(pid) for pid in pids)
+
+
+def serve(url: str, pool: str, concurrency: int, index: int, transport: str) -> None:
     """A worker process of one model."""
-    make_app(url).Worker(
+    make_app(url, transport).Worker(
         hostname=f"bench-pools-{index}-{os.getpid()}@localhost",
         queues=[QUEUE],
         concurrency=concurrency,
@@ -123,28 +147,37 @@ def serve(url: str, pool: str, concurrency: int, index: int) -> None:
     ).start()
 
 
+def models(kind: str) -> list[str]:
+    return [*MODELS, ZONDA_TRANSPORT] if kind == "redis" else list(MODELS)
+
+
+def spread(values: list[float], digits: int) -> str:
+    return f"{statistics.median(values):.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
+
+
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if args and args[0] == "--worker":
-        serve(args[1], args[2], int(args[3]), int(args[4]))
+        serve(args[1], args[2], int(args[3]), int(args[4]), args[5] if len(args) > 5 else "")
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--brokers", default="redis,rabbitmq")
     parser.add_argument("--tasks", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=3)
     options = parser.parse_args(args)
-    print("| broker | model | tasks/s (median, min-max over repetitions) |")
-    print("| --- | --- | --- |")
+    print("| broker | model | tasks/s | worker CPU per task, ms | broker CPU per task, ms |")
+    print("| --- | --- | --- | --- | --- |")
     with tempfile.TemporaryDirectory() as folder:
         for kind in options.brokers.split(","):
             with brokers.fresh_broker(kind) as broker:
-                for model in MODELS:
-                    rates = [
-                        run_model(broker.url, model, options.tasks, Path(folder))
+                for model in models(kind):
+                    runs = [
+                        run_model(broker.url, kind, model, options.tasks, Path(folder))
                         for _ in range(options.repeat)
                     ]
                     print(
-                        f"| {kind} | {model} | {statistics.median(rates):.0f} ({min(rates):.0f}-{max(rates):.0f}) |"
+                        f"| {kind} | {model} | {spread([r.tasks_per_s for r in runs], 0)} "
+                        f"| {spread([r.worker_ms for r in runs], 2)} | {spread([r.broker_ms for r in runs], 2)} |"
                     )
 
 
