@@ -56,6 +56,18 @@ def test_a_queue_gets_one_per_slot_plus_the_queued_share_and_more_as_attempts_en
     assert len(backlog.take({}, current)) == 2, "the last two were still held"
 
 
+def test_refills_wait_until_half_the_waiting_share_has_room() -> None:
+    backlog = Backlog(queued_per_slot=4.0)
+    current = held(backlog, *(request(task_id=f"t{i}") for i in range(40)))
+    first = backlog.take({"default": 2}, current)
+    assert len(first) == 10, "2 slots running and 8 waiting on the broker"
+    for done in first[:3]:
+        backlog.finished(done[0].ti_key)
+        assert backlog.take({"default": 2}, current) == [], "refill before half the share has room"
+    backlog.finished(first[3][0].ti_key)
+    assert len(backlog.take({"default": 2}, current)) == 4, "half the waiting share, in one publish"
+
+
 def test_held_requests_go_out_by_priority_then_older_runs_first() -> None:
     backlog = Backlog(queued_per_slot=0.0)
     newer = request(run_id="0002", task_id="a")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,12 +12,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 def upsert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> None:
     """Insert rows, or update every non-key column of the rows whose `keys` already exist."""
-    if not rows:
-        return
-    stmt = _insert(conn, table)
-    columns = [c for c in rows[0] if c not in keys]
-    stmt = stmt.on_conflict_do_update(index_elements=list(keys), set_={c: stmt.excluded[c] for c in columns})
-    conn.execute(stmt, list(rows))
+    if rows:
+        conn.execute(
+            _statement(conn.dialect.name, "upsert", table, tuple(keys), _columns(rows, keys)), list(rows)
+        )
 
 
 def insert_new(
@@ -29,23 +28,31 @@ def insert_new(
     """
     if not rows:
         return []
-    stmt = _insert(conn, table).on_conflict_do_nothing().returning(*(table.c[k] for k in keys))
+    stmt = _statement(conn.dialect.name, "insert_new", table, tuple(keys), ())
     return [tuple(r) for r in conn.execute(stmt, list(rows))]
 
 
 def add_to(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> None:
     """Insert rows, or add their non-key columns to those of the rows whose `keys` already exist."""
-    if not rows:
-        return
-    stmt = _insert(conn, table)
-    columns = [c for c in rows[0] if c not in keys]
-    stmt = stmt.on_conflict_do_update(
-        index_elements=list(keys), set_={c: table.c[c] + stmt.excluded[c] for c in columns}
-    )
-    conn.execute(stmt, list(rows))
+    if rows:
+        conn.execute(
+            _statement(conn.dialect.name, "add_to", table, tuple(keys), _columns(rows, keys)), list(rows)
+        )
 
 
-def _insert(conn: Connection, table: Table) -> Any:
-    """The dialect's INSERT, which knows ON CONFLICT."""
-    module: Any = sqlite if conn.dialect.name == "sqlite" else postgresql
-    return module.insert(table)
+def _columns(rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> tuple[str, ...]:
+    return tuple(c for c in rows[0] if c not in keys)
+
+
+@functools.cache
+def _statement(dialect: str, kind: str, table: Table, keys: tuple[str, ...], columns: tuple[str, ...]) -> Any:
+    """The dialect's INSERT ... ON CONFLICT of one kind, built once: the scheduler's writer runs
+    these for every batch, and building one cost more than sending it."""
+    stmt = (sqlite if dialect == "sqlite" else postgresql).insert(table)
+    if kind == "insert_new":
+        return stmt.on_conflict_do_nothing().returning(*(table.c[k] for k in keys))
+    if kind == "add_to":
+        return stmt.on_conflict_do_update(
+            index_elements=list(keys), set_={c: table.c[c] + stmt.excluded[c] for c in columns}
+        )
+    return stmt.on_conflict_do_update(index_elements=list(keys), set_={c: stmt.excluded[c] for c in columns})

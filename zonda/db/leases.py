@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from datetime import datetime
 
-from sqlalchemy import Connection, and_, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, or_, select, update
 
 from zonda.core.states import RunState
 from zonda.db.schema import runs
@@ -60,13 +60,17 @@ def renew(conn: Connection, owner: str, run_ids: Collection[str], until: datetim
     """Extend the leases of these runs; returns those `owner` still holds (the others were taken)."""
     if not run_ids:
         return set()
-    stmt = (
-        update(runs)
-        .where(and_(runs.c.owner == owner, runs.c.run_id.in_(list(run_ids))))
-        .values(lease_until=until)
-        .returning(runs.c.run_id)
-    )
-    return {row.run_id for row in conn.execute(stmt)}
+    rows = conn.execute(_RENEW, {"b_owner": owner, "b_runs": list(run_ids), "b_until": until})
+    return {row.run_id for row in rows}
+
+
+_RENEW = (
+    update(runs)
+    .where(and_(runs.c.owner == bindparam("b_owner"), runs.c.run_id.in_(bindparam("b_runs", expanding=True))))
+    .values(lease_until=bindparam("b_until"))
+    .returning(runs.c.run_id)
+)
+"""Built once: the writer renews with every batch."""
 
 
 def orphaned(conn: Connection, now: datetime, limit: int = 500) -> list[tuple[str, str | None]]:

@@ -5,7 +5,8 @@ it, whatever its priority, and the scheduler's order (priority, then older runs 
 So the executor holds the requests the scheduler gave it (their queued state is committed) in
 that order, and publishes to each queue only what the queue's live workers can start now, plus
 `queued_per_slot` for each of their slots, so that a slot that finishes finds its next task in
-the broker at once. A refill is then a publish, not a commit.
+the broker at once. A refill is then a publish, not a commit; it waits until half the waiting
+share has room, and publishes that half at once.
 
 The slots of the live workers per queue come from their heartbeats (`tracker.LostWorkerTracker.slots`).
 A queue that no live worker consumes gets all its requests at once: a worker that starts later
@@ -69,6 +70,11 @@ class Backlog:
             self._published[queue] -= 1
 
     def _room(self, queue: str, slots: int) -> float:
+        """How many to publish now: none until the queue's room reaches half its waiting share, so
+        that refills go out several at a time (one broker round trip each) rather than one per
+        outcome, and the broker queue in front of the next task is shorter on average."""
         if slots == 0:
             return math.inf
-        return slots + math.ceil(slots * self.queued_per_slot) - self._published[queue]
+        waiting = math.ceil(slots * self.queued_per_slot)
+        room = slots + waiting - self._published[queue]
+        return room if room >= max(1, waiting // 2) else 0
