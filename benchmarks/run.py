@@ -284,8 +284,9 @@ def workers_text(config: Config, options: Options) -> str:
     if config.broker is None:
         return f"{options.workers} local workers"
     return (
-        "Celery workers started by the benchmark (`zonda worker --queues default -c N`: N slot processes, each a Celery `solo` worker, "
-        "nice 0; they get the broker URL and the shared artifact and log folders, not the DB URL)"
+        "Celery workers started by the benchmark (`zonda worker --queues default -c N`: N slot processes, "
+        "each a Celery worker with a `threads` pool of one, nice 0; they get the broker URL and the shared "
+        "artifact and log folders, not the DB URL)"
     )
 
 
