@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import random
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from multiprocessing.connection import wait
 from pathlib import Path
+
+import redis
 
 from zonda.artifacts.store import output_path
 from zonda.dag_processing.code_store import store_source
@@ -91,9 +95,24 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-def redis_db_url(base: str) -> str:
-    """`base` on a random db number (1-15), so parallel test sessions rarely share one."""
-    return f"{base.rsplit('/', 1)[0]}/{random.randint(1, 15)}"
+@contextmanager
+def redis_db(base: str) -> Iterator[str]:
+    """`base` on a Redis db (1-15) that no other test on this machine holds, emptied first.
+
+    Two tests on one db would share queues and heartbeats (one's worker running the other's
+    tasks), so each db is held through an exclusive lock file while a test uses it.
+    """
+    for db in random.sample(range(1, 16), 15):
+        with open(Path(tempfile.gettempdir()) / f"zonda-test-redis-db-{db}.lock", "w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue
+            url = f"{base.rsplit('/', 1)[0]}/{db}"
+            redis.Redis.from_url(url).flushdb()
+            yield url
+            return
+    raise RuntimeError("all 15 Redis test dbs are held by other tests on this machine")
 
 
 @contextmanager

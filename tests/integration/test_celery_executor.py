@@ -28,7 +28,7 @@ from tests.integration.celery_helpers import (
     collect,
     finished,
     rabbitmq_vhost,
-    redis_db_url,
+    redis_db,
     unique,
     wait_until,
 )
@@ -52,7 +52,8 @@ REPO = Path(__file__).resolve().parents[2]
 def broker(request: pytest.FixtureRequest) -> Iterator[str]:
     """A broker URL in a namespace of its own, on Redis and on RabbitMQ."""
     if request.param == "redis":
-        yield redis_db_url(request.getfixturevalue("redis_url"))
+        with redis_db(request.getfixturevalue("redis_url")) as url:
+            yield url
         return
     with rabbitmq_vhost(request.getfixturevalue("amqp_url")) as url:
         yield url

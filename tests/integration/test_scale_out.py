@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.celery_helpers import collect, rabbitmq_vhost, redis_db_url, unique
+from tests.integration.celery_helpers import collect, rabbitmq_vhost, redis_db, unique
 from tests.integration.cluster import Cluster
 from tests.integration.server import free_port
 from tests.services import drop_pg_database, fresh_pg_database
@@ -34,7 +34,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.xdist_group("b
 @pytest.fixture(params=["redis", "rabbitmq"])
 def broker(request: pytest.FixtureRequest) -> Iterator[str]:
     if request.param == "redis":
-        yield redis_db_url(request.getfixturevalue("redis_url"))
+        with redis_db(request.getfixturevalue("redis_url")) as url:
+            yield url
         return
     with rabbitmq_vhost(request.getfixturevalue("amqp_url")) as url:
         yield url
