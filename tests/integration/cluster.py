@@ -39,6 +39,15 @@ class Cluster(ZondaServer):
             self.start_process(f"scheduler-{i}", "scheduler")
         self.wait_until(lambda: self._cluster_ready(expect_dags, schedulers), 60, "cluster ready")
 
+    def wait_workers_listed(self, *names: str, timeout: float = 60) -> None:
+        """Wait until these `zonda worker`s heartbeat: a worker does once all its slots are ready."""
+
+        def listed() -> bool:
+            workers = self.client.get("/api/v1/workers").json()
+            return {w["worker_id"] for w in workers} >= {f"celery@{n}" for n in names}
+
+        self.wait_until(listed, timeout, f"workers {', '.join(names)} listed from their heartbeats")
+
     def kill(self, name: str = "") -> None:
         """SIGKILL a process and everything it started (a worker's pool processes too)."""
         proc = self.procs.pop(name)

@@ -100,11 +100,7 @@ def test_w1_shaped_runs_complete_on_celery_workers(cluster: Cluster, tmp_path: P
     assert [r["state"] for r in records] == ["success"] * 6
     assert_each_task_ran_once(records, tmp_path / "marks")
 
-    def both_listed() -> bool:
-        workers = cluster.client.get("/api/v1/workers").json()
-        return {w["worker_id"] for w in workers} >= {"celery@w0", "celery@w1"}
-
-    cluster.wait_until(both_listed, 30, "both workers listed from their heartbeats")
+    cluster.wait_workers_listed("w0", "w1", timeout=30)
     log = cluster.log(run_ids[0], "s7_0")
     assert "--- success ---" in log or log == ""
 
@@ -114,6 +110,9 @@ def test_killing_a_scheduler_mid_run_loses_and_repeats_nothing(cluster: Cluster,
     cluster.start(expect_dags=13, schedulers=2)
     cluster.start_worker("w0")
     cluster.start_worker("w1")
+    # Tasks published before a worker is up wait on the broker; past the short queued timeout
+    # below they would be queued again while the first message still waits (a second run).
+    cluster.wait_workers_listed("w0", "w1")
     run_ids = [cluster.trigger("w1_shape", {"user_id": i, "pause": 0.05}) for i in range(6)]
     cluster.wait_until(lambda: successes(cluster, run_ids) >= 40, 60, "a sixth of the tasks done")
     cluster.kill("scheduler-0")
