@@ -13,9 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 def upsert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> None:
     """Insert rows, or update every non-key column of the rows whose `keys` already exist."""
     if rows:
-        conn.execute(
-            _statement(conn.dialect.name, "upsert", table, tuple(keys), _columns(rows, keys)), list(rows)
-        )
+        conn.execute(_upsert(conn.dialect.name, table, tuple(keys), _columns(rows, keys)), list(rows))
 
 
 def insert_new(
@@ -28,31 +26,42 @@ def insert_new(
     """
     if not rows:
         return []
-    stmt = _statement(conn.dialect.name, "insert_new", table, tuple(keys), ())
-    return [tuple(r) for r in conn.execute(stmt, list(rows))]
+    return [tuple(r) for r in conn.execute(_insert_new(conn.dialect.name, table, tuple(keys)), list(rows))]
 
 
 def add_to(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> None:
     """Insert rows, or add their non-key columns to those of the rows whose `keys` already exist."""
     if rows:
-        conn.execute(
-            _statement(conn.dialect.name, "add_to", table, tuple(keys), _columns(rows, keys)), list(rows)
-        )
+        conn.execute(_add_to(conn.dialect.name, table, tuple(keys), _columns(rows, keys)), list(rows))
+
+
+# The statements are built once per table and columns: the scheduler's writer runs them for every
+# batch, and building one cost more than sending it.
+
+
+@functools.cache
+def _upsert(dialect: str, table: Table, keys: tuple[str, ...], columns: tuple[str, ...]) -> Any:
+    stmt = _insert(dialect, table)
+    return stmt.on_conflict_do_update(index_elements=list(keys), set_={c: stmt.excluded[c] for c in columns})
+
+
+@functools.cache
+def _insert_new(dialect: str, table: Table, keys: tuple[str, ...]) -> Any:
+    return _insert(dialect, table).on_conflict_do_nothing().returning(*(table.c[k] for k in keys))
+
+
+@functools.cache
+def _add_to(dialect: str, table: Table, keys: tuple[str, ...], columns: tuple[str, ...]) -> Any:
+    stmt = _insert(dialect, table)
+    return stmt.on_conflict_do_update(
+        index_elements=list(keys), set_={c: table.c[c] + stmt.excluded[c] for c in columns}
+    )
+
+
+def _insert(dialect: str, table: Table) -> Any:
+    """The dialect's INSERT, which knows ON CONFLICT."""
+    return (sqlite if dialect == "sqlite" else postgresql).insert(table)
 
 
 def _columns(rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> tuple[str, ...]:
     return tuple(c for c in rows[0] if c not in keys)
-
-
-@functools.cache
-def _statement(dialect: str, kind: str, table: Table, keys: tuple[str, ...], columns: tuple[str, ...]) -> Any:
-    """The dialect's INSERT ... ON CONFLICT of one kind, built once: the scheduler's writer runs
-    these for every batch, and building one cost more than sending it."""
-    stmt = (sqlite if dialect == "sqlite" else postgresql).insert(table)
-    if kind == "insert_new":
-        return stmt.on_conflict_do_nothing().returning(*(table.c[k] for k in keys))
-    if kind == "add_to":
-        return stmt.on_conflict_do_update(
-            index_elements=list(keys), set_={c: table.c[c] + stmt.excluded[c] for c in columns}
-        )
-    return stmt.on_conflict_do_update(index_elements=list(keys), set_={c: stmt.excluded[c] for c in columns})
