@@ -173,10 +173,9 @@ def write(conn: Connection, rows: Rows) -> None:
     if rows.attempts:
         inserted = insert_new(conn, task_attempts, rows.attempts, _ATTEMPT_KEY)
         add_usage(conn, rollup(rows.charges[key] for key in inserted))
-    for values in rows.run_updates:
-        run_id = values.pop("run_id")
-        conn.execute(update(runs).where(runs.c.run_id == run_id).values(values))
-        values["run_id"] = run_id
+    for values in rows.run_updates:  # not mutated: a batch whose commit failed is written again as it is
+        changes = {k: v for k, v in values.items() if k != "run_id"}
+        conn.execute(update(runs).where(runs.c.run_id == values["run_id"]).values(changes))
 
 
 def _run_values(graph: RunGraph, started_at: datetime | None) -> dict[str, Any]:
