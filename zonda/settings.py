@@ -62,7 +62,10 @@ class Settings(BaseSettings):
         6.0, gt=0, description="A run whose scheduler has not renewed its lease for this long is taken over"
     )
     queued_timeout: float = Field(
-        300.0, gt=0, description="A task queued this long without starting is queued again (a lost message)"
+        60.0,
+        gt=0,
+        description="Celery: a queued task that should have reached a worker this long ago and did not start is "
+        "taken as a lost message, revoked and queued again (one waiting for a busy or absent worker is not)",
     )
     # -- Celery executor (zonda/executors/celery/) ------------------------------------------------
     celery_max_in_flight: int = Field(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, Protocol
 
 from zonda.worker.protocol import TaskFinished, TaskRequest, WorkerMessage
@@ -44,6 +45,15 @@ class Executor(Protocol):
 
     def poll(self) -> list[WorkerMessage]:
         """Messages that arrived since the last call (never blocks)."""
+
+    def undelivered_for(self, ti: TIRef) -> float:
+        """Seconds a queued attempt should have reached a worker and did not start (0 while it
+        waits for one). Asked only when `in_flight_survives_scheduler`: past `queued_timeout`,
+        the scheduler takes the request as lost and queues the attempt again."""
+
+    def withdraw(self, ti: TIRef, try_number: int, queued_at: datetime | None) -> bool:
+        """Make sure a queued attempt's request never runs, before the attempt is queued again;
+        False if that cannot be done now (try again later)."""
 
     def kill(self, ti: TIRef, reason: str) -> None:
         """Stop a running task now (e.g. past its hard deadline); it is reported failed with `reason`."""

@@ -25,7 +25,7 @@ from sqlalchemy.exc import DBAPIError
 from zonda.clock import utc_now
 from zonda.core.ids import tenant_of
 from zonda.core.quotas import admit
-from zonda.core.run_graph import RunGraph, TIKey
+from zonda.core.run_graph import RunGraph, TaskInstance, TIKey
 from zonda.core.states import RunState, TaskState
 from zonda.db import components, leases, quotas
 from zonda.db.commands import pending_commands
@@ -51,6 +51,8 @@ from zonda.worker.protocol import TaskFinished, TaskRequest, TaskStarted, Worker
 
 log = logging.getLogger(__name__)
 DEADLINE_GRACE = timedelta(seconds=5)
+QUEUED_RECHECKS = 4
+"""A queued attempt whose request is not (yet) lost is checked again after this part of `queued_timeout`."""
 DB_RETRY_DELAY = timedelta(seconds=1)
 
 Clock = Callable[[], datetime]
@@ -212,18 +214,33 @@ class Scheduler:
             self._collect(active)
         elif timer.kind == "queued":
             if ti.state is TaskState.QUEUED:
-                log.warning(
-                    "task %s of run %s did not start within queued_timeout; queueing it again",
-                    ti.key,
-                    timer.run_id,
-                )
-                self._release((timer.run_id, *timer.ti_key), active)
-                active.graph.requeue(timer.ti_key)
-                self._collect(active)
+                self._check_queued(active, ti, now)
         elif ti.state.in_flight:
             timeout = active.version.spec.task(timer.ti_key[0]).timeout
             reason = f"TaskTimeoutError: task timed out after {timeout:g} s and did not stop; its worker was killed"
             self.executor.kill((timer.run_id, *timer.ti_key), reason)
+
+    def _check_queued(self, active: ActiveRun, ti: TaskInstance, now: datetime) -> None:
+        """Queue an attempt again if its request was lost: it should have reached a worker for
+        `queued_timeout` and did not start (a request waiting for a busy or absent worker is not
+        lost). Its earlier request is revoked first, so that it cannot run too."""
+        ref = (active.run_id, *ti.key)
+        timeout = self._queued_timeout.total_seconds()
+        waited = self.executor.undelivered_for(ref)
+        if waited < timeout or not self.executor.withdraw(ref, ti.try_number, ti.queued_at):
+            self.timers.add(
+                now + self._queued_timeout / QUEUED_RECHECKS, "queued", active.run_id, ti.key, ti.try_number
+            )
+            return
+        log.warning(
+            "task %s of run %s did not start %.0f s after its worker should have received it; queueing it again",
+            ti.key,
+            active.run_id,
+            timeout,
+        )
+        self._release(ref, active)
+        active.graph.requeue(ti.key)
+        self._collect(active)
 
     def _release(self, ref: TIRef, active: ActiveRun) -> None:
         if self.inflight.pop(ref, None) is not None:

@@ -88,4 +88,5 @@ def build_request(
         secrets=dict(secrets),
         api_url=api.url if api is not None else "",
         api_token=api.token(graph.run_id) if api is not None else "",
+        queued_at=graph.instance(ti_key).queued_at,
     )

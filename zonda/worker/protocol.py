@@ -55,6 +55,8 @@ class TaskRequest:
     """The API the task may call with `api_token` ("" when no server runs, as in `zonda run`)."""
     api_token: str = field(default="", repr=False)
     """The run's token: reads its own tenant's objects (viewer) while the run is active."""
+    queued_at: datetime | None = None
+    """When the scheduler stored the attempt as queued: names a request published again (Celery)."""
     version: int = PROTOCOL_VERSION
 
     @property
@@ -75,6 +77,10 @@ class TaskStarted:
     worker: str = ""
     """The worker that runs the attempt (a remote worker's id; "" for local workers)."""
     version: int = PROTOCOL_VERSION
+
+    @property
+    def ti_key(self) -> tuple[str, str, int]:
+        return (self.run_id, self.task_id, self.map_index)
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,7 @@ from zonda.worker.protocol import PROTOCOL_VERSION, TaskFinished, TaskRequest, T
 
 T = TypeVar("T")
 
-_DATETIMES = frozenset({"logical_date", "started_at", "ended_at"})
+_DATETIMES = frozenset({"logical_date", "queued_at", "started_at", "ended_at"})
 
 
 class ProtocolError(ZondaError):

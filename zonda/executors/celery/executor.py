@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import socket
 import threading
 import time
@@ -36,6 +37,7 @@ from zonda.executors.base import TIRef
 from zonda.executors.celery.app import make_app
 from zonda.executors.celery.backlog import Backlog
 from zonda.executors.celery.codec import ProtocolError, decode_report
+from zonda.executors.celery.deliveries import Deliveries
 from zonda.executors.celery.events import WorkerHeartbeat, publish_report, reply_queue_name
 from zonda.executors.celery.listener import Listener
 from zonda.executors.celery.publisher import TaskPublisher
@@ -50,13 +52,24 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+SETTLE_HEARTBEATS = 2
+"""Heartbeat intervals a worker must show a free slot before the requests published to its
+queues before then count as due (`deliveries.py`)."""
+
 HeartbeatSink = Callable[[list[Worker]], None]
 """Receives worker heartbeats (e.g. writes them to the DB); called on the executor's own thread."""
 
 
 def celery_task_id(request: TaskRequest) -> str:
-    """The Celery task id of an attempt (known without a lookup, e.g. to revoke it)."""
+    """The Celery task id of an attempt's first request (known without a lookup, e.g. to revoke it)."""
     return _task_id(request.ti_key, request.try_number)
+
+
+def republished_task_id(ti: TIRef, try_number: int, queued_at: datetime | None) -> str:
+    """The Celery task id of a request published again: it differs from the first one, which is
+    revoked, and any scheduler can tell it from the attempt's stored `queued_at`."""
+    stamp = round(queued_at.timestamp() * 1000) if queued_at is not None else 0
+    return f"{_task_id(ti, try_number)}:{stamp}"
 
 
 def _task_id(ti: TIRef, try_number: int) -> str:
@@ -92,7 +105,10 @@ class CeleryExecutor:
         self._queues = {self.reply_to}
         self._tracker = LostWorkerTracker(heartbeat_interval)
         self._backlog = Backlog(queued_per_slot)
+        self._deliveries = Deliveries(settle=SETTLE_HEARTBEATS * heartbeat_interval)
         self._inflight: dict[TIRef, TaskRequest] = {}
+        self._withdrawn: set[TIRef] = set()
+        self._renamed: dict[TIRef, str] = {}
         self._publisher = TaskPublisher(app)
         self._unsent: list[tuple[TaskRequest, str]] = []
         self._next_resend = 0.0
@@ -143,9 +159,42 @@ class CeleryExecutor:
         """Hold the requests, and publish those their queues have room for (`backlog.py`)."""
         with self._lock:
             for request in (replace(r, reply_to=self.reply_to) for r in requests):
-                self._inflight[request.ti_key] = request
+                ti = request.ti_key
+                self._inflight[ti] = request
+                if ti in self._withdrawn:
+                    self._withdrawn.discard(ti)
+                    self._renamed[ti] = republished_task_id(ti, request.try_number, request.queued_at)
+                else:
+                    self._renamed.pop(ti, None)
                 self._backlog.hold(request, route(request, RouteInfo.of(request), self.hooks))
         self._release()
+
+    def undelivered_for(self, ti: TIRef) -> float:
+        """Seconds a queued attempt's request should have reached a worker and did not start
+        (`deliveries.py`): 0 while it is held here or waits for a busy or absent worker; infinite
+        for an attempt another scheduler queued (taken over: nothing here says where it is)."""
+        with self._lock:
+            if ti not in self._inflight:
+                return math.inf
+            return self._deliveries.undelivered_for(ti, time.monotonic()) or 0.0
+
+    def withdraw(self, ti: TIRef, try_number: int, queued_at: datetime | None) -> bool:
+        """Revoke a queued attempt's request before it is queued again, so that a message thought
+        lost that still reaches a worker is dropped there (Celery checks revoked ids on receipt).
+        The next request of the attempt gets a task id of its own. False if the broker cannot
+        be reached: queue it again later, not now."""
+        ids = [_task_id(ti, try_number), republished_task_id(ti, try_number, queued_at)]
+        try:
+            self.app.control.revoke(ids)
+        except Exception as exc:
+            log.warning("could not revoke %s (%s); will try again", ids[0], exc)
+            return False
+        with self._lock:
+            self._inflight.pop(ti, None)
+            self._deliveries.forget(ti)
+            self._backlog.finished(ti)
+            self._withdrawn.add(ti)
+        return True
 
     def waitables(self) -> Sequence[Any]:
         return [self._wake_r]
@@ -170,6 +219,7 @@ class CeleryExecutor:
                     current = self._inflight.get(message.ti_key)
                     if current is not None and current.try_number == message.try_number:
                         del self._inflight[message.ti_key]
+                        self._renamed.pop(message.ti_key, None)
             messages.append(message)
         return messages
 
@@ -187,9 +237,9 @@ class CeleryExecutor:
         with self._lock:
             self._tracker.finished(lost)
             self._freed(lost)
+            task_id = self._renamed.get(ti) or _task_id(ti, try_number)
         self._deliver(lost, None)
         self._release()
-        task_id = _task_id(ti, try_number)
         try:
             self.app.control.revoke(task_id, terminate=True, signal="SIGKILL")
         except Exception:  # the report is what matters; the worker's attempt may outlive it
@@ -245,7 +295,9 @@ class CeleryExecutor:
         queue = str(handle.delivery_info.get("routing_key") or self.reply_to)
         with self._lock:
             if isinstance(message, TaskStarted):
-                self._tracker.started(message, queue, time.monotonic())
+                now = time.monotonic()
+                self._tracker.started(message, queue, now)
+                self._deliveries.started(message.ti_key, message.try_number, now)
             elif self._tracker.reported(message.ti_key, message.try_number):
                 log.info("dropped a second outcome of %s/%s[%s] try %s", *message.ti_key, message.try_number)
                 handle.ack()
@@ -261,8 +313,12 @@ class CeleryExecutor:
         except ProtocolError as exc:
             log.error("dropped a heartbeat: %s", exc)
             return
+        now = time.monotonic()
         with self._lock:
-            self._tracker.heartbeat(beat, self._queues, time.monotonic())
+            self._tracker.heartbeat(beat, self._queues, now)
+            self._deliveries.heartbeat(beat.worker_id, beat.queues, len(beat.running) < beat.concurrency, now)
+            for task in beat.running:
+                self._deliveries.started(task.ti_key, task.try_number, now)
             self._beats[beat.worker_id] = _worker_row(beat)
 
     def _on_connected(self) -> None:
@@ -310,6 +366,7 @@ class CeleryExecutor:
         current = self._inflight.get(outcome.ti_key)
         if current is not None and current.try_number == outcome.try_number:
             self._backlog.finished(outcome.ti_key)
+            self._deliveries.forget(outcome.ti_key)
 
     def _release(self) -> None:
         """Publish the held requests their queues have room for (any thread). The listener calls it
@@ -319,14 +376,23 @@ class CeleryExecutor:
         self._publish(taken)
 
     def _publish(self, routed: list[tuple[TaskRequest, str]]) -> None:
+        """Publish, recording each request as published first (its start may be reported before
+        `publish` returns)."""
         if not routed:
             return
+        now = time.monotonic()
+        with self._lock:
+            items = [(r, queue, self._renamed.get(r.ti_key) or celery_task_id(r)) for r, queue in routed]
+            for r, queue in routed:
+                self._deliveries.published(r.ti_key, r.try_number, queue, now)
         try:
-            self._publisher.publish([(r, queue, celery_task_id(r)) for r, queue in routed])
+            self._publisher.publish(items)
         except Exception as exc:  # broker down: keep them and publish them again from `poll`
             log.warning("could not publish %d task(s) (%s); will retry", len(routed), exc)
             self._publisher.close()
             with self._lock:
+                for r, _ in routed:
+                    self._deliveries.forget(r.ti_key)
                 self._unsent.extend(routed)
                 self._next_resend = time.monotonic() + 1.0
 

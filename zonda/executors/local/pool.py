@@ -13,6 +13,7 @@ import multiprocessing
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -128,6 +129,14 @@ class LocalExecutor:
         if worker is not None and worker.process.pid is not None:
             worker.kill_reason = reason
             worker.process.kill()
+
+    def undelivered_for(self, ti: TIRef) -> float:
+        """Never asked (tasks die with the scheduler): a request on a pipe is never lost."""
+        return 0.0
+
+    def withdraw(self, ti: TIRef, try_number: int, queued_at: datetime | None) -> bool:
+        """Never asked (tasks die with the scheduler): nothing to withdraw."""
+        return True
 
     def follow(self, scheduler_id: str) -> list[TaskFinished]:
         """The outcomes journaled by the workers of a dead scheduler that shared this machine's home."""

@@ -1,0 +1,92 @@
+"""Which published requests should have reached a worker by now, and since when.
+
+A request waits on the broker as long as its queue's workers are busy, or while none runs. That
+is no sign of a lost message, and publishing it again then would run the task twice once the
+first message arrives. So a published request that has not started counts as *due* only on
+evidence that the broker no longer holds it:
+- a request published after it to the same queue started (a broker queue is first in, first out);
+- a worker that consumes its queue had a free slot in each of its heartbeats for `settle` seconds,
+  from a heartbeat after the request was published (a free slot takes the next message at once).
+The scheduler queues a request again once it has been due, and not started, for
+`ZONDA_QUEUED_TIMEOUT` (`CeleryExecutor.undelivered_for`). Pure bookkeeping: time (monotonic
+seconds) is passed in.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Collection
+from dataclasses import dataclass
+
+from zonda.executors.base import TIRef
+
+
+@dataclass(slots=True)
+class _Published:
+    queue: str
+    try_number: int
+    seq: int
+    at: float
+    due: float | None = None
+
+
+class Deliveries:
+    """Published, not yet started requests per queue, in publish order, and the evidence on each."""
+
+    def __init__(self, settle: float) -> None:
+        self.settle = settle
+        self._published: dict[TIRef, _Published] = {}
+        self._by_queue: dict[str, dict[TIRef, _Published]] = {}
+        self._seq = itertools.count()
+        self._free_since: dict[str, float] = {}
+
+    def published(self, ti: TIRef, try_number: int, queue: str, now: float) -> None:
+        """A request went to the broker (again: an earlier publication of it is forgotten)."""
+        self.forget(ti)
+        entry = _Published(queue, try_number, next(self._seq), now)
+        self._published[ti] = entry
+        self._by_queue.setdefault(queue, {})[ti] = entry
+
+    def started(self, ti: TIRef, try_number: int, now: float) -> None:
+        """An attempt started: every request published before it to its queue should have, too."""
+        entry = self._published.get(ti)
+        if entry is None or entry.try_number != try_number:
+            return
+        self.forget(ti)
+        for other in self._by_queue.get(entry.queue, {}).values():
+            if other.seq > entry.seq:
+                break
+            if other.due is None:
+                other.due = now
+
+    def heartbeat(self, worker: str, queues: Collection[str], free: bool, now: float) -> None:
+        """A worker consuming `queues` heartbeats, with a free slot or not."""
+        if not free:
+            self._free_since.pop(worker, None)
+            return
+        since = self._free_since.setdefault(worker, now)
+        if now - since < self.settle:
+            return
+        for queue in queues:
+            for entry in self._by_queue.get(queue, {}).values():
+                if entry.at >= since:
+                    break
+                if entry.due is None:
+                    entry.due = now
+
+    def forget(self, ti: TIRef) -> None:
+        """The request ended, was killed or is withdrawn."""
+        entry = self._published.pop(ti, None)
+        if entry is not None:
+            queue = self._by_queue[entry.queue]
+            del queue[ti]
+            if not queue:
+                del self._by_queue[entry.queue]
+
+    def undelivered_for(self, ti: TIRef, now: float) -> float | None:
+        """Seconds the request has been due without starting (0 while nothing says it should
+        have); None if it is not published (held, or never seen here)."""
+        entry = self._published.get(ti)
+        if entry is None:
+            return None
+        return 0.0 if entry.due is None else now - entry.due
