@@ -213,3 +213,21 @@ def after_sleep() -> None:
 @dag
 def cancellable() -> None:
     long_sleep() >> after_sleep()
+
+
+@task(queue="slow")
+def first_in_line() -> None:
+    mark("first_in_line")
+    time.sleep(3)
+
+
+@task(queue="slow")
+def second_in_line() -> None:
+    mark("second_in_line")
+    time.sleep(3)
+
+
+@dag
+def waits_on_broker() -> None:
+    first_in_line()
+    second_in_line()

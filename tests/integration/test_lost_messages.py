@@ -1,0 +1,68 @@
+"""Lost task messages on a real broker: published again only when a worker should have had them.
+
+A message waiting for an absent or busy worker is not lost; publishing it again would run the task
+twice. A message the broker dropped (here: its queue purged) is published again, and runs once."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.cluster import Cluster
+from tests.integration.test_scale_out import assert_each_task_ran_once, broker, make_cluster
+from tests.services import drop_pg_database, fresh_pg_database
+from zonda.executors.celery.app import make_app
+from zonda.settings import Settings
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.xdist_group("broker")]
+__all__ = ["broker"]
+
+QUEUE = "slow"
+REQUEUED = "queueing it again"
+
+
+@pytest.fixture
+def cluster(broker: str, pg_server: str, tmp_path: Path) -> Iterator[Cluster]:
+    url, name = fresh_pg_database(pg_server)
+    c = make_cluster(broker, url, tmp_path)
+    c.env["ZONDA_QUEUED_TIMEOUT"] = "1.5"
+    yield c
+    c.stop()
+    drop_pg_database(pg_server, name)
+
+
+def waiting(broker_url: str) -> int:
+    """Messages waiting in the broker queue QUEUE (0 if it does not exist yet)."""
+    with make_app(Settings(broker_url=broker_url)).connection_for_write() as conn:
+        try:
+            return int(conn.default_channel.queue_declare(QUEUE, passive=True).message_count)
+        except Exception:  # RabbitMQ: not declared yet (the channel is closed with the error)
+            return 0
+
+
+def purge(broker_url: str) -> None:
+    with make_app(Settings(broker_url=broker_url)).connection_for_write() as conn:
+        conn.default_channel.queue_purge(QUEUE)
+
+
+def test_messages_are_published_again_only_once_lost(cluster: Cluster, broker: str, tmp_path: Path) -> None:
+    cluster.start(expect_dags=14, schedulers=1)
+    run_id = cluster.trigger("waits_on_broker")
+    cluster.wait_until(lambda: waiting(broker) == 2, 30, "both tasks waiting on the broker")
+    time.sleep(4)  # no worker consumes QUEUE: the messages wait, well past the queued timeout
+    assert waiting(broker) == 2, "a message waiting for an absent worker was published again"
+    scheduler_log = cluster.home / "scheduler-0.out"
+    assert REQUEUED not in scheduler_log.read_text()
+
+    purge(broker)  # the broker loses both messages
+    cluster.start_worker("w0", queues=QUEUE, concurrency=1)
+    record = cluster.wait_run(run_id, timeout=60)
+
+    assert record["state"] == "success"
+    assert_each_task_ran_once([record], tmp_path / "marks")
+    # Each lost message was published again once; the second task then waited 3 s behind the
+    # first on the busy worker, past the timeout, and was not published a third time.
+    assert scheduler_log.read_text().count(REQUEUED) == 2
