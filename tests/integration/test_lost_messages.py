@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.celery_helpers import redis_db
 from tests.integration.cluster import Cluster
+from tests.integration.test_high_availability import owners
 from tests.integration.test_scale_out import assert_each_task_ran_once, broker, make_cluster
 from tests.services import drop_pg_database, fresh_pg_database
 from zonda.executors.celery.app import make_app
@@ -66,3 +68,33 @@ def test_messages_are_published_again_only_once_lost(cluster: Cluster, broker: s
     # Each lost message was published again once; the second task then waited 3 s behind the
     # first on the busy worker, past the timeout, and was not published a third time.
     assert scheduler_log.read_text().count(REQUEUED) == 2
+
+
+def test_a_taken_over_task_waiting_for_a_busy_worker_is_not_published_again(
+    redis_url: str, pg_server: str, tmp_path: Path
+) -> None:
+    """The survivor cannot tell whether the dead scheduler published a queued task. It waits for
+    evidence, as for its own: here the only worker is busy, so the message is still waiting."""
+    url, name = fresh_pg_database(pg_server)
+    with redis_db(redis_url) as broker_url:
+        c = make_cluster(broker_url, url, tmp_path)
+        c.env.update({"ZONDA_QUEUED_TIMEOUT": "1.5", "ZONDA_SCHEDULER_LEASE_SECONDS": "2"})
+        try:
+            c.start(expect_dags=14, schedulers=2)
+            c.start_worker("w0", queues=QUEUE, concurrency=1)
+            c.wait_workers_listed("w0")
+            run_id = c.trigger("waits_on_broker", {"pause": 8})
+            c.wait_until(lambda: waiting(broker_url) == 1, 30, "one task running, one waiting on the broker")
+            owner = owners(c.db_url, [run_id])[run_id]
+            assert owner is not None
+            victim = next(n for n, p in c.procs.items() if owner.endswith(f"-{p.pid}"))
+            c.kill(victim)
+            record = c.wait_run(run_id, timeout=60)
+            assert record["state"] == "success"
+            assert_each_task_ran_once([record], tmp_path / "marks")
+            survivor = next(n for n in c.procs if n.startswith("scheduler-"))
+            assert REQUEUED not in (c.home / f"{survivor}.out").read_text()
+            assert waiting(broker_url) == 0
+        finally:
+            c.stop()
+            drop_pg_database(pg_server, name)

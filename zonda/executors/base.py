@@ -46,6 +46,10 @@ class Executor(Protocol):
     def poll(self) -> list[WorkerMessage]:
         """Messages that arrived since the last call (never blocks)."""
 
+    def adopt(self, requests: Sequence[TaskRequest]) -> None:
+        """Queued attempts of a dead scheduler, taken over: their requests may be on their way to
+        a worker. Asked only when `in_flight_survives_scheduler`."""
+
     def undelivered_for(self, ti: TIRef) -> float:
         """Seconds a queued attempt should have reached a worker and did not start (0 while it
         waits for one). Asked only when `in_flight_survives_scheduler`: past `queued_timeout`,

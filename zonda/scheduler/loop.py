@@ -14,7 +14,7 @@ import os
 import socket
 import threading
 from collections import Counter
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from datetime import datetime, timedelta
 from multiprocessing.connection import wait
 from typing import Any
@@ -356,8 +356,30 @@ class Scheduler:
             self.inflight[(active.run_id, ti.task_id, ti.map_index)] = active
             self.limits.take(active.tenant, active.dag_id, active.version.spec.task(ti.task_id))
             if ti.state is TaskState.QUEUED:
+                self._track_adopted_attempt(active, ti)
                 self.timers.add(now + self._queued_timeout, "queued", active.run_id, ti.key, ti.try_number)
         self._collect(active)
+
+    def _track_adopted_attempt(self, active: ActiveRun, ti: TaskInstance) -> None:
+        """Tell the executor of a queued attempt the dead scheduler may have published, so that it
+        is queued again only on evidence that its message was lost (`Executor.adopt`)."""
+        secrets = self.secrets.of(active.tenant)
+        if secrets is not None:
+            self.executor.adopt([self._request(active, ti.key, ti.try_number, secrets)])
+
+    def _request(
+        self, active: ActiveRun, key: TIKey, try_number: int, secrets: Mapping[str, str]
+    ) -> TaskRequest:
+        return build_request(
+            active.graph,
+            key,
+            try_number,
+            active.version,
+            active.info,
+            self.settings.resolved_log_url,
+            secrets,
+            self.api,
+        )
 
     def _adopt(
         self, conn: Connection, run_id: str, now: datetime, previous_owner: str | None = None
@@ -466,23 +488,13 @@ class Scheduler:
         secrets = self.secrets.of(active.tenant)
         if secrets is None:
             return False
-        try_number = active.graph.mark_queued(key, now)
-        request = build_request(
-            active.graph,
-            key,
-            try_number,
-            active.version,
-            active.info,
-            self.settings.resolved_log_url,
-            secrets,
-            self.api,
-        )
+        request = self._request(active, key, active.graph.mark_queued(key, now), secrets)
         if self.executor.commit_before_dispatch:
             self._outbox.append(request)
         else:
             self.executor.submit([request])
         if self.executor.in_flight_survives_scheduler:
-            self.timers.add(now + self._queued_timeout, "queued", active.run_id, key, try_number)
+            self.timers.add(now + self._queued_timeout, "queued", active.run_id, key, request.try_number)
         self.limits.take(active.tenant, active.dag_id, spec)
         self.inflight[request.ti_key] = active
         self._mark_dirty(active)
@@ -492,7 +504,7 @@ class Scheduler:
                 "deadline",
                 active.run_id,
                 key,
-                try_number,
+                request.try_number,
             )
         return True
 

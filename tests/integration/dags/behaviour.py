@@ -216,18 +216,18 @@ def cancellable() -> None:
 
 
 @task(queue="slow")
-def first_in_line() -> None:
+def first_in_line(pause: float) -> None:
     mark("first_in_line")
-    time.sleep(3)
+    time.sleep(pause)
 
 
 @task(queue="slow")
-def second_in_line() -> None:
+def second_in_line(pause: float) -> None:
     mark("second_in_line")
-    time.sleep(3)
+    time.sleep(pause)
 
 
 @dag
-def waits_on_broker() -> None:
-    first_in_line()
-    second_in_line()
+def waits_on_broker(pause: float = 3.0) -> None:
+    first_in_line(pause)
+    second_in_line(pause)

@@ -169,10 +169,21 @@ class CeleryExecutor:
                 self._backlog.hold(request, route(request, RouteInfo.of(request), self.hooks))
         self._release()
 
+    def adopt(self, requests: Sequence[TaskRequest]) -> None:
+        """A dead scheduler's queued attempts: tracked as if published now (they may be on the
+        broker, or were still held by it), so each is queued again only once due, like a request
+        published here. They take no room in the backlog: most were likely never published."""
+        now = time.monotonic()
+        with self._lock:
+            for request in (replace(r, reply_to=self.reply_to) for r in requests):
+                queue = route(request, RouteInfo.of(request), self.hooks)
+                self._inflight[request.ti_key] = request
+                self._deliveries.published(request.ti_key, request.try_number, queue, now)
+
     def undelivered_for(self, ti: TIRef) -> float:
         """Seconds a queued attempt's request should have reached a worker and did not start
         (`deliveries.py`): 0 while it is held here or waits for a busy or absent worker; infinite
-        for an attempt another scheduler queued (taken over: nothing here says where it is)."""
+        for an attempt taken over from another scheduler that `adopt` was not told of."""
         with self._lock:
             if ti not in self._inflight:
                 return math.inf

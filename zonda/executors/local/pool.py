@@ -130,6 +130,9 @@ class LocalExecutor:
             worker.kill_reason = reason
             worker.process.kill()
 
+    def adopt(self, requests: Sequence[TaskRequest]) -> None:
+        """Never asked: a dead scheduler's local workers died with it."""
+
     def undelivered_for(self, ti: TIRef) -> float:
         """Never asked (tasks die with the scheduler): a request on a pipe is never lost."""
         return 0.0
