@@ -9,7 +9,10 @@ that dies before its commit, even one instant after the broker handed it the rep
 report for the scheduler that takes over (`follow`; on Redis see `listener.RedisReports`).
 Attempts whose worker vanished are reported failed (`tracker.py`). Each attempt gets one outcome:
 a second one (a worker's report after `kill`, or a redelivered message's report after the
-worker's supervisor reported its slot dead) is acknowledged and dropped.
+worker's supervisor reported its slot dead) is acknowledged and dropped. A published request
+that does not start is taken as lost only on evidence that a worker should have had it
+(`deliveries.py`); the scheduler then has it revoked (`withdraw`) and queues it again, and it is
+published under a task id of its own.
 
 There is no outcome journal here: the scheduler stores a task as queued before publishing it
 (`commit_before_dispatch`), and tasks keep running when the scheduler dies
