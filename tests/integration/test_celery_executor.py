@@ -7,6 +7,8 @@ uses its own queue names and scheduler ids. Heartbeats every 0.5 s keep lost-wor
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -315,3 +317,16 @@ def test_a_queue_gets_only_what_its_workers_take_and_the_rest_in_the_schedulers_
         executor.stop()
         worker.stop()
     assert [m.run_id for m in finished(messages)] == [r.run_id for r in requests], "older runs first"
+
+
+def test_a_worker_stops_on_a_burst_of_signals(broker: str, root: Path) -> None:
+    """`timeout` and process managers often signal twice. A burst must stop the worker, not hang
+    it (`zonda.stopping`; the unit tests pin the cause down)."""
+    worker = Worker(broker, root, [unique("burst")], concurrency=1)
+    try:
+        for _ in range(50):
+            os.kill(worker.proc.pid, signal.SIGTERM)
+            time.sleep(0.0005)
+        assert worker.proc.wait(20) == 0
+    finally:
+        worker.stop()

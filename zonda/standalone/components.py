@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import logging
-import signal
-import threading
-from types import FrameType
 
 from zonda.db.engine import make_engine
 from zonda.executors.local.worker_main import die_with_parent
@@ -14,18 +11,7 @@ from zonda.scheduler.loop import Scheduler
 from zonda.scheduler.ownership import new_scheduler_id
 from zonda.scheduler.wakeup import make_listener, make_waker
 from zonda.settings import Settings
-
-
-def stop_on_signals() -> threading.Event:
-    """An event set by SIGTERM or SIGINT."""
-    stop = threading.Event()
-
-    def _handler(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _handler)
-    signal.signal(signal.SIGINT, _handler)
-    return stop
+from zonda.stopping import on_stop_signals
 
 
 def configure_logging(settings: Settings, name: str) -> None:
@@ -41,7 +27,7 @@ def run_scheduler(settings: Settings, parent_pid: int | None = None) -> None:
     """The scheduler process; with the local executor its workers are its children."""
     if parent_pid is not None:
         die_with_parent(parent_pid)
-    stop = stop_on_signals()
+    stop = on_stop_signals().stop
     configure_logging(settings, "scheduler")
     engine = make_engine(settings.resolved_db_url)
     scheduler_id = new_scheduler_id()
@@ -56,7 +42,7 @@ def run_dag_processor(settings: Settings, parent_pid: int | None = None) -> None
 
     if parent_pid is not None:
         die_with_parent(parent_pid)
-    stop = stop_on_signals()
+    stop = on_stop_signals().stop
     configure_logging(settings, "dag-processor")
     engine = make_engine(settings.resolved_db_url)
     TenantProcessors(settings, engine, make_waker(settings, engine)).run_forever(stop)

@@ -16,7 +16,8 @@ from zonda.scheduler.wakeup import NullWaker
 from zonda.services.bootstrap import Bootstrapped, ensure_admin, ensure_default_tenant
 from zonda.services.context import Services
 from zonda.settings import Settings
-from zonda.standalone.components import run_api, run_dag_processor, run_scheduler, stop_on_signals
+from zonda.standalone.components import run_api, run_dag_processor, run_scheduler
+from zonda.stopping import on_stop_signals
 
 log = logging.getLogger(__name__)
 _ctx = multiprocessing.get_context("spawn")
@@ -31,7 +32,7 @@ COMPONENTS: dict[str, Entry] = {
 def serve(settings: Settings, on_ready: Callable[[Settings], None] | None = None) -> None:
     """Run Zonda in the foreground until SIGINT/SIGTERM; unfinished runs resume on the next start."""
     prepare(settings, embedded=True)
-    stop = stop_on_signals()
+    stop = on_stop_signals().stop
     children = {name: _start(name, entry, settings) for name, entry in COMPONENTS.items()}
     restarts = {name: RestartPolicy() for name in COMPONENTS}
     print(banner(settings), flush=True)

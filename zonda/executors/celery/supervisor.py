@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from zonda.executors.celery.app import make_app
 from zonda.executors.celery.events import RunningTask, lost_report, publish_report
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from celery import Celery
 
     from zonda.settings import Settings
+from zonda.stopping import StopRequest, on_stop_signals
 
 log = logging.getLogger(__name__)
 _ctx = multiprocessing.get_context("forkserver")
@@ -82,8 +83,7 @@ class WorkerSupervisor:
         self.slots: dict[int, _Slot] = {}
         self._lock = threading.Lock()
         self._selector = selectors.DefaultSelector()
-        self._stop = threading.Event()
-        self._cold = False
+        self._stopping = StopRequest()
         self._delays: dict[int, float] = {}
         self._restart_at: dict[int, float] = {}
         self._heartbeat = HeartbeatSender(
@@ -93,9 +93,7 @@ class WorkerSupervisor:
     def run(self) -> int:
         """Serve until stopped by a signal; returns the exit code."""
         _ctx.set_forkserver_preload(PRELOAD)
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, self._on_stop)
-        signal.signal(signal.SIGQUIT, self._on_cold_stop)
+        self._stopping = on_stop_signals(now_signals=(signal.SIGQUIT,))
         log.info(
             "worker %s: %d slot process(es) on queue(s) %s",
             self.worker_id,
@@ -105,9 +103,9 @@ class WorkerSupervisor:
         for index in range(self.concurrency):
             self._start(index)
         announced = False
-        while not self._stop.is_set():
+        while not self._stopping.stop.is_set():
             if self._read(0.2):
-                self._stop.wait(READ_PAUSE)
+                self._stopping.stop.wait(READ_PAUSE)
             self._start_due()
             if (
                 not announced
@@ -184,7 +182,7 @@ class WorkerSupervisor:
                 error,
             )
             self._report_lost(current.task, error)
-        if self._stop.is_set():
+        if self._stopping.stop.is_set():
             return
         lived = time.monotonic() - slot.started
         if lived >= STABLE_AFTER:
@@ -216,24 +214,15 @@ class WorkerSupervisor:
 
     # -- stopping ------------------------------------------------------------------------------
 
-    def _on_stop(self, signum: int, _frame: Any) -> None:
-        if self._stop.is_set():  # a second signal: do not wait for running tasks
-            self._on_cold_stop(signum, _frame)
-        self._stop.set()
-
-    def _on_cold_stop(self, _signum: int, _frame: Any) -> None:
-        self._cold = True
-        self._stop.set()
-
     def _shutdown(self) -> None:
         """Stop the slots (warm: SIGTERM, they finish their task; cold: SIGQUIT) and wait for them.
         A cold stop asked for while waiting (a second signal) is passed on to the slots."""
-        log.info("worker %s: stopping %s", self.worker_id, "now" if self._cold else "after running tasks")
-        cold = self._cold
+        cold = self._stopping.now.is_set()
+        log.info("worker %s: stopping %s", self.worker_id, "now" if cold else "after running tasks")
         self._signal_slots(signal.SIGQUIT if cold else signal.SIGTERM)
         while self._selector.get_map():
             self._read(0.5)
-            if self._cold and not cold:
+            if self._stopping.now.is_set() and not cold:
                 cold = True
                 self._signal_slots(signal.SIGQUIT)
         self._heartbeat.stop()
