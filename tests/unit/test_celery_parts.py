@@ -70,6 +70,13 @@ def test_every_message_survives_its_json_frame() -> None:
     assert encode(req)["params"]["nested"] == {"__type__": "bytes", "when": "2026-01-01"}
 
 
+def test_scheduler_side_fields_stay_off_the_wire() -> None:
+    """Workers of the previous release refuse unknown fields: `queued_at` is never sent."""
+    req = request(queued_at=NOW)
+    assert "queued_at" not in encode(req)
+    assert decode_request(encode(req)) == request()
+
+
 def test_messages_it_cannot_read_are_refused_with_a_reason() -> None:
     newer = {**encode(request()), "version": 99}
     with pytest.raises(ProtocolError, match="upgrade Zonda"):

@@ -19,6 +19,8 @@ from typing import Any
 from zonda.core.outputs import ArtifactRef
 
 PROTOCOL_VERSION = 1
+SCHEDULER_ONLY = "scheduler_only"
+"""Field metadata: the field stays on the scheduler's side of a broker (remote executors skip it)."""
 
 InputValue = ArtifactRef | list[ArtifactRef] | None
 
@@ -55,8 +57,10 @@ class TaskRequest:
     """The API the task may call with `api_token` ("" when no server runs, as in `zonda run`)."""
     api_token: str = field(default="", repr=False)
     """The run's token: reads its own tenant's objects (viewer) while the run is active."""
-    queued_at: datetime | None = None
-    """When the scheduler stored the attempt as queued: names a request published again (Celery)."""
+    queued_at: datetime | None = field(default=None, metadata={SCHEDULER_ONLY: True})
+    """When the scheduler stored the attempt as queued: names a request published again (Celery).
+    Scheduler-side only: not sent to remote workers, so workers of the previous release read the
+    request as before."""
     version: int = PROTOCOL_VERSION
 
     @property

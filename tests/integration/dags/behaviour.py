@@ -228,6 +228,6 @@ def second_in_line(pause: float) -> None:
 
 
 @dag
-def waits_on_broker(pause: float = 3.0) -> None:
+def waits_on_broker(pause: float = 2.0) -> None:
     first_in_line(pause)
     second_in_line(pause)

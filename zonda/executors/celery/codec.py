@@ -4,7 +4,7 @@ What crosses the boundary: the three messages of `zonda.worker.protocol` (`TaskR
 scheduler to a Celery worker; `TaskStarted` and `TaskFinished` back to the scheduler's reply
 queue). Workers' heartbeats are framed the same way by `events.py`. No DB URL, no pickles.
 
-Framing: a JSON object with every dataclass field by name, plus `"type"` (the class name) and
+Framing: a JSON object with every dataclass field by name (but those marked `SCHEDULER_ONLY`), plus `"type"` (the class name) and
 `"version"`. Datetimes are ISO-8601 strings with their UTC offset; an `ArtifactRef` is an object
 whose inline `data` is base64. Each field is converted by name, never by sniffing values, so a
 run param that happens to look like a tagged value stays what the user passed.
@@ -25,11 +25,18 @@ from typing import Any, TypeVar
 
 from zonda.core.outputs import ArtifactRef
 from zonda.errors import ZondaError
-from zonda.worker.protocol import PROTOCOL_VERSION, TaskFinished, TaskRequest, TaskStarted, WorkerMessage
+from zonda.worker.protocol import (
+    PROTOCOL_VERSION,
+    SCHEDULER_ONLY,
+    TaskFinished,
+    TaskRequest,
+    TaskStarted,
+    WorkerMessage,
+)
 
 T = TypeVar("T")
 
-_DATETIMES = frozenset({"logical_date", "queued_at", "started_at", "ended_at"})
+_DATETIMES = frozenset({"logical_date", "started_at", "ended_at"})
 
 
 class ProtocolError(ZondaError):
@@ -38,7 +45,11 @@ class ProtocolError(ZondaError):
 
 def encode(message: Any) -> dict[str, Any]:
     """The JSON-ready object of a protocol message (a request or a report)."""
-    data = {f.name: _encode_field(f.name, getattr(message, f.name)) for f in dataclasses.fields(message)}
+    data = {
+        f.name: _encode_field(f.name, getattr(message, f.name))
+        for f in dataclasses.fields(message)
+        if not f.metadata.get(SCHEDULER_ONLY)
+    }
     data["type"] = type(message).__name__
     return data
 
