@@ -330,3 +330,10 @@ def test_a_worker_stops_on_a_burst_of_signals(broker: str, root: Path) -> None:
         assert worker.proc.wait(20) == 0
     finally:
         worker.stop()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the warning is about running as root")
+def test_a_worker_run_as_root_warns_once_not_once_per_slot(workers: dict[str, Worker]) -> None:
+    output = workers["default"].output()
+    assert output.count("superuser privileges") == 1
+    assert "SecurityWarning" not in output

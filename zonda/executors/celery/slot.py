@@ -17,12 +17,14 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import warnings
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from signal import SIGKILL
 from typing import Any
 
 from celery.concurrency.thread import TaskPool
+from celery.exceptions import SecurityWarning
 from celery.signals import worker_ready
 
 from zonda.executors.celery.app import make_app
@@ -78,6 +80,7 @@ def run_slot(spec: SlotSpec, status: Connection) -> None:
 
     worker_ready.connect(on_ready, weak=False)
     quiet_per_task_lines(spec.loglevel)
+    warnings.filterwarnings("ignore", category=SecurityWarning)  # the supervisor warns once
     worker = app.Worker(
         hostname=spec.node,
         queues=spec.queues,

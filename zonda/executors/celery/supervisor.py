@@ -100,6 +100,12 @@ class WorkerSupervisor:
             self.concurrency,
             ", ".join(self.queues),
         )
+        if os.geteuid() == 0:
+            log.warning(
+                "worker %s runs as root, so task code runs with superuser privileges; "
+                "start zonda worker as an unprivileged user",
+                self.worker_id,
+            )
         for index in range(self.concurrency):
             self._start(index)
         announced = False
