@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from zonda.artifacts import store as store_module
 from zonda.artifacts.serializers import JsonSerializer, resolve_serializer
 from zonda.artifacts.store import ArtifactStore, serialize
 from zonda.errors import ConfigError, SerializationError
+from zonda.worker.arguments import Inputs
 
 
 def test_plain_data_is_json_and_other_values_are_pickled() -> None:
@@ -49,3 +52,32 @@ def test_serializer_by_dotted_path() -> None:
     assert resolve_serializer("zonda.artifacts.serializers:JsonSerializer").name == "json"
     with pytest.raises(ConfigError, match="not found"):
         resolve_serializer("nope.module:Thing")
+
+
+def test_mapped_instances_decode_their_upstream_list_once_and_get_their_own_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = ArtifactStore(str(tmp_path), inline_max_bytes=16)
+    ref = store.save([{"n": i} for i in range(100)], "up/out")
+    decoded: list[bytes] = []
+    real = store_module.resolve_serializer
+
+    def counting(name: str) -> Any:
+        serializer = real(name)
+        original = serializer.loads
+
+        class Counting:
+            def loads(self, data: bytes) -> Any:
+                decoded.append(data)
+                return original(data)
+
+        return Counting()
+
+    monkeypatch.setattr(store_module, "resolve_serializer", counting)
+    instances = [Inputs({"up": ref}, store) for _ in range(3)]
+    assert [i.length("up") for i in instances] == [100, 100, 100]
+    first = instances[0].element("up", 7)
+    first["n"] = "changed by the task"
+    assert instances[1].element("up", 7) == {"n": 7}
+    assert instances[2].element("up", 99) == {"n": 99}
+    assert len(decoded) == 1

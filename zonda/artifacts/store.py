@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Hashable
 from typing import Any
 
 import fsspec
@@ -12,6 +13,34 @@ from zonda.core.outputs import ArtifactRef
 from zonda.errors import SerializationError
 
 CACHE_BYTES = 64 * 1024 * 1024
+"""Artifact bytes a process keeps after reading them."""
+SHARED_BYTES = 16 * 1024 * 1024
+"""Serialized size of the decoded values a process keeps for `load_shared` (decoded, they are larger)."""
+
+
+class _Recent:
+    """Values by key; beyond `budget` bytes (sizes as given), the least recently used go."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self._values: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
+        self._size = 0
+
+    def get(self, key: Hashable) -> Any | None:
+        entry = self._values.get(key)
+        if entry is None:
+            return None
+        self._values.move_to_end(key)
+        return entry[0]
+
+    def put(self, key: Hashable, value: Any, size: int) -> None:
+        if size > self.budget // 8 or key in self._values:
+            return
+        self._values[key] = (value, size)
+        self._size += size
+        while self._size > self.budget:
+            _, (_, dropped) = self._values.popitem(last=False)
+            self._size -= dropped
 
 
 class ArtifactStore:
@@ -21,8 +50,8 @@ class ArtifactStore:
         self.fs, self.root = fsspec.core.url_to_fs(url)
         self.protocol = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
         self.inline_max_bytes = inline_max_bytes
-        self._recent: OrderedDict[str, bytes] = OrderedDict()
-        self._recent_size = 0
+        self._recent = _Recent(CACHE_BYTES)
+        self._shared = _Recent(SHARED_BYTES)
 
     def put(self, path: str, data: bytes) -> str:
         full = f"{self.root.rstrip('/')}/{path}"
@@ -33,21 +62,12 @@ class ArtifactStore:
 
     def get(self, uri: str) -> bytes:
         """The bytes at `uri`; recently read artifacts come from memory (artifacts never change)."""
-        data = self._recent.get(uri)
+        data: bytes | None = self._recent.get(uri)
         if data is None:
             with self.fs.open(uri, "rb") as f:
                 data = f.read()
-            self._remember(uri, data)
+            self._recent.put(uri, data, len(data))
         return data
-
-    def _remember(self, uri: str, data: bytes) -> None:
-        if len(data) > CACHE_BYTES // 8:
-            return
-        self._recent[uri] = data
-        self._recent_size += len(data)
-        while self._recent_size > CACHE_BYTES:
-            _, dropped = self._recent.popitem(last=False)
-            self._recent_size -= len(dropped)
 
     def save(self, value: Any, path: str, serializer: str | None = None, where: str = "task") -> ArtifactRef:
         """Serialize `value` (small values stay inline) or raise SerializationError saying why."""
@@ -59,6 +79,17 @@ class ArtifactStore:
     def load(self, ref: ArtifactRef) -> Any:
         data = ref.data if ref.data is not None else self.get(ref.uri or "")
         return resolve_serializer(ref.serializer).loads(data)
+
+    def load_shared(self, ref: ArtifactRef) -> Any:
+        """The decoded value, kept for later calls with the same artifact: the instances of a
+        mapped task each take one element of one list, and decoding it for each would cost them
+        O(list length). Shared, so read-only: copy whatever is handed to task code."""
+        key = (ref.serializer, ref.uri or ref.data)
+        value = self._shared.get(key)
+        if value is None:
+            value = self.load(ref)
+            self._shared.put(key, value, ref.size)
+        return value
 
 
 def serialize(value: Any, serializer: str | None, where: str) -> tuple[str, bytes]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from typing import Any
 
@@ -31,13 +32,21 @@ class Inputs:
 
     def length(self, task_id: str) -> int:
         ref = self.refs.get(task_id)
-        return len(ref) if isinstance(ref, list) else len(self.value(task_id))
+        if isinstance(ref, list):
+            return len(ref)
+        if ref is None or task_id in self._loaded:
+            return len(self.value(task_id))
+        return len(self.store.load_shared(ref))
 
     def element(self, task_id: str, index: int) -> Any:
+        """One element of an upstream list, without decoding the list for each mapped instance
+        (`ArtifactStore.load_shared`); a copy, so the task may change it freely."""
         ref = self.refs.get(task_id)
-        if isinstance(ref, list) and task_id not in self._loaded:
+        if task_id in self._loaded or ref is None:
+            return self.value(task_id)[index]
+        if isinstance(ref, list):
             return self.store.load(ref[index])
-        return self.value(task_id)[index]
+        return copy.deepcopy(self.store.load_shared(ref)[index])
 
 
 def bind_arguments(
