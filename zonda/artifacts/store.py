@@ -14,15 +14,18 @@ from zonda.errors import SerializationError
 
 CACHE_BYTES = 64 * 1024 * 1024
 """Artifact bytes a process keeps after reading them."""
-SHARED_BYTES = 16 * 1024 * 1024
-"""Serialized size of the decoded values a process keeps for `load_shared` (decoded, they are larger)."""
+SHARED_BYTES = 32 * 1024 * 1024
+"""Serialized size of the decoded values a process keeps for `load_shared` (decoded, they are
+larger; a mapped task's instances decode the list anyway, one at a time, without it)."""
 
 
 class _Recent:
-    """Values by key; beyond `budget` bytes (sizes as given), the least recently used go."""
+    """Values by key; beyond `budget` bytes (sizes as given), the least recently used go. Values
+    larger than `largest` are not kept."""
 
-    def __init__(self, budget: int) -> None:
+    def __init__(self, budget: int, largest: int) -> None:
         self.budget = budget
+        self.largest = largest
         self._values: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
         self._size = 0
 
@@ -34,7 +37,7 @@ class _Recent:
         return entry[0]
 
     def put(self, key: Hashable, value: Any, size: int) -> None:
-        if size > self.budget // 8 or key in self._values:
+        if size > self.largest or key in self._values:
             return
         self._values[key] = (value, size)
         self._size += size
@@ -50,8 +53,8 @@ class ArtifactStore:
         self.fs, self.root = fsspec.core.url_to_fs(url)
         self.protocol = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
         self.inline_max_bytes = inline_max_bytes
-        self._recent = _Recent(CACHE_BYTES)
-        self._shared = _Recent(SHARED_BYTES)
+        self._recent = _Recent(CACHE_BYTES, largest=CACHE_BYTES // 8)
+        self._shared = _Recent(SHARED_BYTES, largest=SHARED_BYTES)
 
     def put(self, path: str, data: bytes) -> str:
         full = f"{self.root.rstrip('/')}/{path}"

@@ -29,12 +29,12 @@ from zonda.executors.celery.events import RunningTask, lost_report, publish_repo
 from zonda.executors.celery.heartbeat import HeartbeatSender
 from zonda.executors.celery.slot import SlotSpec, run_slot
 from zonda.executors.celery.slots import SlotState
+from zonda.stopping import StopRequest, on_stop_signals
 
 if TYPE_CHECKING:
     from celery import Celery
 
     from zonda.settings import Settings
-from zonda.stopping import StopRequest, on_stop_signals
 
 log = logging.getLogger(__name__)
 _ctx = multiprocessing.get_context("forkserver")
