@@ -174,7 +174,7 @@ class Scheduler:
             self._mark_dirty(active)
             return
         if isinstance(message, TaskFinished):
-            self._release((message.run_id, message.task_id, message.map_index), active)
+            self._release(message.ti_key, active)
             apply_finished(active.graph, message, now)
         self._collect(active)
 

@@ -4,9 +4,9 @@ What crosses the boundary: the three messages of `zonda.worker.protocol` (`TaskR
 scheduler to a Celery worker; `TaskStarted` and `TaskFinished` back to the scheduler's reply
 queue). Workers' heartbeats are framed the same way by `events.py`. No DB URL, no pickles.
 
-Framing: a JSON object with every dataclass field by name (but those marked `SCHEDULER_ONLY`), plus `"type"` (the class name) and
-`"version"`. Datetimes are ISO-8601 strings with their UTC offset; an `ArtifactRef` is an object
-whose inline `data` is base64. Each field is converted by name, never by sniffing values, so a
+Framing: a JSON object with every dataclass field by name (but those marked `SCHEDULER_ONLY`),
+plus `"type"` (the class name) and `"version"`. Datetimes are ISO-8601 strings with their UTC
+offset; an `ArtifactRef` is an object whose inline `data` is base64. Each field is converted by name, never by sniffing values, so a
 run param that happens to look like a tagged value stays what the user passed.
 
 Why JSON and not pickle: a broker is shared by many machines and by tenant code running on the

@@ -110,8 +110,7 @@ class CeleryExecutor:
         self._backlog = Backlog(queued_per_slot)
         self._deliveries = Deliveries(settle=SETTLE_HEARTBEATS * heartbeat_interval)
         self._inflight: dict[TIRef, TaskRequest] = {}
-        self._withdrawn: set[TIRef] = set()
-        self._renamed: dict[TIRef, str] = {}
+        self._republished: set[tuple[TIRef, int]] = set()
         self._publisher = TaskPublisher(app)
         self._unsent: list[tuple[TaskRequest, str]] = []
         self._next_resend = 0.0
@@ -162,14 +161,8 @@ class CeleryExecutor:
         """Hold the requests, and publish those their queues have room for (`backlog.py`)."""
         with self._lock:
             for request in (replace(r, reply_to=self.reply_to) for r in requests):
-                ti = request.ti_key
-                self._inflight[ti] = request
-                if ti in self._withdrawn:
-                    self._withdrawn.discard(ti)
-                    self._renamed[ti] = republished_task_id(ti, request.try_number, request.queued_at)
-                else:
-                    self._renamed.pop(ti, None)
-                self._backlog.hold(request, route(request, RouteInfo.of(request), self.hooks))
+                self._inflight[request.ti_key] = request
+                self._backlog.hold(request, self._queue_of(request))
         self._release()
 
     def adopt(self, requests: Sequence[TaskRequest]) -> None:
@@ -179,9 +172,8 @@ class CeleryExecutor:
         now = time.monotonic()
         with self._lock:
             for request in (replace(r, reply_to=self.reply_to) for r in requests):
-                queue = route(request, RouteInfo.of(request), self.hooks)
                 self._inflight[request.ti_key] = request
-                self._deliveries.published(request.ti_key, request.try_number, queue, now)
+                self._deliveries.published(request.ti_key, request.try_number, self._queue_of(request), now)
 
     def undelivered_for(self, ti: TIRef) -> float:
         """Seconds a queued attempt's request should have reached a worker and did not start
@@ -207,7 +199,7 @@ class CeleryExecutor:
             self._inflight.pop(ti, None)
             self._deliveries.forget(ti)
             self._backlog.finished(ti)
-            self._withdrawn.add(ti)
+            self._republished.add((ti, try_number))
         return True
 
     def waitables(self) -> Sequence[Any]:
@@ -233,7 +225,7 @@ class CeleryExecutor:
                     current = self._inflight.get(message.ti_key)
                     if current is not None and current.try_number == message.try_number:
                         del self._inflight[message.ti_key]
-                        self._renamed.pop(message.ti_key, None)
+                        self._republished.discard((message.ti_key, message.try_number))
             messages.append(message)
         return messages
 
@@ -251,7 +243,7 @@ class CeleryExecutor:
         with self._lock:
             self._tracker.finished(lost)
             self._freed(lost)
-            task_id = self._renamed.get(ti) or _task_id(ti, try_number)
+            task_id = self._task_id(request) if request is not None else _task_id(ti, try_number)
         self._deliver(lost, None)
         self._release()
         try:
@@ -382,6 +374,15 @@ class CeleryExecutor:
             self._backlog.finished(outcome.ti_key)
             self._deliveries.forget(outcome.ti_key)
 
+    def _queue_of(self, request: TaskRequest) -> str:
+        return route(request, RouteInfo.of(request), self.hooks)
+
+    def _task_id(self, request: TaskRequest) -> str:
+        """The Celery task id of the request: its attempt's, or its own once published again."""
+        if (request.ti_key, request.try_number) in self._republished:
+            return republished_task_id(request.ti_key, request.try_number, request.queued_at)
+        return celery_task_id(request)
+
     def _release(self) -> None:
         """Publish the held requests their queues have room for (any thread). The listener calls it
         after each batch of reports it receives (`_on_tick`), so refills do not wait for the loop."""
@@ -396,7 +397,7 @@ class CeleryExecutor:
             return
         now = time.monotonic()
         with self._lock:
-            items = [(r, queue, self._renamed.get(r.ti_key) or celery_task_id(r)) for r, queue in routed]
+            items = [(r, queue, self._task_id(r)) for r, queue in routed]
             for r, queue in routed:
                 self._deliveries.published(r.ti_key, r.try_number, queue, now)
         try:
