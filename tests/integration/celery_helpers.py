@@ -17,6 +17,7 @@ from contextlib import contextmanager, suppress
 from multiprocessing.connection import wait
 from pathlib import Path
 
+import pytest
 import redis
 
 from zonda.artifacts.store import output_path
@@ -134,6 +135,17 @@ def rabbitmq_vhost(base: str) -> Iterator[str]:
         yield f"{base.rstrip('/')}/{vhost}"
     finally:
         subprocess.run(["rabbitmqctl", "delete_vhost", vhost], check=False, capture_output=True, timeout=30)
+
+
+@contextmanager
+def broker_namespace(request: pytest.FixtureRequest, kind: str) -> Iterator[str]:
+    """A broker URL in a namespace of its own: a Redis db (`kind` "redis") or a RabbitMQ vhost."""
+    if kind == "redis":
+        with redis_db(request.getfixturevalue("redis_url")) as url:
+            yield url
+        return
+    with rabbitmq_vhost(request.getfixturevalue("amqp_url")) as url:
+        yield url
 
 
 class Dag:

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
 
 from tests.integration.server import ZONDA, ZondaServer
+from zonda.db.engine import make_engine, read_txn
+from zonda.db.schema import runs
+
+DAGS = Path(__file__).with_name("dags")
 
 
 class Cluster(ZondaServer):
@@ -70,3 +78,35 @@ class Cluster(ZondaServer):
         health = self.client.get("/health").json()
         dags = self.client.get("/api/v1/dags").json()
         return bool(health["schedulers"] >= schedulers) and len(dags) >= expect_dags
+
+
+def celery_cluster(broker_url: str, db_url: str, tmp_path: Path) -> Cluster:
+    """A cluster on the Celery executor, with the test DAGs, and artifacts and logs in a folder
+    every process shares (as a shared store would be across machines)."""
+    env = {
+        "ZONDA_EXECUTOR": "celery",
+        "ZONDA_BROKER_URL": broker_url,
+        "ZONDA_HEARTBEAT_INTERVAL": "0.5",
+        "ZONDA_TEST_MARKS": str(tmp_path / "marks"),
+        "ZONDA_ARTIFACT_URL": str(tmp_path / "shared" / "artifacts"),
+        "ZONDA_LOG_URL": str(tmp_path / "shared" / "logs"),
+    }
+    return Cluster(tmp_path / "home", shutil.copytree(DAGS, tmp_path / "dags"), db_url, env=env)
+
+
+def owners(db_url: str, run_ids: list[str]) -> dict[str, str | None]:
+    """The scheduler that holds each run's lease (None: no one)."""
+    engine = make_engine(db_url)
+    with read_txn(engine) as conn:
+        rows = conn.execute(select(runs.c.run_id, runs.c.owner).where(runs.c.run_id.in_(run_ids)))
+        found = {r.run_id: r.owner for r in rows}
+    engine.dispose()
+    return found
+
+
+def assert_each_task_ran_once(records: list[dict[str, Any]], marks: Path) -> None:
+    """Each task of the runs recorded exactly one execution (side effects, not states)."""
+    for record in records:
+        for task in record["tasks"]:
+            lines = (marks / f"{record['run_id']}.{task['task_id']}").read_text().splitlines()
+            assert len(lines) == 1, f"{task['task_id']} of {record['run_id']} ran {len(lines)} times"

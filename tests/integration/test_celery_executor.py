@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -27,10 +26,9 @@ from tests.integration.celery_helpers import (
     HEARTBEAT,
     Dag,
     Worker,
+    broker_namespace,
     collect,
     finished,
-    rabbitmq_vhost,
-    redis_db,
     unique,
     wait_until,
 )
@@ -52,12 +50,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module", params=["redis", "rabbitmq"])
 def broker(request: pytest.FixtureRequest) -> Iterator[str]:
-    """A broker URL in a namespace of its own, on Redis and on RabbitMQ."""
-    if request.param == "redis":
-        with redis_db(request.getfixturevalue("redis_url")) as url:
-            yield url
-        return
-    with rabbitmq_vhost(request.getfixturevalue("amqp_url")) as url:
+    """A broker URL in a namespace of its own, on Redis and on RabbitMQ, shared by this module's tests."""
+    with broker_namespace(request, request.param) as url:
         yield url
 
 
@@ -317,19 +311,6 @@ def test_a_queue_gets_only_what_its_workers_take_and_the_rest_in_the_schedulers_
         executor.stop()
         worker.stop()
     assert [m.run_id for m in finished(messages)] == [r.run_id for r in requests], "older runs first"
-
-
-def test_a_worker_stops_on_a_burst_of_signals(broker: str, root: Path) -> None:
-    """`timeout` and process managers often signal twice. A burst must stop the worker, not hang
-    it (`zonda.stopping`; the unit tests pin the cause down)."""
-    worker = Worker(broker, root, [unique("burst")], concurrency=1)
-    try:
-        for _ in range(50):
-            os.kill(worker.proc.pid, signal.SIGTERM)
-            time.sleep(0.0005)
-        assert worker.proc.wait(20) == 0
-    finally:
-        worker.stop()
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the warning is about running as root")

@@ -14,14 +14,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import text
 
-from tests.integration.cluster import Cluster
+from tests.integration.cluster import DAGS, Cluster, assert_each_task_ran_once, owners
 from tests.services import drop_pg_database, fresh_pg_database
-from zonda.db.engine import make_engine, read_txn
-from zonda.db.schema import runs
+from zonda.db.engine import make_engine
 
-DAGS = Path(__file__).with_name("dags")
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 
@@ -34,15 +32,6 @@ def cluster(pg_server: str, tmp_path: Path) -> Iterator[Cluster]:
     yield c
     c.stop()
     drop_pg_database(pg_server, name)
-
-
-def owners(db_url: str, run_ids: list[str]) -> dict[str, str | None]:
-    engine = make_engine(db_url)
-    with read_txn(engine) as conn:
-        rows = conn.execute(select(runs.c.run_id, runs.c.owner).where(runs.c.run_id.in_(run_ids)))
-        found = {r.run_id: r.owner for r in rows}
-    engine.dispose()
-    return found
 
 
 def test_survivor_takes_over_and_runs_each_task_once(cluster: Cluster, tmp_path: Path) -> None:
@@ -74,10 +63,7 @@ def test_survivor_takes_over_and_runs_each_task_once(cluster: Cluster, tmp_path:
     )
     takeover = datetime.fromisoformat(resumed.replace("Z", "+00:00")) - killed_at
     assert takeover <= timedelta(seconds=10), f"took {takeover} to take over"
-    for record in records:
-        for task in record["tasks"]:
-            lines = (tmp_path / "marks" / f"{record['run_id']}.{task['task_id']}").read_text().splitlines()
-            assert len(lines) == 1, f"{task['task_id']} of {record['run_id']} ran {len(lines)} times"
+    assert_each_task_ran_once(records, tmp_path / "marks")
     time.sleep(2)
     ticks = sorted(
         datetime.fromisoformat(r["logical_date"].replace("Z", "+00:00"))

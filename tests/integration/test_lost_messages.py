@@ -12,15 +12,12 @@ from pathlib import Path
 import pytest
 
 from tests.integration.celery_helpers import redis_db
-from tests.integration.cluster import Cluster
-from tests.integration.test_high_availability import owners
-from tests.integration.test_scale_out import assert_each_task_ran_once, broker, make_cluster
+from tests.integration.cluster import Cluster, assert_each_task_ran_once, celery_cluster, owners
 from tests.services import drop_pg_database, fresh_pg_database
 from zonda.executors.celery.app import make_app
 from zonda.settings import Settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.xdist_group("broker")]
-__all__ = ["broker"]
 
 QUEUE = "slow"
 REQUEUED = "queueing it again"
@@ -29,7 +26,7 @@ REQUEUED = "queueing it again"
 @pytest.fixture
 def cluster(broker: str, pg_server: str, tmp_path: Path) -> Iterator[Cluster]:
     url, name = fresh_pg_database(pg_server)
-    c = make_cluster(broker, url, tmp_path)
+    c = celery_cluster(broker, url, tmp_path)
     c.env["ZONDA_QUEUED_TIMEOUT"] = "1.5"
     yield c
     c.stop()
@@ -41,7 +38,7 @@ def waiting(broker_url: str) -> int:
     with make_app(Settings(broker_url=broker_url)).connection_for_write() as conn:
         try:
             return int(conn.default_channel.queue_declare(QUEUE, passive=True).message_count)
-        except Exception:  # RabbitMQ: not declared yet (the channel is closed with the error)
+        except conn.channel_errors:  # not declared yet
             return 0
 
 
@@ -77,7 +74,7 @@ def test_a_taken_over_task_waiting_for_a_busy_worker_is_not_published_again(
     evidence, as for its own: here the only worker is busy, so the message is still waiting."""
     url, name = fresh_pg_database(pg_server)
     with redis_db(redis_url) as broker_url:
-        c = make_cluster(broker_url, url, tmp_path)
+        c = celery_cluster(broker_url, url, tmp_path)
         c.env.update({"ZONDA_QUEUED_TIMEOUT": "1.5", "ZONDA_SCHEDULER_LEASE_SECONDS": "2"})
         try:
             c.start(expect_dags=14, schedulers=2)

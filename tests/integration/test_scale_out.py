@@ -3,7 +3,6 @@ PostgreSQL DB, on Redis and on RabbitMQ. Side effects the tasks record prove exa
 
 from __future__ import annotations
 
-import shutil
 import signal
 import subprocess
 import sys
@@ -16,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.celery_helpers import collect, rabbitmq_vhost, redis_db, unique
-from tests.integration.cluster import Cluster
+from tests.integration.celery_helpers import collect, rabbitmq_vhost, unique
+from tests.integration.cluster import Cluster, assert_each_task_ran_once, celery_cluster
 from tests.integration.server import free_port
 from tests.services import drop_pg_database, fresh_pg_database
 from zonda.executors.celery.app import make_app
@@ -26,47 +25,17 @@ from zonda.executors.celery.executor import CeleryExecutor
 from zonda.settings import Settings
 from zonda.worker.protocol import TaskFinished
 
-DAGS = Path(__file__).with_name("dags")
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.xdist_group("broker")]
-
-
-@pytest.fixture(params=["redis", "rabbitmq"])
-def broker(request: pytest.FixtureRequest) -> Iterator[str]:
-    if request.param == "redis":
-        with redis_db(request.getfixturevalue("redis_url")) as url:
-            yield url
-        return
-    with rabbitmq_vhost(request.getfixturevalue("amqp_url")) as url:
-        yield url
-
-
-def make_cluster(broker_url: str, db_url: str, tmp_path: Path) -> Cluster:
-    env = {
-        "ZONDA_EXECUTOR": "celery",
-        "ZONDA_BROKER_URL": broker_url,
-        "ZONDA_HEARTBEAT_INTERVAL": "0.5",
-        "ZONDA_TEST_MARKS": str(tmp_path / "marks"),
-        "ZONDA_ARTIFACT_URL": str(tmp_path / "shared" / "artifacts"),
-        "ZONDA_LOG_URL": str(tmp_path / "shared" / "logs"),
-    }
-    return Cluster(tmp_path / "home", shutil.copytree(DAGS, tmp_path / "dags"), db_url, env=env)
 
 
 @pytest.fixture
 def cluster(broker: str, pg_server: str, tmp_path: Path) -> Iterator[Cluster]:
     url, name = fresh_pg_database(pg_server)
-    c = make_cluster(broker, url, tmp_path)
+    c = celery_cluster(broker, url, tmp_path)
     yield c
     c.stop()
     drop_pg_database(pg_server, name)
-
-
-def assert_each_task_ran_once(records: list[dict[str, Any]], marks: Path) -> None:
-    for record in records:
-        for task in record["tasks"]:
-            lines = (marks / f"{record['run_id']}.{task['task_id']}").read_text().splitlines()
-            assert len(lines) == 1, f"{task['task_id']} of {record['run_id']} ran {len(lines)} times"
 
 
 def wait_all(cluster: Cluster, run_ids: list[str], timeout: float = 120) -> list[dict[str, Any]]:
@@ -173,7 +142,7 @@ def test_runs_finish_after_the_broker_restarts(
 ) -> None:
     with restartable_broker(kind, tmp_path, request) as (broker_url, restart):
         url, name = fresh_pg_database(pg_server)
-        c = make_cluster(broker_url, url, tmp_path)
+        c = celery_cluster(broker_url, url, tmp_path)
         c.env["ZONDA_QUEUED_TIMEOUT"] = "8"  # a message the restart swallowed is queued again soon
         try:
             c.start(expect_dags=13, schedulers=1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from zonda.executors.base import TIRef
 from zonda.executors.celery.deliveries import Deliveries
 
@@ -12,20 +14,17 @@ def _ti(name: str) -> TIRef:
     return ("run", name, -1)
 
 
-def test_a_request_waiting_for_busy_workers_is_never_due() -> None:
+@pytest.mark.parametrize(
+    ("worker_queues", "free"),
+    [(("gpu",), False), (("default",), True)],
+    ids=["its queue's workers are busy", "no worker consumes its queue"],
+)
+def test_a_request_that_waits_for_a_worker_is_never_due(worker_queues: tuple[str, ...], free: bool) -> None:
     d = Deliveries(SETTLE)
     d.published(_ti("a"), 1, "gpu", now=0.0)
     for t in range(1, 1000):
-        d.heartbeat("w1", ("gpu",), free=False, now=float(t))
+        d.heartbeat("w1", worker_queues, free=free, now=float(t))
     assert d.undelivered_for(_ti("a"), now=1000.0) == 0.0
-
-
-def test_a_request_with_no_worker_on_its_queue_is_never_due() -> None:
-    d = Deliveries(SETTLE)
-    d.published(_ti("a"), 1, "gpu", now=0.0)
-    for t in range(1, 100):
-        d.heartbeat("w1", ("default",), free=True, now=float(t))
-    assert d.undelivered_for(_ti("a"), now=100.0) == 0.0
 
 
 def test_a_request_overtaken_by_a_later_one_on_its_queue_is_due_from_then() -> None:

@@ -1,0 +1,16 @@
+"""Fixtures of the integration tests that run on a real broker."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.integration.celery_helpers import broker_namespace
+
+
+@pytest.fixture(params=["redis", "rabbitmq"])
+def broker(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A broker URL in a namespace of its own, on Redis and on RabbitMQ (one test each)."""
+    with broker_namespace(request, request.param) as url:
+        yield url
