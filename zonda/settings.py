@@ -74,8 +74,14 @@ class Settings(BaseSettings):
     celery_queued_per_slot: float = Field(
         4.0,
         ge=0,
-        description="Celery executor: tasks kept waiting on the broker per slot of the queue's live workers, "
-        "beyond one running on each slot; the rest wait in the scheduler, in priority order",
+        description="Celery executor: at most this many tasks wait on the broker per slot of the queue's live "
+        "workers, beyond one running on each slot; the rest wait in the scheduler, in priority order",
+    )
+    celery_queued_seconds: float = Field(
+        0.1,
+        ge=0,
+        description="Celery executor: a queue keeps waiting on the broker what its workers finish in this many "
+        "seconds (a refill's round trip), up to ZONDA_CELERY_QUEUED_PER_SLOT per slot",
     )
     celery_visibility_timeout: float = Field(
         43200.0,

@@ -22,7 +22,9 @@ import redis
 
 from zonda.artifacts.store import output_path
 from zonda.dag_processing.code_store import store_source
+from zonda.executors.celery.app import make_app
 from zonda.executors.celery.executor import CeleryExecutor
+from zonda.settings import Settings
 from zonda.worker.logs import log_path
 from zonda.worker.protocol import TaskFinished, TaskRequest, WorkerMessage
 
@@ -229,6 +231,15 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(0.05)
+
+
+def waiting(broker_url: str, queue: str) -> int:
+    """Messages waiting in a broker queue (0 if it does not exist: Redis has no empty queues)."""
+    with make_app(Settings(broker_url=broker_url)).connection_for_write() as conn:
+        try:
+            return int(conn.default_channel.queue_declare(queue, passive=True).message_count)
+        except conn.channel_errors:
+            return 0
 
 
 def collect(

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from kombu import Connection
 from sqlalchemy import Engine
 
 from tests.identity import admin_token
@@ -31,6 +30,7 @@ from tests.integration.celery_helpers import (
     finished,
     unique,
     wait_until,
+    waiting,
 )
 from zonda.api.app import create_app
 from zonda.artifacts.store import ArtifactStore
@@ -288,12 +288,12 @@ def test_a_tenant_worker_refuses_another_tenants_task_without_running_it(
     assert not Path(misrouted.log_path).exists(), "the task did not run"
 
 
-def test_a_queue_gets_only_what_its_workers_take_and_the_rest_in_the_schedulers_order(
+def test_a_queue_of_long_tasks_keeps_none_waiting_on_the_broker_so_a_later_urgent_task_is_next(
     broker: str, root: Path, dag: Dag
 ) -> None:
     queue = unique("backlog")
     worker = Worker(broker, root, [queue], concurrency=1)
-    executor = make_executor(broker, queued_per_slot=1.0)
+    executor = make_executor(broker)
     try:
         wait_until(
             lambda: any(w.worker_id == worker.id for w in executor.take_worker_heartbeats()),
@@ -301,16 +301,22 @@ def test_a_queue_gets_only_what_its_workers_take_and_the_rest_in_the_schedulers_
             "a heartbeat",
         )
         prefix = unique("run")
-        requests = [dag.request("nap", queue=queue, run_id=f"{prefix}-{i}") for i in range(6)]
-        executor.submit(list(reversed(requests)))
-        with Connection(broker) as conn:
-            _, waiting, _ = conn.default_channel.queue_declare(queue, passive=True)
-        assert waiting <= 2, "one slot: one task running, one waiting on the broker, the rest held"
-        messages = collect(executor, lambda m: len(finished(m)) == 6, timeout=30)
+        naps = [dag.request("nap", queue=queue, run_id=f"{prefix}-{i}") for i in range(4)]
+        executor.submit(list(reversed(naps)))
+        second_started = lambda m: any(isinstance(x, TaskStarted) and x.run_id == naps[1].run_id for x in m)  # noqa: E731
+        messages = collect(executor, second_started, timeout=30)
+        assert waiting(broker, queue) == 0, "one slot, half-second tasks: only the running one was published"
+        urgent = replace(dag.request("nap", queue=queue, run_id=f"{prefix}-urgent"), priority=5)
+        executor.submit([urgent])
+        messages += collect(executor, lambda m: len(finished(m)) == 4, timeout=30)
     finally:
         executor.stop()
         worker.stop()
-    assert [m.run_id for m in finished(messages)] == [r.run_id for r in requests], "older runs first"
+    order = [m.run_id for m in finished(messages)]
+    assert order.index(urgent.run_id) <= 2, (
+        f"the urgent task waited behind more than the running one: {order}"
+    )
+    assert [r for r in order if r != urgent.run_id] == [r.run_id for r in naps], "older runs first"
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the warning is about running as root")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.celery_helpers import redis_db
+from tests.integration.celery_helpers import redis_db, waiting
 from tests.integration.cluster import Cluster, assert_each_task_ran_once, celery_cluster, owners
 from tests.services import drop_pg_database, fresh_pg_database
 from zonda.executors.celery.app import make_app
@@ -33,15 +33,6 @@ def cluster(broker: str, pg_server: str, tmp_path: Path) -> Iterator[Cluster]:
     drop_pg_database(pg_server, name)
 
 
-def waiting(broker_url: str) -> int:
-    """Messages waiting in the broker queue QUEUE (0 if it does not exist yet)."""
-    with make_app(Settings(broker_url=broker_url)).connection_for_write() as conn:
-        try:
-            return int(conn.default_channel.queue_declare(QUEUE, passive=True).message_count)
-        except conn.channel_errors:  # not declared yet
-            return 0
-
-
 def purge(broker_url: str) -> None:
     with make_app(Settings(broker_url=broker_url)).connection_for_write() as conn:
         conn.default_channel.queue_purge(QUEUE)
@@ -50,9 +41,9 @@ def purge(broker_url: str) -> None:
 def test_messages_are_published_again_only_once_lost(cluster: Cluster, broker: str, tmp_path: Path) -> None:
     cluster.start(expect_dags=14, schedulers=1)
     run_id = cluster.trigger("waits_on_broker")
-    cluster.wait_until(lambda: waiting(broker) == 2, 30, "both tasks waiting on the broker")
+    cluster.wait_until(lambda: waiting(broker, QUEUE) == 2, 30, "both tasks waiting on the broker")
     time.sleep(2.5)  # no worker consumes QUEUE: the messages wait, past the queued timeout
-    assert waiting(broker) == 2, "a message waiting for an absent worker was published again"
+    assert waiting(broker, QUEUE) == 2, "a message waiting for an absent worker was published again"
     scheduler_log = cluster.home / "scheduler-0.out"
     assert REQUEUED not in scheduler_log.read_text()
 
@@ -78,10 +69,14 @@ def test_a_taken_over_task_waiting_for_a_busy_worker_is_not_published_again(
         c.env.update({"ZONDA_QUEUED_TIMEOUT": "1.5", "ZONDA_SCHEDULER_LEASE_SECONDS": "2"})
         try:
             c.start(expect_dags=14, schedulers=2)
-            c.start_worker("w0", queues=QUEUE, concurrency=1)
-            c.wait_workers_listed("w0")
             run_id = c.trigger("waits_on_broker", {"pause": 8})
-            c.wait_until(lambda: waiting(broker_url) == 1, 30, "one task running, one waiting on the broker")
+            c.wait_until(
+                lambda: waiting(broker_url, QUEUE) == 2, 30, "both published for a queue nobody consumes"
+            )
+            c.start_worker("w0", queues=QUEUE, concurrency=1)
+            c.wait_until(
+                lambda: waiting(broker_url, QUEUE) == 1, 30, "one task running, one waiting on the broker"
+            )
             owner = owners(c.db_url, [run_id])[run_id]
             assert owner is not None
             victim = next(n for n, p in c.procs.items() if owner.endswith(f"-{p.pid}"))
@@ -91,7 +86,7 @@ def test_a_taken_over_task_waiting_for_a_busy_worker_is_not_published_again(
             assert_each_task_ran_once([record], tmp_path / "marks")
             survivor = next(n for n in c.procs if n.startswith("scheduler-"))
             assert REQUEUED not in (c.home / f"{survivor}.out").read_text()
-            assert waiting(broker_url) == 0
+            assert waiting(broker_url, QUEUE) == 0
         finally:
             c.stop()
             drop_pg_database(pg_server, name)

@@ -7,9 +7,11 @@ import os
 from dataclasses import replace
 from datetime import UTC, datetime
 
+import pytest
+
 from tests.unit.test_celery_parts import request
 from zonda.executors.celery.app import make_app
-from zonda.executors.celery.backlog import Backlog
+from zonda.executors.celery.backlog import RATE_HORIZON, Backlog
 from zonda.executors.celery.events import RunningTask, WorkerHeartbeat
 from zonda.executors.celery.heartbeat import HeartbeatSender
 from zonda.executors.celery.slots import SlotReporter, SlotState, SlotTask
@@ -37,56 +39,107 @@ def names(taken: list[tuple[TaskRequest, str]]) -> list[str]:
     return [f"{r.run_id}/{r.task_id}" for r, _ in taken]
 
 
+def ended(backlog: Backlog, taken: list[tuple[TaskRequest, str]], *times: float) -> None:
+    """The first len(times) of `taken` end at those times."""
+    for (r, _queue), at in zip(taken, times, strict=False):
+        backlog.finished(r.ti_key, at)
+
+
 def test_a_queue_without_live_workers_gets_everything_at_once() -> None:
-    backlog = Backlog(queued_per_slot=1.0)
+    backlog = Backlog(queued_per_slot=1.0, queued_seconds=0.02)
     current = held(backlog, *(request(task_id=f"t{i}") for i in range(5)))
-    assert len(backlog.take({}, current)) == 5
-    assert backlog.take({"default": 1}, current) == [], "nothing is left held"
+    assert len(backlog.take({}, current, 0.0)) == 5
+    assert backlog.take({"default": 1}, current, 0.0) == [], "nothing is left held"
 
 
-def test_a_queue_gets_one_per_slot_plus_the_queued_share_and_more_as_attempts_end() -> None:
-    backlog = Backlog(queued_per_slot=0.5)
+def test_a_queue_gets_one_per_slot_and_more_as_attempts_end() -> None:
+    backlog = Backlog(queued_per_slot=4.0, queued_seconds=0.02)
     current = held(backlog, *(request(task_id=f"t{i}") for i in range(10)))
-    first = backlog.take({"default": 4}, current)
-    assert len(first) == 6, "4 slots running and 2 (half a slot each) waiting on the broker"
-    assert backlog.take({"default": 4}, current) == []
-    backlog.finished(first[0][0].ti_key)
-    backlog.finished(first[1][0].ti_key)
-    assert len(backlog.take({"default": 4}, current)) == 2
-    assert len(backlog.take({}, current)) == 2, "the last two were still held"
+    first = backlog.take({"default": 4}, current, 0.0)
+    assert len(first) == 4, "no end seen yet: nothing is known to wait for"
+    assert backlog.take({"default": 4}, current, 0.0) == []
+    ended(backlog, first, 1.0)
+    assert len(backlog.take({"default": 4}, current, 1.0)) == 1
+
+
+def test_short_tasks_keep_what_their_workers_finish_in_queued_seconds_waiting() -> None:
+    backlog = Backlog(queued_per_slot=4.0, queued_seconds=0.02)
+    current = held(backlog, *(request(task_id=f"t{i}") for i in range(40)))
+    first = backlog.take({"default": 2}, current, 0.0)
+    ended(backlog, first, 0.100, 0.105)
+    assert backlog.rate("default", 0.105) == pytest.approx(200.0)
+    assert len(backlog.take({"default": 2}, current, 0.105)) == 2 + 4, "2 slots free, 200/s x 0.02 s waiting"
+
+
+def test_the_waiting_share_is_at_most_queued_per_slot() -> None:
+    backlog = Backlog(queued_per_slot=0.5, queued_seconds=0.02)
+    current = held(backlog, *(request(task_id=f"t{i}") for i in range(40)))
+    first = backlog.take({"default": 4}, current, 0.0)
+    ended(backlog, first, 0.100, 0.101, 0.102, 0.103)
+    assert len(backlog.take({"default": 4}, current, 0.103)) == 4 + 2, (
+        "4 slots free, half a slot each waiting"
+    )
+
+
+def test_long_tasks_keep_nothing_waiting_so_a_later_urgent_request_is_next() -> None:
+    backlog = Backlog(queued_per_slot=4.0, queued_seconds=0.02)
+    current = held(backlog, *(request(run_id=f"000{i}", task_id="train") for i in range(5)))
+    now = 0.0
+    for _ in range(3):
+        [(running, _queue)] = backlog.take({"default": 1}, current, now)
+        now += 1.0
+        backlog.finished(running.ti_key, now)
+    assert backlog.rate("default", now) == pytest.approx(1.0)
+    urgent = request(run_id="0009", task_id="train", priority=5)
+    current |= held(backlog, urgent)
+    assert names(backlog.take({"default": 1}, current, now)) == ["0009/train"]
+
+
+def test_ends_older_than_the_horizon_do_not_count_and_withdrawals_never_do() -> None:
+    backlog = Backlog(queued_per_slot=4.0, queued_seconds=0.02)
+    current = held(backlog, *(request(task_id=f"t{i}") for i in range(6)))
+    first = backlog.take({"default": 3}, current, 0.0)
+    ended(backlog, first, 0.100, 0.110)
+    assert backlog.rate("default", 0.110) == pytest.approx(100.0)
+    assert backlog.rate("default", 0.110 + RATE_HORIZON + 0.1) == 0.0
+    backlog.withdrawn(first[2][0].ti_key)
+    assert backlog.rate("default", 0.2) == 0.0
+    assert len(backlog.take({"default": 3}, current, 0.2)) == 3, "each of the three freed a place"
 
 
 def test_refills_wait_until_half_the_waiting_share_has_room() -> None:
-    backlog = Backlog(queued_per_slot=4.0)
-    current = held(backlog, *(request(task_id=f"t{i}") for i in range(40)))
-    first = backlog.take({"default": 2}, current)
-    assert len(first) == 10, "2 slots running and 8 waiting on the broker"
-    for done in first[:3]:
-        backlog.finished(done[0].ti_key)
-        assert backlog.take({"default": 2}, current) == [], "refill before half the share has room"
-    backlog.finished(first[3][0].ti_key)
-    assert len(backlog.take({"default": 2}, current)) == 4, "half the waiting share, in one publish"
+    backlog = Backlog(queued_per_slot=4.0, queued_seconds=0.02)
+    current = held(backlog, *(request(task_id=f"t{i}") for i in range(60)))
+    first = backlog.take({"default": 2}, current, 0.0)
+    ended(backlog, first, 0.0, 0.001)
+    second = backlog.take({"default": 2}, current, 0.001)
+    assert len(second) == 10, "2 slots running and 8 (the most, 4 per slot) waiting on the broker"
+    for i, done in enumerate(second[:3]):
+        backlog.finished(done[0].ti_key, 0.002 + i * 0.001)
+        assert backlog.take({"default": 2}, current, 0.002 + i * 0.001) == [], "refill before half the share"
+    backlog.finished(second[3][0].ti_key, 0.005)
+    assert len(backlog.take({"default": 2}, current, 0.005)) == 4, "half the waiting share, in one publish"
 
 
 def test_held_requests_go_out_by_priority_then_older_runs_first() -> None:
-    backlog = Backlog(queued_per_slot=0.0)
+    backlog = Backlog(queued_per_slot=0.0, queued_seconds=0.02)
     newer = request(run_id="0002", task_id="a")
     older = request(run_id="0001", task_id="b")
     urgent = request(run_id="0003", task_id="c", priority=5)
     current = held(backlog, newer, older, urgent)
     order = []
     for _ in range(3):
-        [(taken, _queue)] = backlog.take({"default": 1}, current)
+        [(taken, _queue)] = backlog.take({"default": 1}, current, 0.0)
         order.append(taken.task_id)
-        backlog.finished(taken.ti_key)
+        backlog.finished(taken.ti_key, 0.0)
     assert order == ["c", "b", "a"]
 
 
 def test_each_queue_is_bounded_by_its_own_slots() -> None:
-    backlog = Backlog(queued_per_slot=0.0)
+    backlog = Backlog(queued_per_slot=0.0, queued_seconds=0.02)
     current = held(backlog, *(request(task_id=f"d{i}") for i in range(5)))
     current |= held(backlog, *(request(task_id=f"g{i}") for i in range(5)), queue="gpu")
-    taken = backlog.take({"default": 2, "gpu": 1}, current)
+    taken = backlog.take({"default": 2, "gpu": 1}, current, 0.0)
     assert sorted(q for _, q in taken) == ["default", "default", "gpu"]
 
 
@@ -101,26 +154,28 @@ def test_live_slots_per_queue_come_from_heartbeats_heard_within_the_limit() -> N
 
 
 def test_requests_whose_attempt_ended_while_held_are_dropped() -> None:
-    backlog = Backlog(queued_per_slot=0.0)
+    backlog = Backlog(queued_per_slot=0.0, queued_seconds=0.02)
     first, second = request(task_id="a"), request(task_id="b")
     current = held(backlog, first, second)
     del current[first.ti_key]
-    assert names(backlog.take({"default": 1}, current)) == ["r1/b"]
+    assert names(backlog.take({"default": 1}, current, 0.0)) == ["r1/b"]
 
 
 def test_an_instance_queued_again_does_not_count_twice() -> None:
-    backlog = Backlog(queued_per_slot=0.0)
+    backlog = Backlog(queued_per_slot=0.0, queued_seconds=0.02)
     once = request(task_id="a")
     current = held(backlog, once)
-    assert len(backlog.take({"default": 1}, current)) == 1
+    assert len(backlog.take({"default": 1}, current, 0.0)) == 1
     again = replace(once)
     current = held(backlog, again)
-    assert len(backlog.take({"default": 1}, current)) == 0, "the first copy still counts until it ends"
-    backlog.finished(once.ti_key)
-    assert len(backlog.take({"default": 1}, current)) == 1
-    backlog.finished(once.ti_key)
+    assert len(backlog.take({"default": 1}, current, 0.0)) == 0, "the first copy still counts until it ends"
+    backlog.finished(once.ti_key, 0.0)
+    assert len(backlog.take({"default": 1}, current, 0.0)) == 1
+    backlog.finished(once.ti_key, 0.0)
     other = request(task_id="b")
-    assert len(backlog.take({"default": 1}, held(backlog, other))) == 1, "one finish frees one place, not two"
+    assert len(backlog.take({"default": 1}, held(backlog, other), 0.0)) == 1, (
+        "one finish frees one place, not two"
+    )
 
 
 def test_the_supervisor_reads_what_a_slot_runs_from_its_pipe() -> None:

@@ -4,13 +4,15 @@ A broker queue is first in, first out. A task published behind a long backlog wa
 it, whatever its priority, and the scheduler's order (priority, then older runs first) is lost.
 So the executor holds the requests the scheduler gave it (their queued state is committed) in
 that order, and publishes to each queue only what the queue's live workers can start now, plus
-`queued_per_slot` for each of their slots, so that a slot that finishes finds its next task in
-the broker at once. A refill is then a publish, not a commit; it waits until half the waiting
-share has room, and publishes that half at once.
+what they finish in `queued_seconds` (at most `queued_per_slot` per slot), so that a slot that
+finishes a short task finds its next one in the broker while the refill is on its way. A queue of
+long tasks keeps nothing waiting on the broker: a task of higher priority queued later is next.
+A refill is a publish, not a commit; it waits until half the waiting share has room, and
+publishes that half at once.
 
 The slots of the live workers per queue come from their heartbeats (`tracker.LostWorkerTracker.slots`).
 A queue that no live worker consumes gets all its requests at once: a worker that starts later
-finds them in the broker. Pure bookkeeping.
+finds them in the broker. Pure bookkeeping: callers pass the clock.
 """
 
 from __future__ import annotations
@@ -18,11 +20,17 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 
 from zonda.executors.base import TIRef
 from zonda.worker.protocol import TaskRequest
+
+RECENT_ENDS = 32
+"""Ends per queue that its rate is measured over."""
+
+RATE_HORIZON = 2.0
+"""Seconds after which an end no longer counts towards its queue's rate."""
 
 
 @dataclass(order=True, slots=True)
@@ -34,11 +42,13 @@ class _Held:
 class Backlog:
     """Requests held per queue in the scheduler's order, and the room each queue has on the broker."""
 
-    def __init__(self, queued_per_slot: float) -> None:
+    def __init__(self, queued_per_slot: float, queued_seconds: float) -> None:
         self.queued_per_slot = queued_per_slot
+        self.queued_seconds = queued_seconds
         self._held: dict[str, list[_Held]] = {}
         self._published: Counter[str] = Counter()
         self._queue_of: dict[TIRef, str] = {}
+        self._ends: dict[str, deque[float]] = {}
         self._order = itertools.count()
 
     def hold(self, request: TaskRequest, queue: str) -> None:
@@ -46,35 +56,56 @@ class Backlog:
         key = (-request.priority, request.run_id, next(self._order))
         heapq.heappush(self._held.setdefault(queue, []), _Held(key, request))
 
-    def take(self, slots: dict[str, int], current: dict[TIRef, TaskRequest]) -> list[tuple[TaskRequest, str]]:
+    def take(
+        self, slots: dict[str, int], current: dict[TIRef, TaskRequest], now: float
+    ) -> list[tuple[TaskRequest, str]]:
         """The requests to publish now, each with its queue, given the live slots per queue. Requests
         no longer in `current` (their attempt ended while held, e.g. killed) are dropped."""
         taken: list[tuple[TaskRequest, str]] = []
         for queue, heap in self._held.items():
-            room = self._room(queue, slots.get(queue, 0))
+            room = self._room(queue, slots.get(queue, 0), now)
             while heap and room > 0:
                 request = heapq.heappop(heap).request
                 if current.get(request.ti_key) is not request:
                     continue
                 taken.append((request, queue))
-                self.finished(request.ti_key)  # the same instance queued again (queued timeout)
+                self.withdrawn(request.ti_key)  # the same instance queued again (queued timeout)
                 self._published[queue] += 1
                 self._queue_of[request.ti_key] = queue
                 room -= 1
         return taken
 
-    def finished(self, ti: TIRef) -> None:
-        """An attempt that was published ended: its queue has room for one more."""
+    def finished(self, ti: TIRef, now: float) -> None:
+        """A published attempt ended: its queue has room for one more, and its rate counts the end."""
+        queue = self._queue_of.get(ti)
+        if queue is not None:
+            self._ends.setdefault(queue, deque(maxlen=RECENT_ENDS)).append(now)
+        self.withdrawn(ti)
+
+    def withdrawn(self, ti: TIRef) -> None:
+        """A published attempt will not run from its message (revoked): its place is free."""
         queue = self._queue_of.pop(ti, None)
         if queue is not None:
             self._published[queue] -= 1
 
-    def _room(self, queue: str, slots: int) -> float:
+    def rate(self, queue: str, now: float) -> float:
+        """Attempts of the queue ended per second, over its last `RECENT_ENDS` ends within `RATE_HORIZON`
+        (0 until two ends were seen: one end says nothing about how soon the next comes)."""
+        ends = self._ends.get(queue)
+        while ends and now - ends[0] > RATE_HORIZON:
+            ends.popleft()
+        if not ends or len(ends) < 2 or now <= ends[0]:
+            return 0.0
+        return (len(ends) - 1) / (now - ends[0])
+
+    def _room(self, queue: str, slots: int, now: float) -> float:
         """How many to publish now: none until the queue's room reaches half its waiting share, so
         that refills go out several at a time (one broker round trip each) rather than one per
         outcome, and the broker queue in front of the next task is shorter on average."""
         if slots == 0:
             return math.inf
-        waiting = math.ceil(slots * self.queued_per_slot)
+        waiting = min(
+            math.ceil(slots * self.queued_per_slot), math.floor(self.rate(queue, now) * self.queued_seconds)
+        )
         room = slots + waiting - self._published[queue]
         return room if room >= max(1, waiting // 2) else 0

@@ -92,6 +92,7 @@ class CeleryExecutor:
         *,
         max_in_flight: int = 1000,
         queued_per_slot: float = 4.0,
+        queued_seconds: float = 0.1,
         heartbeat_interval: float = 2.0,
         hooks: Sequence[RoutingHook] = DEFAULT_HOOKS,
         on_worker_heartbeats: HeartbeatSink | None = None,
@@ -107,7 +108,7 @@ class CeleryExecutor:
         self._beats: dict[str, Worker] = {}
         self._queues = {self.reply_to}
         self._tracker = LostWorkerTracker(heartbeat_interval)
-        self._backlog = Backlog(queued_per_slot)
+        self._backlog = Backlog(queued_per_slot, queued_seconds)
         self._deliveries = Deliveries(settle=SETTLE_HEARTBEATS * heartbeat_interval)
         self._inflight: dict[TIRef, TaskRequest] = {}
         self._republished: set[tuple[TIRef, int]] = set()
@@ -139,6 +140,7 @@ class CeleryExecutor:
             scheduler_id,
             max_in_flight=settings.celery_max_in_flight,
             queued_per_slot=settings.celery_queued_per_slot,
+            queued_seconds=settings.celery_queued_seconds,
             heartbeat_interval=settings.heartbeat_interval,
             hooks=hooks_from(settings.pool_queues, settings.tenant_queues),
             on_worker_heartbeats=on_worker_heartbeats,
@@ -198,7 +200,7 @@ class CeleryExecutor:
         with self._lock:
             self._inflight.pop(ti, None)
             self._deliveries.forget(ti)
-            self._backlog.finished(ti)
+            self._backlog.withdrawn(ti)
             self._republished.add((ti, try_number))
         return True
 
@@ -371,7 +373,7 @@ class CeleryExecutor:
         """An attempt ended: its queue has room for one more (with `_lock` held)."""
         current = self._inflight.get(outcome.ti_key)
         if current is not None and current.try_number == outcome.try_number:
-            self._backlog.finished(outcome.ti_key)
+            self._backlog.finished(outcome.ti_key, time.monotonic())
             self._deliveries.forget(outcome.ti_key)
 
     def _queue_of(self, request: TaskRequest) -> str:
@@ -387,7 +389,8 @@ class CeleryExecutor:
         """Publish the held requests their queues have room for (any thread). The listener calls it
         after each batch of reports it receives (`_on_tick`), so refills do not wait for the loop."""
         with self._lock:
-            taken = self._backlog.take(self._tracker.slots(time.monotonic()), self._inflight)
+            now = time.monotonic()
+            taken = self._backlog.take(self._tracker.slots(now), self._inflight, now)
         self._publish(taken)
 
     def _publish(self, routed: list[tuple[TaskRequest, str]]) -> None:
