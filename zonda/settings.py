@@ -80,8 +80,8 @@ class Settings(BaseSettings):
     celery_queued_seconds: float = Field(
         0.1,
         ge=0,
-        description="Celery executor: a queue keeps waiting on the broker what its workers finish in this many "
-        "seconds (a refill's round trip), up to ZONDA_CELERY_QUEUED_PER_SLOT per slot",
+        description="Celery executor: a queue keeps waiting on the broker what its slots get through in this many "
+        "seconds at the run time of its recent tasks, up to ZONDA_CELERY_QUEUED_PER_SLOT per slot",
     )
     celery_visibility_timeout: float = Field(
         43200.0,

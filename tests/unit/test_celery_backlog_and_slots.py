@@ -7,11 +7,9 @@ import os
 from dataclasses import replace
 from datetime import UTC, datetime
 
-import pytest
-
 from tests.unit.test_celery_parts import request
 from zonda.executors.celery.app import make_app
-from zonda.executors.celery.backlog import RATE_HORIZON, Backlog
+from zonda.executors.celery.backlog import RECENT_HORIZON, Backlog
 from zonda.executors.celery.events import RunningTask, WorkerHeartbeat
 from zonda.executors.celery.heartbeat import HeartbeatSender
 from zonda.executors.celery.slots import SlotReporter, SlotState, SlotTask
@@ -39,85 +37,84 @@ def names(taken: list[tuple[TaskRequest, str]]) -> list[str]:
     return [f"{r.run_id}/{r.task_id}" for r, _ in taken]
 
 
-def ended(backlog: Backlog, taken: list[tuple[TaskRequest, str]], *times: float) -> None:
-    """The first len(times) of `taken` end at those times."""
-    for (r, _queue), at in zip(taken, times, strict=False):
-        backlog.finished(r.ti_key, at)
+def ended(backlog: Backlog, taken: list[tuple[TaskRequest, str]], at: float, *ran_for: float) -> None:
+    """The first len(ran_for) of `taken` end at `at`, having run that long each."""
+    for (r, _queue), seconds in zip(taken, ran_for, strict=False):
+        backlog.finished(r.ti_key, at, seconds)
 
 
 def test_a_queue_without_live_workers_gets_everything_at_once() -> None:
-    backlog = Backlog(queued_per_slot=1.0, queued_seconds=0.02)
+    backlog = Backlog(queued_per_slot=1.0, queued_seconds=0.1)
     current = held(backlog, *(request(task_id=f"t{i}") for i in range(5)))
     assert len(backlog.take({}, current, 0.0)) == 5
     assert backlog.take({"default": 1}, current, 0.0) == [], "nothing is left held"
 
 
-def test_a_queue_gets_one_per_slot_and_more_as_attempts_end() -> None:
-    backlog = Backlog(queued_per_slot=4.0, queued_seconds=0.02)
-    current = held(backlog, *(request(task_id=f"t{i}") for i in range(10)))
+def test_a_queue_gets_one_per_slot_until_a_task_of_it_ended() -> None:
+    backlog = Backlog(queued_per_slot=4.0, queued_seconds=0.1)
+    current = held(backlog, *(request(task_id=f"t{i}") for i in range(20)))
     first = backlog.take({"default": 4}, current, 0.0)
-    assert len(first) == 4, "no end seen yet: nothing is known to wait for"
+    assert len(first) == 4, "no task ended yet: its pace is not known"
     assert backlog.take({"default": 4}, current, 0.0) == []
-    ended(backlog, first, 1.0)
-    assert len(backlog.take({"default": 4}, current, 1.0)) == 1
+    ended(backlog, first, 0.5, 0.5)
+    assert len(backlog.take({"default": 4}, current, 0.5)) == 1 + 0, "half-second tasks: none waiting"
 
 
-def test_short_tasks_keep_what_their_workers_finish_in_queued_seconds_waiting() -> None:
-    backlog = Backlog(queued_per_slot=4.0, queued_seconds=0.02)
+def test_short_tasks_keep_what_their_slots_get_through_in_queued_seconds_waiting() -> None:
+    backlog = Backlog(queued_per_slot=4.0, queued_seconds=0.1)
     current = held(backlog, *(request(task_id=f"t{i}") for i in range(40)))
     first = backlog.take({"default": 2}, current, 0.0)
-    ended(backlog, first, 0.100, 0.105)
-    assert backlog.rate("default", 0.105) == pytest.approx(200.0)
-    assert len(backlog.take({"default": 2}, current, 0.105)) == 2 + 4, "2 slots free, 200/s x 0.02 s waiting"
+    ended(backlog, first, 0.1, 0.05, 0.05)
+    assert backlog.waiting_share("default", 2, 0.1) == 4, "2 slots x 0.1 s / 0.05 s"
+    assert len(backlog.take({"default": 2}, current, 0.1)) == 2 + 4
 
 
 def test_the_waiting_share_is_at_most_queued_per_slot() -> None:
-    backlog = Backlog(queued_per_slot=0.5, queued_seconds=0.02)
+    backlog = Backlog(queued_per_slot=0.5, queued_seconds=0.1)
     current = held(backlog, *(request(task_id=f"t{i}") for i in range(40)))
     first = backlog.take({"default": 4}, current, 0.0)
-    ended(backlog, first, 0.100, 0.101, 0.102, 0.103)
-    assert len(backlog.take({"default": 4}, current, 0.103)) == 4 + 2, (
-        "4 slots free, half a slot each waiting"
-    )
+    ended(backlog, first, 0.1, 0.001, 0.001, 0.001, 0.0)
+    assert len(backlog.take({"default": 4}, current, 0.1)) == 4 + 2, "4 slots free, half a slot each waiting"
 
 
 def test_long_tasks_keep_nothing_waiting_so_a_later_urgent_request_is_next() -> None:
-    backlog = Backlog(queued_per_slot=4.0, queued_seconds=0.02)
-    current = held(backlog, *(request(run_id=f"000{i}", task_id="train") for i in range(5)))
-    now = 0.0
-    for _ in range(3):
-        [(running, _queue)] = backlog.take({"default": 1}, current, now)
-        now += 1.0
-        backlog.finished(running.ti_key, now)
-    assert backlog.rate("default", now) == pytest.approx(1.0)
+    backlog = Backlog(queued_per_slot=4.0, queued_seconds=0.1)
+    current = held(backlog, *(request(run_id=f"000{i}", task_id="train") for i in range(9)))
+    first = backlog.take({"default": 2}, current, 0.0)
+    ended(backlog, first, 3600.0, 3600.0, 3600.0)
+    assert backlog.waiting_share("default", 2, 3600.0) == 0, "two hour-long tasks ending together"
+    second = backlog.take({"default": 2}, current, 3600.0)
+    assert names(second) == ["0002/train", "0003/train"]
     urgent = request(run_id="0009", task_id="train", priority=5)
     current |= held(backlog, urgent)
-    assert names(backlog.take({"default": 1}, current, now)) == ["0009/train"]
+    backlog.finished(second[0][0].ti_key, 7200.0, 3600.0)
+    assert names(backlog.take({"default": 2}, current, 7200.0)) == ["0009/train"]
 
 
-def test_ends_older_than_the_horizon_do_not_count_and_withdrawals_never_do() -> None:
-    backlog = Backlog(queued_per_slot=4.0, queued_seconds=0.02)
-    current = held(backlog, *(request(task_id=f"t{i}") for i in range(6)))
+def test_run_times_older_than_the_horizon_do_not_count_and_lost_attempts_never_do() -> None:
+    backlog = Backlog(queued_per_slot=4.0, queued_seconds=0.1)
+    current = held(backlog, *(request(task_id=f"t{i}") for i in range(20)))
     first = backlog.take({"default": 3}, current, 0.0)
-    ended(backlog, first, 0.100, 0.110)
-    assert backlog.rate("default", 0.110) == pytest.approx(100.0)
-    assert backlog.rate("default", 0.110 + RATE_HORIZON + 0.1) == 0.0
+    ended(backlog, first, 0.1, 0.01)
+    assert backlog.waiting_share("default", 3, 0.1) == 12
+    assert backlog.waiting_share("default", 3, 0.1 + RECENT_HORIZON + 0.1) == 0
+    backlog.finished(first[1][0].ti_key, 5.0, None)
     backlog.withdrawn(first[2][0].ti_key)
-    assert backlog.rate("default", 0.2) == 0.0
-    assert len(backlog.take({"default": 3}, current, 0.2)) == 3, "each of the three freed a place"
+    assert backlog.waiting_share("default", 3, 5.0) == 0, "a lost or withdrawn attempt sets no pace"
+    assert len(backlog.take({"default": 3}, current, 5.0)) == 3, "each of the three freed a place"
 
 
 def test_refills_wait_until_half_the_waiting_share_has_room() -> None:
-    backlog = Backlog(queued_per_slot=4.0, queued_seconds=0.02)
+    backlog = Backlog(queued_per_slot=4.0, queued_seconds=0.1)
     current = held(backlog, *(request(task_id=f"t{i}") for i in range(60)))
     first = backlog.take({"default": 2}, current, 0.0)
-    ended(backlog, first, 0.0, 0.001)
+    ended(backlog, first, 0.001, 0.001, 0.001)
     second = backlog.take({"default": 2}, current, 0.001)
     assert len(second) == 10, "2 slots running and 8 (the most, 4 per slot) waiting on the broker"
     for i, done in enumerate(second[:3]):
-        backlog.finished(done[0].ti_key, 0.002 + i * 0.001)
+        backlog.finished(done[0].ti_key, 0.002 + i * 0.001, 0.001)
         assert backlog.take({"default": 2}, current, 0.002 + i * 0.001) == [], "refill before half the share"
-    backlog.finished(second[3][0].ti_key, 0.005)
+    backlog.finished(second[3][0].ti_key, 0.005, 0.001)
     assert len(backlog.take({"default": 2}, current, 0.005)) == 4, "half the waiting share, in one publish"
 
 
@@ -131,7 +128,7 @@ def test_held_requests_go_out_by_priority_then_older_runs_first() -> None:
     for _ in range(3):
         [(taken, _queue)] = backlog.take({"default": 1}, current, 0.0)
         order.append(taken.task_id)
-        backlog.finished(taken.ti_key, 0.0)
+        backlog.finished(taken.ti_key, 0.0, 1.0)
     assert order == ["c", "b", "a"]
 
 
@@ -169,9 +166,9 @@ def test_an_instance_queued_again_does_not_count_twice() -> None:
     again = replace(once)
     current = held(backlog, again)
     assert len(backlog.take({"default": 1}, current, 0.0)) == 0, "the first copy still counts until it ends"
-    backlog.finished(once.ti_key, 0.0)
+    backlog.finished(once.ti_key, 0.0, 1.0)
     assert len(backlog.take({"default": 1}, current, 0.0)) == 1
-    backlog.finished(once.ti_key, 0.0)
+    backlog.finished(once.ti_key, 0.0, 1.0)
     other = request(task_id="b")
     assert len(backlog.take({"default": 1}, held(backlog, other), 0.0)) == 1, (
         "one finish frees one place, not two"

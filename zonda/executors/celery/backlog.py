@@ -4,9 +4,10 @@ A broker queue is first in, first out. A task published behind a long backlog wa
 it, whatever its priority, and the scheduler's order (priority, then older runs first) is lost.
 So the executor holds the requests the scheduler gave it (their queued state is committed) in
 that order, and publishes to each queue only what the queue's live workers can start now, plus
-what they finish in `queued_seconds` (at most `queued_per_slot` per slot), so that a slot that
-finishes a short task finds its next one in the broker while the refill is on its way. A queue of
-long tasks keeps nothing waiting on the broker: a task of higher priority queued later is next.
+what they get through in `queued_seconds` (at most `queued_per_slot` per slot), so that a slot
+that finishes a short task finds its next one in the broker while the refill is on its way. How
+much that is comes from how long the queue's recent tasks ran: a queue of long tasks keeps
+nothing waiting on the broker, and a task of higher priority queued later is next.
 A refill is a publish, not a commit; it waits until half the waiting share has room, and
 publishes that half at once.
 
@@ -26,11 +27,11 @@ from dataclasses import dataclass, field
 from zonda.executors.base import TIRef
 from zonda.worker.protocol import TaskRequest
 
-RECENT_ENDS = 32
-"""Ends per queue that its rate is measured over."""
+RECENT_TASKS = 32
+"""Tasks per queue whose run times give its pace."""
 
-RATE_HORIZON = 2.0
-"""Seconds after which an end no longer counts towards its queue's rate."""
+RECENT_HORIZON = 2.0
+"""Seconds after its end that a task's run time still counts for its queue's pace."""
 
 
 @dataclass(order=True, slots=True)
@@ -48,7 +49,7 @@ class Backlog:
         self._held: dict[str, list[_Held]] = {}
         self._published: Counter[str] = Counter()
         self._queue_of: dict[TIRef, str] = {}
-        self._ends: dict[str, deque[float]] = {}
+        self._recent: dict[str, deque[tuple[float, float]]] = {}
         self._order = itertools.count()
 
     def hold(self, request: TaskRequest, queue: str) -> None:
@@ -75,11 +76,12 @@ class Backlog:
                 room -= 1
         return taken
 
-    def finished(self, ti: TIRef, now: float) -> None:
-        """A published attempt ended: its queue has room for one more, and its rate counts the end."""
+    def finished(self, ti: TIRef, now: float, ran_for: float | None) -> None:
+        """A published attempt ended: its queue has room for one more. `ran_for`: how long it ran,
+        which sets the queue's pace (None when its worker did not say, e.g. it was lost)."""
         queue = self._queue_of.get(ti)
-        if queue is not None:
-            self._ends.setdefault(queue, deque(maxlen=RECENT_ENDS)).append(now)
+        if queue is not None and ran_for is not None:
+            self._recent.setdefault(queue, deque(maxlen=RECENT_TASKS)).append((now, max(0.0, ran_for)))
         self.withdrawn(ti)
 
     def withdrawn(self, ti: TIRef) -> None:
@@ -88,15 +90,22 @@ class Backlog:
         if queue is not None:
             self._published[queue] -= 1
 
-    def rate(self, queue: str, now: float) -> float:
-        """Attempts of the queue ended per second, over its last `RECENT_ENDS` ends within `RATE_HORIZON`
-        (0 until two ends were seen: one end says nothing about how soon the next comes)."""
-        ends = self._ends.get(queue)
-        while ends and now - ends[0] > RATE_HORIZON:
-            ends.popleft()
-        if not ends or len(ends) < 2 or now <= ends[0]:
-            return 0.0
-        return (len(ends) - 1) / (now - ends[0])
+    def waiting_share(self, queue: str, slots: int, now: float) -> int:
+        """Tasks to keep waiting on the broker beyond one per slot: what the slots get through in
+        `queued_seconds` at the mean run time of the queue's recent tasks, at most `queued_per_slot`
+        per slot; 0 while no task of the queue ended within `RECENT_HORIZON`. Run times, not
+        the times outcomes arrive, because outcomes arrive in bursts (several long tasks ending
+        together say nothing about a fast queue)."""
+        recent = self._recent.get(queue)
+        while recent and now - recent[0][0] > RECENT_HORIZON:
+            recent.popleft()
+        most = math.ceil(slots * self.queued_per_slot)
+        if not recent:
+            return 0
+        mean = sum(ran_for for _, ran_for in recent) / len(recent)
+        if mean <= 0:
+            return most
+        return min(most, math.floor(slots * self.queued_seconds / mean))
 
     def _room(self, queue: str, slots: int, now: float) -> float:
         """How many to publish now: none until the queue's room reaches half its waiting share, so
@@ -104,8 +113,6 @@ class Backlog:
         outcome, and the broker queue in front of the next task is shorter on average."""
         if slots == 0:
             return math.inf
-        waiting = min(
-            math.ceil(slots * self.queued_per_slot), math.floor(self.rate(queue, now) * self.queued_seconds)
-        )
+        waiting = self.waiting_share(queue, slots, now)
         room = slots + waiting - self._published[queue]
         return room if room >= max(1, waiting // 2) else 0

@@ -312,7 +312,7 @@ class CeleryExecutor:
                 return
             else:
                 self._tracker.finished(message)
-                self._freed(message)
+                self._freed(message, (message.ended_at - message.started_at).total_seconds())
         self._deliver(message, handle)
 
     def _on_heartbeat(self, body: Any, handle: Any) -> None:
@@ -369,11 +369,12 @@ class CeleryExecutor:
         except (BlockingIOError, OSError):
             pass
 
-    def _freed(self, outcome: TaskFinished) -> None:
-        """An attempt ended: its queue has room for one more (with `_lock` held)."""
+    def _freed(self, outcome: TaskFinished, ran_for: float | None = None) -> None:
+        """An attempt ended: its queue has room for one more (with `_lock` held). `ran_for`: how
+        long it ran, from its worker's report (None for an outcome decided here: lost, killed)."""
         current = self._inflight.get(outcome.ti_key)
         if current is not None and current.try_number == outcome.try_number:
-            self._backlog.finished(outcome.ti_key, time.monotonic())
+            self._backlog.finished(outcome.ti_key, time.monotonic(), ran_for)
             self._deliveries.forget(outcome.ti_key)
 
     def _queue_of(self, request: TaskRequest) -> str:
