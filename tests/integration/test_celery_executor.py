@@ -301,11 +301,15 @@ def test_a_queue_of_long_tasks_keeps_none_waiting_on_the_broker_so_a_later_urgen
             "a heartbeat",
         )
         prefix = unique("run")
-        naps = [dag.request("nap", queue=queue, run_id=f"{prefix}-{i}") for i in range(4)]
+        naps = [
+            replace(dag.request("nap", queue=queue, run_id=f"{prefix}-{i}"), dag_id="team-a/celery_dag")
+            for i in range(4)
+        ]
         executor.submit(list(reversed(naps)))
         second_started = lambda m: any(isinstance(x, TaskStarted) and x.run_id == naps[1].run_id for x in m)  # noqa: E731
         messages = collect(executor, second_started, timeout=30)
         assert waiting(broker, queue) == 0, "one slot, half-second tasks: only the running one was published"
+        assert executor.waiting_tasks() == {("team-a", queue): 2}, "the two held count as waiting"
         urgent = replace(dag.request("nap", queue=queue, run_id=f"{prefix}-urgent"), priority=5)
         executor.submit([urgent])
         messages += collect(executor, lambda m: len(finished(m)) == 4, timeout=30)

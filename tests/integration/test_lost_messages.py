@@ -33,6 +33,16 @@ def cluster(broker: str, pg_server: str, tmp_path: Path) -> Iterator[Cluster]:
     drop_pg_database(pg_server, name)
 
 
+def waiting_by_queue(cluster: Cluster) -> dict[str, int]:
+    """What the system page says the default tenant has waiting per broker queue."""
+    [load] = [
+        t
+        for t in cluster.client.get("/api/v1/metrics/system").json()["tenants"]
+        if t["tenant_id"] == "default"
+    ]
+    return dict(load["waiting_by_queue"])
+
+
 def purge(broker_url: str) -> None:
     with make_app(Settings(broker_url=broker_url)).connection_for_write() as conn:
         conn.default_channel.queue_purge(QUEUE)
@@ -42,6 +52,9 @@ def test_messages_are_published_again_only_once_lost(cluster: Cluster, broker: s
     cluster.start(expect_dags=14, schedulers=1)
     run_id = cluster.trigger("waits_on_broker")
     cluster.wait_until(lambda: waiting(broker, QUEUE) == 2, 30, "both tasks waiting on the broker")
+    cluster.wait_until(
+        lambda: waiting_by_queue(cluster).get(QUEUE) == 2, 10, "the scheduler's heartbeat to count them"
+    )
     time.sleep(2.5)  # no worker consumes QUEUE: the messages wait, past the queued timeout
     assert waiting(broker, QUEUE) == 2, "a message waiting for an absent worker was published again"
     scheduler_log = cluster.home / "scheduler-0.out"

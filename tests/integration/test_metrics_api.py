@@ -22,7 +22,7 @@ from tests.identity import user_token
 from tests.integration.dag_seed import load_dags, seed_dag
 from zonda.api.app import create_app
 from zonda.core.permissions import Role
-from zonda.db.components import Component, register
+from zonda.db.components import Component, heartbeat, register
 from zonda.db.engine import write_txn
 from zonda.db.schema import runs, task_attempts, task_instances
 from zonda.db.workers import Worker, record_heartbeats
@@ -277,6 +277,7 @@ def test_system_is_ok_with_a_live_scheduler_and_lists_each_tenants_load(api: Api
             "running_tasks": 1,
             "queued_runs": 0,
             "running_runs": 1,
+            "waiting_by_queue": {},
         }
     ]
     assert api.get("bob", "/api/v1/metrics/system").json()["tenants"] == []
@@ -300,6 +301,27 @@ def test_a_stopped_scheduler_heartbeat_makes_the_system_degraded(api: Api) -> No
     assert body["status"] == "degraded"
     assert len(body["problems"]) == 1
     assert "scheduler-gone" in body["problems"][0]
+
+
+def test_tasks_waiting_per_broker_queue_add_up_over_live_schedulers_for_visible_tenants(api: Api) -> None:
+    now = datetime.now(UTC)
+    stale = now - timedelta(seconds=60)
+    with write_txn(api.engine) as conn:
+        register(conn, Component("scheduler-1", "scheduler", "host-1", 11, now, now))
+        register(conn, Component("scheduler-2", "scheduler", "host-2", 12, now, now))
+        register(conn, Component("scheduler-gone", "scheduler", "host-3", 13, stale, stale))
+        heartbeat(conn, "scheduler-1", now, [{"tenant": "team-a", "queue": "gpu", "tasks": 3}])
+        heartbeat(conn, "scheduler-2", now, [{"tenant": "team-a", "queue": "gpu", "tasks": 2}])
+        heartbeat(conn, "scheduler-gone", stale, [{"tenant": "team-a", "queue": "gpu", "tasks": 100}])
+    [load] = api.get("alice", "/api/v1/metrics/system").json()["tenants"]
+    assert load["waiting_by_queue"] == {"gpu": 5}, "a dead scheduler's last count does not count"
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(api.get("alice", "/metrics").text)
+        for s in family.samples
+    }
+    assert samples[("zonda_queue_waiting_tasks", (("queue", "gpu"), ("tenant", "team-a")))] == 5.0
+    assert not any(name == "zonda_queue_waiting_tasks" for name, _ in _samples(api, "bob"))
 
 
 def test_prometheus_metrics_show_liveness_load_and_recent_latency_of_visible_tenants(api: Api) -> None:

@@ -118,6 +118,16 @@ def test_refills_wait_until_half_the_waiting_share_has_room() -> None:
     assert len(backlog.take({"default": 2}, current, 0.005)) == 4, "half the waiting share, in one publish"
 
 
+def test_held_lists_what_waits_here_with_its_queue() -> None:
+    backlog = Backlog(queued_per_slot=0.0, queued_seconds=0.1)
+    current = held(backlog, *(request(task_id=f"d{i}") for i in range(3)))
+    current |= held(backlog, request(task_id="g0"), request(task_id="g1"), queue="gpu")
+    published = backlog.take({"default": 1, "gpu": 1}, current, 0.0)
+    assert sorted(r.task_id for r, _ in published) == ["d0", "g0"]
+    del current[request(task_id="d2").ti_key]
+    assert sorted((r.task_id, q) for r, q in backlog.held(current)) == [("d1", "default"), ("g1", "gpu")]
+
+
 def test_held_requests_go_out_by_priority_then_older_runs_first() -> None:
     backlog = Backlog(queued_per_slot=0.0, queued_seconds=0.02)
     newer = request(run_id="0002", task_id="a")

@@ -90,3 +90,13 @@ def test_publishing_again_starts_afresh_and_forget_drops_the_request() -> None:
 
 def test_a_request_not_published_is_unknown() -> None:
     assert Deliveries(SETTLE).undelivered_for(_ti("held"), now=1.0) is None
+
+
+def test_waiting_lists_the_published_requests_that_have_not_started() -> None:
+    d = Deliveries(SETTLE)
+    d.published(_ti("a"), 1, "default", now=0.0)
+    d.published(_ti("b"), 1, "gpu", now=0.0)
+    d.published(_ti("c"), 1, "gpu", now=0.0)
+    d.started(_ti("b"), 1, now=1.0)
+    d.forget(_ti("a"))
+    assert sorted(d.waiting()) == [(_ti("c"), "gpu")]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection, delete, select, update
 
@@ -19,14 +20,20 @@ class Component:
     pid: int
     started_at: datetime
     heartbeat_at: datetime
+    waiting: list[dict[str, Any]] | None = None
+    """A scheduler's queued tasks not yet started, as `{"tenant", "queue", "tasks"}` items (Celery)."""
 
 
 def register(conn: Connection, component: Component) -> None:
     upsert(conn, components, [component.__dict__], ["id"])
 
 
-def heartbeat(conn: Connection, component_id: str, now: datetime) -> None:
-    conn.execute(update(components).where(components.c.id == component_id).values(heartbeat_at=now))
+def heartbeat(
+    conn: Connection, component_id: str, now: datetime, waiting: list[dict[str, Any]] | None = None
+) -> None:
+    conn.execute(
+        update(components).where(components.c.id == component_id).values(heartbeat_at=now, waiting=waiting)
+    )
 
 
 def unregister(conn: Connection, component_id: str) -> None:

@@ -260,6 +260,7 @@ components = Table(
     Column("pid", Integer, nullable=False),
     Column("started_at", UTCDateTime, nullable=False),
     Column("heartbeat_at", UTCDateTime, nullable=False),
+    Column("waiting", JSON),
 )
 
 workers = Table(

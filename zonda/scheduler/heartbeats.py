@@ -1,11 +1,12 @@
-"""What a scheduler writes with its heartbeat: its own beat, its workers' beats, and, now and then,
+"""What a scheduler writes with its heartbeat: its own beat (with the tasks it has queued that have
+not started, per tenant and broker queue), its workers' beats, and, now and then,
 the removal of schedulers and workers that have been silent for longer than `gone_retention`
 (a decommissioned host would otherwise stay listed as missing, and the system page red, forever)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection
@@ -19,12 +20,20 @@ PRUNE_INTERVAL = timedelta(minutes=1)
 
 
 def heartbeat_write(
-    component_id: str, now: datetime, seen: Sequence[workers.Worker], forget_before: datetime | None
+    component_id: str,
+    now: datetime,
+    seen: Sequence[workers.Worker],
+    forget_before: datetime | None,
+    waiting: Mapping[tuple[str, str], int] | None = None,
 ) -> Callable[[Connection], None]:
-    """The write of one heartbeat; with `forget_before`, also drop what has been silent since then."""
+    """The write of one heartbeat; with `forget_before`, also drop what has been silent since then.
+    `waiting`: queued tasks not started, per (tenant, broker queue), from an executor that knows."""
+    items = None
+    if waiting is not None:
+        items = [{"tenant": t, "queue": q, "tasks": n} for (t, q), n in sorted(waiting.items())]
 
     def write(conn: Connection) -> None:
-        components.heartbeat(conn, component_id, now)
+        components.heartbeat(conn, component_id, now, items)
         if seen:
             workers.record_heartbeats(conn, seen)
         if forget_before is not None:

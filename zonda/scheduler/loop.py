@@ -582,11 +582,18 @@ class Scheduler:
 
     def _heartbeat_writer(self, now: datetime) -> Callable[[Connection], None]:
         take = getattr(self.executor, "take_worker_heartbeats", None)
+        waiting = getattr(self.executor, "waiting_tasks", None)
         forget_before = None
         if now >= self._next_prune:
             self._next_prune = now + PRUNE_INTERVAL
             forget_before = now - timedelta(seconds=self.settings.gone_retention)
-        return heartbeat_write(self.component_id, now, take() if take is not None else [], forget_before)
+        return heartbeat_write(
+            self.component_id,
+            now,
+            take() if take is not None else [],
+            forget_before,
+            waiting() if waiting is not None else None,
+        )
 
     def _started(self, active: ActiveRun) -> datetime | None:
         if active.start_recorded:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from datetime import datetime, timedelta
@@ -233,8 +234,12 @@ def _read_system(
         loads = db.tenant_loads(conn, visible(svc))
     interval = svc.settings.heartbeat_interval
     schedulers = []
+    waiting: dict[str, Counter[str]] = {}
     for c in components:
         age = heartbeat_age(now, c.heartbeat_at)
+        if alive(age, interval, SCHEDULER_BEATS):
+            for item in c.waiting or []:
+                waiting.setdefault(item["tenant"], Counter())[item["queue"]] += item["tasks"]
         schedulers.append(
             SchedulerStatus(
                 id=c.id,
@@ -249,10 +254,10 @@ def _read_system(
     database = DatabaseStatus(
         reachable=True, dialect=svc.engine.dialect.name, round_trip_ms=round(round_trip, 3)
     )
-    return database, schedulers, [_load(load) for load in loads]
+    return database, schedulers, [_load(load, waiting.get(load.tenant_id, Counter())) for load in loads]
 
 
-def _load(load: db.TenantLoad) -> TenantLoad:
+def _load(load: db.TenantLoad, waiting: Counter[str]) -> TenantLoad:
     return TenantLoad(
         tenant_id=load.tenant_id,
         scheduled_tasks=load.tasks.get("scheduled", 0),
@@ -260,6 +265,7 @@ def _load(load: db.TenantLoad) -> TenantLoad:
         running_tasks=load.tasks.get("running", 0),
         queued_runs=load.runs.get("queued", 0),
         running_runs=load.runs.get("running", 0),
+        waiting_by_queue=dict(sorted(waiting.items())),
     )
 
 

@@ -91,7 +91,14 @@ class _Snapshot(Collector):
             "zonda_tasks", "Task instances waiting or in flight, by state", labels=["tenant", "state"]
         )
         runs = GaugeMetricFamily("zonda_runs", "Runs queued or running, by state", labels=["tenant", "state"])
+        waiting = GaugeMetricFamily(
+            "zonda_queue_waiting_tasks",
+            "Celery: queued tasks not started, held by a scheduler or on the broker, per broker queue",
+            labels=["tenant", "queue"],
+        )
         for t in s.tenants:
+            for queue, count in t.waiting_by_queue.items():
+                waiting.add_metric([t.tenant_id, queue], count)
             for state, count in (
                 ("scheduled", t.scheduled_tasks),
                 ("queued", t.queued_tasks),
@@ -102,6 +109,7 @@ class _Snapshot(Collector):
             runs.add_metric([t.tenant_id, "running"], t.running_runs)
         yield tasks
         yield runs
+        yield waiting
 
     def _latency(self) -> Iterator[Metric]:
         window = f" over the last {int(LATENCY_WINDOW.total_seconds())} s"

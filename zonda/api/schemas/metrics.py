@@ -107,6 +107,11 @@ class TenantLoad(BaseModel):
     running_tasks: int
     queued_runs: int
     running_runs: int
+    waiting_by_queue: dict[str, int] = Field(
+        default_factory=dict,
+        description="Celery: queued tasks not started, per broker queue, held by a live scheduler or on the "
+        "broker (the broker's own queue length leaves out the held ones; scale workers on this)",
+    )
 
 
 class SystemStatus(BaseModel):

@@ -22,6 +22,7 @@ import heapq
 import itertools
 import math
 from collections import Counter, deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from zonda.executors.base import TIRef
@@ -75,6 +76,13 @@ class Backlog:
                 self._queue_of[request.ti_key] = queue
                 room -= 1
         return taken
+
+    def held(self, current: dict[TIRef, TaskRequest]) -> Iterator[tuple[TaskRequest, str]]:
+        """The requests held now (not published), each with its queue."""
+        for queue, heap in self._held.items():
+            for entry in heap:
+                if current.get(entry.request.ti_key) is entry.request:
+                    yield entry.request, queue
 
     def finished(self, ti: TIRef, now: float, ran_for: float | None) -> None:
         """A published attempt ended: its queue has room for one more. `ran_for`: how long it ran,

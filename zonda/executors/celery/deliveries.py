@@ -15,7 +15,7 @@ seconds) is passed in.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 
 from zonda.executors.base import TIRef
@@ -73,6 +73,12 @@ class Deliveries:
                     break
                 if entry.due is None:
                     entry.due = now
+
+    def waiting(self) -> Iterator[tuple[TIRef, str]]:
+        """The published requests that have not started, each with its queue."""
+        for queue, entries in self._by_queue.items():
+            for ti in entries:
+                yield ti, queue
 
     def forget(self, ti: TIRef) -> None:
         """The request ended, was killed or is withdrawn."""

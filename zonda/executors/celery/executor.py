@@ -27,6 +27,7 @@ import math
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -176,6 +177,19 @@ class CeleryExecutor:
             for request in (replace(r, reply_to=self.reply_to) for r in requests):
                 self._inflight[request.ti_key] = request
                 self._deliveries.published(request.ti_key, request.try_number, self._queue_of(request), now)
+
+    def waiting_tasks(self) -> dict[tuple[str, str], int]:
+        """Queued tasks that have not started, per (tenant, broker queue): held here or published.
+        The broker's own queue length leaves out the held ones, so this is what to scale workers
+        on (the scheduler writes it with its heartbeat; `/metrics` sums the schedulers')."""
+        counts: Counter[tuple[str, str]] = Counter()
+        with self._lock:
+            for request, queue in self._backlog.held(self._inflight):
+                counts[RouteInfo.of(request).tenant or "", queue] += 1
+            for ti, queue in self._deliveries.waiting():
+                if (published := self._inflight.get(ti)) is not None:
+                    counts[RouteInfo.of(published).tenant or "", queue] += 1
+        return dict(counts)
 
     def undelivered_for(self, ti: TIRef) -> float:
         """Seconds a queued attempt's request should have reached a worker and did not start
