@@ -21,6 +21,7 @@ from sqlalchemy import Engine, insert
 from tests.identity import user_token
 from tests.integration.dag_seed import load_dags, seed_dag
 from zonda.api.app import create_app
+from zonda.api.routes.deps import SESSION_COOKIE
 from zonda.core.permissions import Role
 from zonda.db.components import Component, heartbeat, register
 from zonda.db.engine import write_txn
@@ -315,6 +316,8 @@ def test_tasks_waiting_per_broker_queue_add_up_over_live_schedulers_for_visible_
         heartbeat(conn, "scheduler-gone", stale, [{"tenant": "team-a", "queue": "gpu", "tasks": 100}])
     [load] = api.get("alice", "/api/v1/metrics/system").json()["tenants"]
     assert load["waiting_by_queue"] == {"gpu": 5}, "a dead scheduler's last count does not count"
+    api.client.cookies.set(SESSION_COOKIE, api.tokens["alice"])
+    assert "<td>gpu: 5</td>" in api.client.get("/system").text, "the System page shows it too"
     samples = {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for family in text_string_to_metric_families(api.get("alice", "/metrics").text)
