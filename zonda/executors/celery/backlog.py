@@ -107,9 +107,9 @@ class Backlog:
         recent = self._recent.get(queue)
         while recent and now - recent[0][0] > RECENT_HORIZON:
             recent.popleft()
-        most = math.ceil(slots * self.queued_per_slot)
         if not recent:
             return 0
+        most = math.ceil(slots * self.queued_per_slot)
         mean = sum(ran_for for _, ran_for in recent) / len(recent)
         if mean <= 0:
             return most

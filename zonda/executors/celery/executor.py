@@ -182,14 +182,12 @@ class CeleryExecutor:
         """Queued tasks that have not started, per (tenant, broker queue): held here or published.
         The broker's own queue length leaves out the held ones, so this is what to scale workers
         on (the scheduler writes it with its heartbeat; `/metrics` sums the schedulers')."""
-        counts: Counter[tuple[str, str]] = Counter()
         with self._lock:
-            for request, queue in self._backlog.held(self._inflight):
-                counts[RouteInfo.of(request).tenant or "", queue] += 1
-            for ti, queue in self._deliveries.waiting():
-                if (published := self._inflight.get(ti)) is not None:
-                    counts[RouteInfo.of(published).tenant or "", queue] += 1
-        return dict(counts)
+            held = list(self._backlog.held(self._inflight))
+            published = [
+                (self._inflight[ti], q) for ti, q in self._deliveries.waiting() if ti in self._inflight
+            ]
+        return dict(Counter((RouteInfo.of(r).tenant or "", queue) for r, queue in held + published))
 
     def undelivered_for(self, ti: TIRef) -> float:
         """Seconds a queued attempt's request should have reached a worker and did not start
