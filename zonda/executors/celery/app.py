@@ -4,7 +4,8 @@ The configuration is the delivery contract, so it lives in one place:
 
 - one task type, `zonda.run_task`, whose only argument is a JSON-framed `TaskRequest`
   (`codec.py`); only JSON is accepted, so no message can make a worker unpickle code;
-- no result backend: outcomes go to the scheduler's reply queue (`events.py`);
+- no result backend: outcomes go to the scheduler's reply queue (`events.py`); `results.NoResults`
+  stores nothing, and lets a revoke flag its ids without a warning per id on every slot;
 - `task_acks_late` with `worker_prefetch_multiplier=1`: a slot holds only the message it runs,
   so a long task never waits behind another in a busy slot while an idle one has room;
 - a message the broker delivers again (the slot that had it died, or lost its connection) is
@@ -23,6 +24,7 @@ from __future__ import annotations
 from celery import Celery
 
 from zonda.errors import ConfigError
+from zonda.executors.celery.results import NO_RESULTS
 from zonda.settings import Settings
 
 TASK_NAME = "zonda.run_task"
@@ -40,7 +42,7 @@ def make_app(settings: Settings) -> Celery:
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],
-        result_backend=None,
+        result_backend=NO_RESULTS,
         task_ignore_result=True,
         task_acks_late=True,
         worker_prefetch_multiplier=1,
