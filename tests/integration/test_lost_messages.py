@@ -69,6 +69,11 @@ def test_messages_are_published_again_only_once_lost(cluster: Cluster, broker: s
     # Each lost message was published again once; the second task then waited 2 s behind the
     # first on the busy worker, past the timeout, and was not published a third time.
     assert scheduler_log.read_text().count(REQUEUED) == 2
+    # Both were due at once: withdrawn by one revoke, which the worker's one slot handled once.
+    [revoked] = [
+        line for line in (cluster.home / "w0.out").read_text().splitlines() if "flagged as revoked" in line
+    ]
+    assert revoked.count(f"{run_id}:") == 4, f"one revoke for both tasks, two ids each: {revoked}"
 
 
 def test_a_taken_over_task_waiting_for_a_busy_worker_is_not_published_again(

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from zonda.worker.protocol import TaskFinished, TaskRequest, WorkerMessage
 
 TIRef = tuple[str, str, int]
 """(run_id, task_id, map_index): one task instance across runs."""
+
+
+class QueuedAttempt(NamedTuple):
+    """A queued attempt whose request is taken as lost, to be withdrawn before it is queued again."""
+
+    ti: TIRef
+    try_number: int
+    queued_at: datetime | None
 
 
 class Executor(Protocol):
@@ -55,9 +63,10 @@ class Executor(Protocol):
         waits for one). Asked only when `in_flight_survives_scheduler`: past `queued_timeout`,
         the scheduler takes the request as lost and queues the attempt again."""
 
-    def withdraw(self, ti: TIRef, try_number: int, queued_at: datetime | None) -> bool:
-        """Make sure a queued attempt's request never runs, before the attempt is queued again;
-        False if that cannot be done now (try again later)."""
+    def withdraw(self, attempts: Sequence[QueuedAttempt]) -> bool:
+        """Make sure these queued attempts' requests never run, before they are queued again;
+        False if that cannot be done now (try them all again later). One call for all that are
+        due together: a remote executor tells its workers of them in one message."""
 
     def kill(self, ti: TIRef, reason: str) -> None:
         """Stop a running task now (e.g. past its hard deadline); it is reported failed with `reason`."""

@@ -32,7 +32,7 @@ from zonda.db.commands import pending_commands
 from zonda.db.engine import read_txn, write_txn
 from zonda.db.pools import pool_sizes
 from zonda.errors import NotFoundError
-from zonda.executors.base import Executor, TIRef
+from zonda.executors.base import Executor, QueuedAttempt, TIRef
 from zonda.scheduler.active import ActiveRun, Versions
 from zonda.scheduler.heartbeats import PRUNE_INTERVAL, heartbeat_write
 from zonda.scheduler.limits import TENANT_QUOTA, UNKNOWN_POOL, Limits
@@ -99,6 +99,7 @@ class Scheduler:
         self._outbox: list[TaskRequest] = []
         self.component_id = scheduler_id or new_scheduler_id()
         self._followed_records: list[TaskFinished] = []
+        self._lost: dict[TIRef, tuple[ActiveRun, TaskInstance]] = {}
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -154,6 +155,7 @@ class Scheduler:
             self._on_message(message, now)
         for timer in self.timers.pop_due(now):
             self._on_timer(timer, now)
+        self._queue_lost_again(now)
         if (
             self._topics or now >= self._next_poll or now >= self._next_orphan_check
         ) and now >= self._db_retry_at:
@@ -221,26 +223,42 @@ class Scheduler:
             self.executor.kill((timer.run_id, *timer.ti_key), reason)
 
     def _check_queued(self, active: ActiveRun, ti: TaskInstance, now: datetime) -> None:
-        """Queue an attempt again if its request was lost: it should have reached a worker for
+        """Take an attempt's request as lost if it should have reached a worker for
         `queued_timeout` and did not start (a request waiting for a busy or absent worker is not
-        lost). Its earlier request is revoked first, so that it cannot run too."""
+        lost); otherwise look again later. Lost ones are queued again at the end of the step."""
         ref = (active.run_id, *ti.key)
-        timeout = self._queued_timeout.total_seconds()
-        waited = self.executor.undelivered_for(ref)
-        if waited < timeout or not self.executor.withdraw(ref, ti.try_number, ti.queued_at):
-            self.timers.add(
-                now + self._queued_timeout / QUEUED_RECHECKS, "queued", active.run_id, ti.key, ti.try_number
-            )
+        if self.executor.undelivered_for(ref) < self._queued_timeout.total_seconds():
+            self._recheck_queued(active, ti, now)
             return
-        log.warning(
-            "task %s of run %s did not start %.0f s after its worker should have received it; queueing it again",
-            ti.key,
-            active.run_id,
-            timeout,
+        self._lost[ref] = (active, ti)
+
+    def _recheck_queued(self, active: ActiveRun, ti: TaskInstance, now: datetime) -> None:
+        self.timers.add(
+            now + self._queued_timeout / QUEUED_RECHECKS, "queued", active.run_id, ti.key, ti.try_number
         )
-        self._release(ref, active)
-        active.graph.requeue(ti.key)
-        self._collect(active)
+
+    def _queue_lost_again(self, now: datetime) -> None:
+        """Queue again the attempts whose requests were lost, once their earlier requests are
+        withdrawn (all in one call), so that those cannot run too."""
+        if not self._lost:
+            return
+        lost, self._lost = self._lost, {}
+        attempts = [QueuedAttempt(ref, ti.try_number, ti.queued_at) for ref, (_, ti) in lost.items()]
+        if not self.executor.withdraw(attempts):
+            for active, ti in lost.values():
+                self._recheck_queued(active, ti, now)
+            return
+        timeout = self._queued_timeout.total_seconds()
+        for ref, (active, ti) in lost.items():
+            log.warning(
+                "task %s of run %s did not start %.0f s after its worker should have received it; queueing it again",
+                ti.key,
+                active.run_id,
+                timeout,
+            )
+            self._release(ref, active)
+            active.graph.requeue(ti.key)
+            self._collect(active)
 
     def _release(self, ref: TIRef, active: ActiveRun) -> None:
         if self.inflight.pop(ref, None) is not None:

@@ -37,7 +37,7 @@ from kombu.utils.url import maybe_sanitize_url
 
 from zonda.db.workers import Worker
 from zonda.errors import ConfigError
-from zonda.executors.base import TIRef
+from zonda.executors.base import QueuedAttempt, TIRef
 from zonda.executors.celery.app import make_app
 from zonda.executors.celery.backlog import Backlog
 from zonda.executors.celery.codec import ProtocolError, decode_report
@@ -55,6 +55,9 @@ if TYPE_CHECKING:
     from zonda.settings import Settings
 
 log = logging.getLogger(__name__)
+
+REVOKE_BATCH = 1000
+"""Task ids per revoke message: a takeover can find thousands of lost requests due together."""
 
 SETTLE_HEARTBEATS = 2
 """Heartbeat intervals a worker must show a free slot before the requests published to its
@@ -198,22 +201,29 @@ class CeleryExecutor:
                 return math.inf
             return self._deliveries.undelivered_for(ti, time.monotonic()) or 0.0
 
-    def withdraw(self, ti: TIRef, try_number: int, queued_at: datetime | None) -> bool:
-        """Revoke a queued attempt's request before it is queued again, so that a message thought
+    def withdraw(self, attempts: Sequence[QueuedAttempt]) -> bool:
+        """Revoke queued attempts' requests before they are queued again, so that a message thought
         lost that still reaches a worker is dropped there (Celery checks revoked ids on receipt).
-        The next request of the attempt gets a task id of its own. False if the broker cannot
-        be reached: queue it again later, not now."""
-        ids = [_task_id(ti, try_number), republished_task_id(ti, try_number, queued_at)]
+        One revoke per `REVOKE_BATCH` ids: each is a broadcast that every worker slot handles.
+        The next request of each attempt gets a task id of its own. False if the broker cannot
+        be reached: queue them again later, not now (a second revoke of an id is harmless)."""
+        ids = [
+            task_id
+            for ti, try_number, queued_at in attempts
+            for task_id in (_task_id(ti, try_number), republished_task_id(ti, try_number, queued_at))
+        ]
         try:
-            self.app.control.revoke(ids)
+            for start in range(0, len(ids), REVOKE_BATCH):
+                self.app.control.revoke(ids[start : start + REVOKE_BATCH])
         except Exception as exc:
-            log.warning("could not revoke %s (%s); will try again", ids[0], exc)
+            log.warning("could not revoke %d lost request(s) (%s); will try again", len(attempts), exc)
             return False
         with self._lock:
-            self._inflight.pop(ti, None)
-            self._deliveries.forget(ti)
-            self._backlog.withdrawn(ti)
-            self._republished.add((ti, try_number))
+            for ti, try_number, _ in attempts:
+                self._inflight.pop(ti, None)
+                self._deliveries.forget(ti)
+                self._backlog.withdrawn(ti)
+                self._republished.add((ti, try_number))
         return True
 
     def waitables(self) -> Sequence[Any]:

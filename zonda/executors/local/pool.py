@@ -13,7 +13,6 @@ import multiprocessing
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 
 from zonda.core.ids import tenant_of
 from zonda.errors import ConfigError
-from zonda.executors.base import TIRef
+from zonda.executors.base import QueuedAttempt, TIRef
 from zonda.executors.local.journal import read_journal
 from zonda.executors.local.tenancy import TenantUsers
 from zonda.executors.local.worker_main import Envelope, WorkerConfig, worker_main
@@ -137,7 +136,7 @@ class LocalExecutor:
         """Never asked (tasks die with the scheduler): a request on a pipe is never lost."""
         return 0.0
 
-    def withdraw(self, ti: TIRef, try_number: int, queued_at: datetime | None) -> bool:
+    def withdraw(self, attempts: Sequence[QueuedAttempt]) -> bool:
         """Never asked (tasks die with the scheduler): nothing to withdraw."""
         return True
 
