@@ -225,6 +225,19 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
+def make_executor(broker: str, scheduler_id: str = "", **options: object) -> CeleryExecutor:
+    """A started Celery executor with the tests' short heartbeats."""
+    settings = Settings(broker_url=broker, heartbeat_interval=HEARTBEAT)
+    executor = CeleryExecutor(
+        make_app(settings),
+        scheduler_id or unique("sched"),
+        heartbeat_interval=HEARTBEAT,
+        **options,  # type: ignore[arg-type]
+    )
+    executor.start()
+    return executor
+
+
 def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not check():

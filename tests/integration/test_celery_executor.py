@@ -28,6 +28,7 @@ from tests.integration.celery_helpers import (
     broker_namespace,
     collect,
     finished,
+    make_executor,
     unique,
     wait_until,
     waiting,
@@ -77,18 +78,6 @@ def workers(broker: str, root: Path, queues: dict[str, str]) -> Iterator[dict[st
     yield started
     for worker in started.values():
         worker.stop()
-
-
-def make_executor(broker: str, scheduler_id: str = "", **options: object) -> CeleryExecutor:
-    settings = Settings(broker_url=broker, heartbeat_interval=HEARTBEAT)
-    executor = CeleryExecutor(
-        make_app(settings),
-        scheduler_id or unique("sched"),
-        heartbeat_interval=HEARTBEAT,
-        **options,  # type: ignore[arg-type]
-    )
-    executor.start()
-    return executor
 
 
 @pytest.fixture
