@@ -37,6 +37,7 @@ class ZondaServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "ZONDA_DB_URL": db_url, "ZONDA_PARSE_INTERVAL": "1", **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
+        self._seen = "nothing"
         self.client = httpx.Client(base_url=self.url, timeout=30)
 
     def start(self, expect_dags: int = 1) -> None:
@@ -46,7 +47,13 @@ class ZondaServer:
         self.proc = subprocess.Popen(
             [*args, "--workers", str(self.workers)], env=self.env, stdout=log, stderr=log
         )
-        self.wait_until(lambda: self._ready(expect_dags), 60, "server ready")
+        try:
+            self.wait_until(lambda: self._ready(expect_dags), 60, "server ready")
+        except AssertionError as exc:
+            output = (self.home / "server.out").read_text(errors="replace")[-3000:]
+            raise AssertionError(
+                f"{exc}; it last answered {self._seen}; server.out ends:\n{output}"
+            ) from None
 
     @property
     def token(self) -> str:
@@ -107,9 +114,12 @@ class ZondaServer:
         assert self.proc is not None and self.proc.poll() is None, "server exited; see server.out in its home"
         if not self._authenticated():
             return False
-        health = self.client.get("/health").json()
-        dags = self.client.get("/api/v1/dags").json()
-        return bool(health["schedulers"]) and len(dags) >= expect_dags
+        health = self.client.get("/health")
+        dags = self.client.get("/api/v1/dags")
+        self._seen = f"/health {health.status_code} {health.text[:300]}, /api/v1/dags {dags.status_code} " + (
+            f"with {len(dags.json())} DAG(s)" if dags.is_success else dags.text[:300]
+        )
+        return bool(health.json()["schedulers"]) and dags.is_success and len(dags.json()) >= expect_dags
 
     def _authenticated(self) -> bool:
         """Send the admin's token from now on, once the first start has written it."""
