@@ -80,13 +80,6 @@ def workers(broker: str, root: Path, queues: dict[str, str]) -> Iterator[dict[st
         worker.stop()
 
 
-@pytest.fixture
-def executor(broker: str) -> Iterator[CeleryExecutor]:
-    ex = make_executor(broker)
-    yield ex
-    ex.stop()
-
-
 def test_outcomes_arrive_within_milliseconds_with_logs_and_errors(
     executor: CeleryExecutor, workers: dict[str, Worker], dag: Dag, root: Path, queues: dict[str, str]
 ) -> None:

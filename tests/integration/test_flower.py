@@ -22,7 +22,6 @@ from tests.integration.celery_helpers import (
     Worker,
     collect,
     finished,
-    make_executor,
     unique,
     wait_until,
 )
@@ -85,13 +84,6 @@ def worker(broker: str, tmp_path: Path, queue: str) -> Iterator[Worker]:
 def flower(broker: str, tmp_path: Path) -> Iterator[Flower]:
     started = Flower(broker, tmp_path / "flower.out")
     wait_until(started.answers, 30, "Flower to answer")
-    yield started
-    started.stop()
-
-
-@pytest.fixture
-def executor(broker: str) -> Iterator[CeleryExecutor]:
-    started = make_executor(broker)
     yield started
     started.stop()
 
