@@ -105,7 +105,7 @@ def run_model(url: str, kind: str, model: str, tasks: int, folder: Path) -> Meas
         ends.unlink()
         broker = procs.listening_pids(brokers.DEFAULT_PORTS[kind])
         pids = [p for w in workers for p in (w.pid, *procs.descendants(w.pid))]
-        before = _cpu(pids), _cpu(broker)
+        before = procs.total_cpu_seconds(pids), procs.total_cpu_seconds(broker)
         with app.producer_or_acquire() as producer:
             for i in range(tasks):
                 app.send_task("bench.noop", args=[i], queue=QUEUE, producer=producer)
@@ -114,7 +114,10 @@ def run_model(url: str, kind: str, model: str, tasks: int, folder: Path) -> Meas
             if ends.exists() and len(ends.read_text().split()) >= tasks:
                 break
             time.sleep(0.1)
-        worker_s, broker_s = _cpu(pids) - before[0], _cpu(broker) - before[1]
+        worker_s, broker_s = (
+            procs.total_cpu_seconds(pids) - before[0],
+            procs.total_cpu_seconds(broker) - before[1],
+        )
         times = sorted(float(t) for t in ends.read_text().split())
         return Measured(
             (len(times) - 1) / (times[-1] - times[0]), 1000 * worker_s / tasks, 1000 * broker_s / tasks
@@ -127,10 +130,6 @@ def run_model(url: str, kind: str, model: str, tasks: int, folder: Path) -> Meas
         with make_app(url).connection_for_write() as conn:
             for name in (QUEUE, REPLIES):
                 conn.default_channel.queue_purge(name)
-
-
-def _cpu(pids: list[int]) -> float:
-    return sum(procs.cpu_seconds(pid) for pid in pids)
 
 
 def serve(url: str, pool: str, concurrency: int, index: int, transport: str) -> None:

@@ -60,6 +60,11 @@ def cpu_seconds(pid: int) -> float:
     return sum(cpu_split(pid))
 
 
+def total_cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of these processes so far, added up."""
+    return sum(cpu_seconds(pid) for pid in pids)
+
+
 def _tcp_sockets() -> Iterator[tuple[int, int, bool, str]]:
     """(local port, remote port, listening, inode) of every TCP socket in /proc/net/tcp{,6}."""
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):

@@ -29,29 +29,25 @@ SETTLE = 0.5
 """Seconds of no CPU use by the worker that mean it has handled every revoke."""
 
 
-def worker_cpu(worker: brokers.Worker) -> float:
-    pids = [worker.process.pid, *procs.descendants(worker.process.pid)]
-    return sum(procs.cpu_seconds(pid) for pid in pids)
-
-
-def settled_cpu(worker: brokers.Worker, since: float) -> float:
-    """The worker's CPU seconds used since `since`, once it stopped using any."""
-    last = worker_cpu(worker)
+def settled_cpu(worker: brokers.Worker) -> float:
+    """The CPU seconds the worker's processes used so far, once they stopped using any."""
+    pid = worker.process.pid
+    last = procs.total_cpu_seconds([pid, *procs.descendants(pid)])
     while True:
         time.sleep(SETTLE)
-        now = worker_cpu(worker)
+        now = procs.total_cpu_seconds([pid, *procs.descendants(pid)])
         if now == last:
-            return now - since
+            return now
         last = now
 
 
 def measure(worker: brokers.Worker, withdraw: Callable[[], None]) -> tuple[float, float]:
     """(caller's seconds, worker CPU seconds) of one way of withdrawing."""
-    before = settled_cpu(worker, 0.0)
+    before = settled_cpu(worker)
     start = time.perf_counter()
     withdraw()
     elapsed = time.perf_counter() - start
-    return elapsed, settled_cpu(worker, before)
+    return elapsed, settled_cpu(worker) - before
 
 
 def run(kind: str, attempts: int, concurrency: int) -> list[str]:

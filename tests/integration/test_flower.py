@@ -39,8 +39,8 @@ class Flower:
     """A `celery flower` process on the broker, its HTTP API open without login (tests only)."""
 
     def __init__(self, broker: str, log: Path) -> None:
-        self.url = f"http://127.0.0.1:{free_port()}"
-        port = self.url.rsplit(":", 1)[1]
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
         env = {**os.environ, "FLOWER_UNAUTHENTICATED_API": "true"}
         args = [CELERY, "--broker", broker, "flower", f"--port={port}", "--address=127.0.0.1"]
         with log.open("ab") as out:
