@@ -10,13 +10,17 @@ and a client sees its run end as soon as it ends. (The scheduler's heartbeat, ev
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from tests.integration.in_process import Zonda, in_process_zonda
 from zonda.core.states import RunState
+from zonda.db.engine import read_txn
+from zonda.db.schema import runs as db_runs
 from zonda.services import runs
 
 pytestmark = pytest.mark.slow
@@ -81,3 +85,104 @@ def test_outcomes_wait_for_the_window_but_dispatches_and_run_ends_are_written_at
         "slow": "success",
         "after": "success",
     }
+
+
+LEASES_SOURCE = """
+import time
+
+from zonda import dag, task
+
+
+@task
+def wait() -> int:
+    time.sleep(5)
+    return 1
+
+
+@task
+def hop(x: int) -> int:
+    time.sleep(0.05)
+    return x + 1
+
+
+@dag
+def idle() -> None:
+    wait()
+
+
+@dag
+def busy() -> None:
+    x = hop(0)
+    for _ in range(30):
+        x = hop(x)
+"""
+HEARTBEAT_S = 0.5
+
+
+def _leases(zonda: Zonda, run_ids: list[str]) -> dict[str, datetime]:
+    with read_txn(zonda.engine) as conn:
+        rows = conn.execute(select(db_runs.c.run_id, db_runs.c.lease_until).where(db_runs.c.run_id.in_(run_ids)))
+        return {row.run_id: row.lease_until for row in rows}
+
+
+def _renewals_while(zonda: Zonda, run_ids: list[str], running: Callable[[], bool]) -> dict[str, int]:
+    """How many times each run's lease was extended while `running()` holds (sampled every 10 ms)."""
+    last = _leases(zonda, run_ids)
+    changes = dict.fromkeys(run_ids, 0)
+    while running():
+        time.sleep(0.01)
+        now = _leases(zonda, run_ids)
+        for run_id in run_ids:
+            changes[run_id] += now[run_id] != last[run_id]
+        last = now
+    return changes
+
+
+def test_a_batch_renews_the_leases_of_the_runs_it_writes_and_the_heartbeat_renews_all(
+    db_url: str, tmp_path: Path
+) -> None:
+    # Renewing every held run with every batch cost an UPDATE of all of them per commit.
+    with in_process_zonda(
+        db_url, tmp_path, heartbeat_interval=HEARTBEAT_S, scheduler_write_window=0.0
+    ) as zonda:
+        zonda.tenant("team-a", LEASES_SOURCE)
+        zonda.start_scheduler(workers=2)
+        idle = zonda.trigger("team-a/idle")
+        zonda.wait_until(lambda: runs.get_run(zonda.svc, idle).state == RunState.RUNNING.value, timeout=10)
+        busy = zonda.trigger("team-a/busy")
+
+        def busy_runs() -> bool:
+            return runs.get_run(zonda.svc, busy).state not in ("success", "failed")
+
+        began = time.monotonic()
+        changes = _renewals_while(zonda, [idle, busy], busy_runs)
+        took = time.monotonic() - began
+        (record,) = zonda.wait([busy], timeout=30)
+        assert record.state == "success"
+
+    heartbeats = int(took / HEARTBEAT_S) + 2
+    assert changes[busy] > heartbeats, f"the busy run's batches did not renew its lease: {changes}, {took:.1f} s"
+    assert 1 <= changes[idle] <= heartbeats, f"the idle run's lease followed other runs' batches: {changes}"
+
+
+def test_leases_are_renewed_every_third_of_the_lease_without_writing_what_waits_for_the_window(
+    db_url: str, tmp_path: Path
+) -> None:
+    with in_process_zonda(
+        db_url,
+        tmp_path,
+        scheduler_write_window=WINDOW_S,
+        heartbeat_interval=WINDOW_S,
+        scheduler_lease_seconds=0.9,
+    ) as zonda:
+        zonda.tenant("team-a", SOURCE)
+        zonda.start_scheduler(workers=2)
+        run_id = zonda.trigger("team-a/lanes")
+        zonda.wait_until(lambda: runs.get_run(zonda.svc, run_id).state == RunState.RUNNING.value, timeout=10)
+        first = _leases(zonda, [run_id])[run_id]
+        time.sleep(0.8)
+        tasks = {t.task_id: t.state for t in runs.get_run(zonda.svc, run_id).tasks}
+        assert _leases(zonda, [run_id])[run_id] > first, "the run's lease was not renewed within its lease"
+        assert tasks["quick"] != "success", "renewing the lease wrote an outcome that waits for the window"
+        (record,) = zonda.wait([run_id], timeout=20)
+        assert record.state == "success"

@@ -70,7 +70,7 @@ _RENEW = (
     .values(lease_until=bindparam("b_until"))
     .returning(runs.c.run_id)
 )
-"""Built once: the writer renews with every batch."""
+"""Built once: the writer renews with every batch (the runs it writes; with the heartbeat, all held)."""
 
 
 def orphaned(conn: Connection, now: datetime, limit: int = 500) -> list[tuple[str, str | None]]:

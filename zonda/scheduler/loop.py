@@ -93,6 +93,7 @@ class Scheduler:
         self._lease = timedelta(seconds=settings.scheduler_lease_seconds)
         self._queued_timeout = timedelta(seconds=settings.queued_timeout)
         self._next_orphan_check = clock()
+        self._next_renewal = clock()
         self._next_prune = clock()
         self._db_retry_at = clock()
         self._followed: set[str] = set()
@@ -529,27 +530,43 @@ class Scheduler:
     def _flush(self, now: datetime, force: bool = False) -> None:
         """Hand the gathered changes to the writer (one batch in flight): at once when something waits
         for their commit (work to dispatch, applied commands, a run that started or ended), else once
-        they are `scheduler_write_window` old, so that outcomes nobody waits for share a transaction."""
+        they are `scheduler_write_window` old, so that outcomes nobody waits for share a transaction.
+
+        A batch renews the leases of the runs it writes, which fences those writes (ADR 0005); the
+        leases of every run held are renewed with the heartbeat, and at least every third of the
+        lease, by a batch of its own if nothing else is due (the gathered changes keep waiting)."""
         heartbeat = now >= self._next_heartbeat
+        renew_all = heartbeat or now >= self._next_renewal
         due = self._dirty_since is not None and (
             force or self._urgent() or now - self._dirty_since >= self._write_window
         )
-        if (not due and not heartbeat) or (self.writer.busy and not force):
+        if (not due and not renew_all) or (self.writer.busy and not force):
             return
-        batch = [self.runs[r] for r in self._dirty if r in self.runs]
+        gathered = due or heartbeat
+        batch = [self.runs[r] for r in self._dirty if r in self.runs] if gathered else []
         rows = collect((a.graph, self._started(a)) for a in batch)
         finished = [a.run_id for a in batch if a.graph.state.finished]
         extra = self._heartbeat_writer(now) if heartbeat else None
-        requests, self._outbox = self._outbox, []
-        commands, self._applied = self._applied, []
-        lease = Lease(self.component_id, list(self.runs), self._lease_until(now))
+        requests: list[TaskRequest] = []
+        commands: list[tuple[int, str]] = []
+        if gathered:
+            requests, self._outbox = self._outbox, []
+            commands, self._applied = self._applied, []
+            self._dirty.clear()
+            self._dirty_since = None
+        fenced = list(self.runs) if renew_all else self._fenced(batch, commands)
+        lease = Lease(self.component_id, fenced, self._lease_until(now))
         self.writer.submit(Batch(rows, self.executor.epoch, finished, extra, lease, requests, commands))
-        self._dirty.clear()
-        self._dirty_since = None
         if heartbeat:
             self._next_heartbeat = now + timedelta(seconds=self.settings.heartbeat_interval)
+        if renew_all:
+            self._next_renewal = now + self._lease / 3
         if force:
             self._on_committed(self.writer.wait_idle())
+
+    def _fenced(self, batch: list[ActiveRun], commands: list[tuple[int, str]]) -> list[str]:
+        """The held runs whose leases a batch must renew: those it writes rows or commands for."""
+        return list(dict.fromkeys([*(a.run_id for a in batch), *(r for _, r in commands if r in self.runs)]))
 
     def _urgent(self) -> bool:
         return bool(self._outbox or self._applied) or any(
@@ -653,7 +670,7 @@ class Scheduler:
 
     def _timeout(self, max_wait: float) -> float:
         now = self.clock()
-        deadlines = [self._next_poll, self._next_heartbeat, self._next_orphan_check]
+        deadlines = [self._next_poll, self._next_heartbeat, self._next_orphan_check, self._next_renewal]
         if self._dirty_since is not None and not self.writer.busy:
             deadlines.append(self._dirty_since + self._write_window)
         if (due := self.timers.next_due()) is not None:

@@ -33,7 +33,8 @@ RETRY_DELAYS = (0.1, 0.5, 1.0, 2.0, 5.0)
 
 @dataclass(frozen=True)
 class Lease:
-    """The scheduler writing, the runs it believes it holds, and until when to extend their leases."""
+    """The scheduler writing, the runs whose leases to extend (and to fence the batch's writes by),
+    and until when."""
 
     owner: str
     run_ids: list[str]
