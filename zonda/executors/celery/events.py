@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 REPLY_PREFIX = "zonda.events."
 HEARTBEAT_EXCHANGE = Exchange("zonda.workers", type="fanout", durable=False, auto_delete=False)
+BOUND_QUEUES = 1024
+"""Reply queues a slot keeps a bound declaration of (one per scheduler it has reported to)."""
 PUBLISH_RETRY = {"max_retries": 20, "interval_start": 0.0, "interval_step": 0.5, "interval_max": 2.0}
 """About 30 s of retries before a report is given up (the executor then sees the task vanish)."""
 
@@ -123,39 +125,50 @@ class WorkerHeartbeat:
             raise ProtocolError(f"malformed WorkerHeartbeat: {exc}") from exc
 
 
-def publish_report(producer: Producer, reply_to: str, message: WorkerMessage) -> None:
-    """Send a report to a scheduler's reply queue (persistent; retried through broker hiccups)."""
+def publish_report(
+    producer: Producer, reply_to: str, message: WorkerMessage, queue: Queue | None = None
+) -> None:
+    """Send a report to a scheduler's reply queue (persistent; retried through broker hiccups).
+    `queue`: the reply queue's declaration bound to a channel, if the caller keeps one."""
     producer.publish(
         encode(message),
         exchange="",
         routing_key=reply_to,
         serializer="json",
         delivery_mode=2,
-        declare=[reply_queue(reply_to)],
+        declare=[queue or reply_queue(reply_to)],
         retry=True,
         retry_policy=PUBLISH_RETRY,
     )
 
 
 class ReportPublisher:
-    """A slot's reports, on one producer it keeps.
+    """A slot's reports, on one producer it keeps, with each reply queue's declaration bound to a channel.
 
     Taking a producer from Celery's pool and declaring a new queue object for each report cost a
-    slot as much as sending it (0.56 ms of CPU per report on Redis, 0.28 ms without). Reports come
-    from the task's thread and from the "started" reporter's thread, one at a time (the lock makes
-    sure).
+    slot as much as sending it (0.56 ms of CPU per report on Redis, 0.28 ms without). kombu checks
+    whether a connection declared a queue only after binding a copy of an unbound one to the
+    channel: that copy was 40 % of a report's CPU (0.38 -> 0.22 ms on Redis). A bound declaration
+    is still declared on the channel that publishes, so after a reconnect too. Reports come from
+    the task's thread and from the "started" reporter's thread, one at a time (the lock makes sure).
     """
 
     def __init__(self, app: Celery) -> None:
         self.app = app
         self._producer: Producer | None = None
+        self._queues: dict[str, Queue] = {}
         self._lock = threading.Lock()
 
     def publish(self, reply_to: str, message: WorkerMessage) -> None:
         with self._lock:
             if self._producer is None:
                 self._producer = self.app.connection_for_write().Producer()
-            publish_report(self._producer, reply_to, message)
+            queue = self._queues.get(reply_to)
+            if queue is None:
+                if len(self._queues) >= BOUND_QUEUES:
+                    self._queues.clear()
+                queue = self._queues[reply_to] = reply_queue(reply_to).bind(self._producer.channel)
+            publish_report(self._producer, reply_to, message, queue)
 
 
 def publish_heartbeat(producer: Producer, beat: WorkerHeartbeat) -> None:

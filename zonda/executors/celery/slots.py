@@ -3,8 +3,8 @@
 A slot process writes one JSON line per change to the pipe its supervisor gave it: `ready` once
 its Celery consumer is on the queues, `start` with the attempt it begins (and its Celery task id),
 `end` when the attempt's outcome is published. Lines are short (well under `PIPE_BUF`), so each
-write is atomic. The supervisor uses what it reads for its heartbeats (the attempts it runs), to
-report the attempt of a slot that died, and to find the slot to kill for a revoke.
+write is atomic. The supervisor uses what it reads for its heartbeats (the attempts it runs) and to
+report the attempt of a slot that died (a slot whose task is terminated ends itself, `slot.py`).
 """
 
 from __future__ import annotations
