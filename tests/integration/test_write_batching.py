@@ -121,7 +121,9 @@ HEARTBEAT_S = 0.5
 
 def _leases(zonda: Zonda, run_ids: list[str]) -> dict[str, datetime]:
     with read_txn(zonda.engine) as conn:
-        rows = conn.execute(select(db_runs.c.run_id, db_runs.c.lease_until).where(db_runs.c.run_id.in_(run_ids)))
+        rows = conn.execute(
+            select(db_runs.c.run_id, db_runs.c.lease_until).where(db_runs.c.run_id.in_(run_ids))
+        )
         return {row.run_id: row.lease_until for row in rows}
 
 
@@ -161,7 +163,9 @@ def test_a_batch_renews_the_leases_of_the_runs_it_writes_and_the_heartbeat_renew
         assert record.state == "success"
 
     heartbeats = int(took / HEARTBEAT_S) + 2
-    assert changes[busy] > heartbeats, f"the busy run's batches did not renew its lease: {changes}, {took:.1f} s"
+    assert changes[busy] > heartbeats, (
+        f"the busy run's batches did not renew its lease: {changes}, {took:.1f} s"
+    )
     assert 1 <= changes[idle] <= heartbeats, f"the idle run's lease followed other runs' batches: {changes}"
 
 
