@@ -169,6 +169,30 @@ def test_a_batch_renews_the_leases_of_the_runs_it_writes_and_the_heartbeat_renew
     assert 1 <= changes[idle] <= heartbeats, f"the idle run's lease followed other runs' batches: {changes}"
 
 
+WAITING_SOURCE = """
+import time
+
+from zonda import dag, task
+
+
+@task
+def quick() -> int:
+    return 1
+
+
+@task
+def slow() -> int:
+    time.sleep(4)
+    return 2
+
+
+@dag
+def waiting() -> None:
+    quick()
+    slow()
+"""
+
+
 def test_leases_are_renewed_every_third_of_the_lease_without_writing_what_waits_for_the_window(
     db_url: str, tmp_path: Path
 ) -> None:
@@ -177,16 +201,18 @@ def test_leases_are_renewed_every_third_of_the_lease_without_writing_what_waits_
         tmp_path,
         scheduler_write_window=WINDOW_S,
         heartbeat_interval=WINDOW_S,
-        scheduler_lease_seconds=0.9,
+        scheduler_lease_seconds=3.0,
     ) as zonda:
-        zonda.tenant("team-a", SOURCE)
+        zonda.tenant("team-a", WAITING_SOURCE)
         zonda.start_scheduler(workers=2)
-        run_id = zonda.trigger("team-a/lanes")
+        run_id = zonda.trigger("team-a/waiting")
         zonda.wait_until(lambda: runs.get_run(zonda.svc, run_id).state == RunState.RUNNING.value, timeout=10)
         first = _leases(zonda, [run_id])[run_id]
-        time.sleep(0.8)
+        time.sleep(1.3)  # more than a third of the lease; `slow` still runs
         tasks = {t.task_id: t.state for t in runs.get_run(zonda.svc, run_id).tasks}
-        assert _leases(zonda, [run_id])[run_id] > first, "the run's lease was not renewed within its lease"
+        assert _leases(zonda, [run_id])[run_id] > first, (
+            "the run's lease was not renewed within a third of it"
+        )
         assert tasks["quick"] != "success", "renewing the lease wrote an outcome that waits for the window"
         (record,) = zonda.wait([run_id], timeout=20)
         assert record.state == "success"
