@@ -339,9 +339,12 @@ class Scheduler:
             return None
 
     def _adopt_orphans(self, conn: Connection, now: datetime) -> None:
-        """Take over active runs whose scheduler stopped renewing their leases."""
+        """Take over active runs whose scheduler stopped renewing their leases. Runs whose lease this
+        scheduler let run out (it stalled) stay as they are in memory: its next batch renews them."""
         taken: list[ActiveRun] = []
-        for owner in {owner for _, owner in leases.orphaned(conn, now) if owner}:
+        for owner in {
+            owner for _, owner in leases.orphaned(conn, now) if owner not in (None, self.component_id)
+        }:
             run_ids = leases.claim_all_from(conn, owner, self.component_id, self._lease_until(now))
             if run_ids:
                 log.warning(

@@ -1,0 +1,67 @@
+"""A scheduler that lets its own leases run out (a stall) keeps its runs as they are: a real scheduler
+and local workers, on SQLite and PostgreSQL.
+
+Taking its own runs over reloaded them from the DB: changes not yet written were lost, and the
+local executor queued the running attempt again, so it ran twice (this test failed so on
+PostgreSQL; on SQLite its writes of the lease collide with the scheduler's, which then checked the
+leases only once they had stopped).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import update
+
+from tests.integration.in_process import in_process_zonda
+from zonda.clock import utc_now
+from zonda.db.engine import write_txn
+from zonda.db.schema import runs as db_runs
+
+pytestmark = pytest.mark.slow
+
+SOURCE = """
+import time
+from pathlib import Path
+
+from zonda import dag, task
+
+
+@task
+def slow() -> int:
+    with open({marks!r}, "a") as marks:
+        marks.write("ran\\n")
+    time.sleep(3)
+    return 1
+
+
+@dag
+def stalled() -> None:
+    slow()
+"""
+
+
+def test_a_scheduler_does_not_take_over_its_own_runs_when_their_leases_ran_out(
+    db_url: str, tmp_path: Path
+) -> None:
+    marks = tmp_path / "marks"
+    # Heartbeats far apart: the lease (3 s) is renewed, and leases are checked, every second.
+    with in_process_zonda(db_url, tmp_path, heartbeat_interval=60.0, scheduler_lease_seconds=3.0) as zonda:
+        zonda.tenant("team-a", SOURCE.format(marks=str(marks)))
+        zonda.start_scheduler(workers=2)
+        run_id = zonda.trigger("team-a/stalled")
+        zonda.wait_until(marks.exists, timeout=15)
+        # A stalled scheduler: its lease runs out again just after each renewal, so that the check of
+        # leases finds it expired, whichever of the two comes first in the loop.
+        until = time.monotonic() + 2.5
+        while time.monotonic() < until:
+            with write_txn(zonda.engine) as conn:
+                conn.execute(update(db_runs).where(db_runs.c.run_id == run_id).values(lease_until=utc_now()))
+            time.sleep(0.05)
+        (record,) = zonda.wait([run_id], timeout=30)
+        time.sleep(0.5)
+
+    assert record.state == "success"
+    assert marks.read_text().splitlines() == ["ran"], "the running attempt was queued again and ran twice"
