@@ -2,9 +2,8 @@
 and local workers, on SQLite and PostgreSQL.
 
 Taking its own runs over reloaded them from the DB: changes not yet written were lost, and the
-local executor queued the running attempt again, so it ran twice (this test failed so on
-PostgreSQL; on SQLite its writes of the lease collide with the scheduler's, which then checked the
-leases only once they had stopped).
+local executor queued the running attempt again, so it ran twice. The previous code failed this
+test on PostgreSQL; on SQLite it did not take the run over within the test's window.
 """
 
 from __future__ import annotations
