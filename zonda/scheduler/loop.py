@@ -546,6 +546,9 @@ class Scheduler:
         if (not due and not renew_all) or (self.writer.busy and not force):
             return
         gathered = due or heartbeat
+        if not gathered and not self.runs:  # no lease to renew: no empty transaction
+            self._next_renewal = now + self._lease / 3
+            return
         batch = [self.runs[r] for r in self._dirty if r in self.runs] if gathered else []
         rows = collect((a.graph, self._started(a)) for a in batch)
         finished = [a.run_id for a in batch if a.graph.state.finished]
