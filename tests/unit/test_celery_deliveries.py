@@ -62,7 +62,11 @@ def test_a_free_slot_for_the_settle_time_makes_earlier_requests_due() -> None:
     assert d.undelivered_for(_ti("a"), now=5.0) == 0.0, "free for 3 s only"
     d.heartbeat("w1", ("default", "gpu"), free=True, now=6.0)
     assert d.undelivered_for(_ti("a"), now=10.0) == 4.0
-    assert d.undelivered_for(_ti("b"), now=10.0) == 0.0, "published after the free streak began"
+    assert d.undelivered_for(_ti("b"), now=10.0) == 0.0, "free for 3 s since it was published"
+    d.heartbeat("w1", ("default", "gpu"), free=True, now=7.0)
+    assert d.undelivered_for(_ti("b"), now=10.0) == 3.0, (
+        "published while the worker stood idle: due all the same"
+    )
 
 
 def test_a_busy_heartbeat_restarts_the_free_streak() -> None:

@@ -65,12 +65,10 @@ class Deliveries:
             self._free_since.pop(worker, None)
             return
         since = self._free_since.setdefault(worker, now)
-        if now - since < self.settle:
-            return
         for queue in queues:
             for entry in self._by_queue.get(queue, {}).values():
-                if entry.at >= since:
-                    break
+                if now - max(since, entry.at) < self.settle:
+                    break  # the worker was not free for that long since it was published, nor for later ones
                 if entry.due is None:
                     entry.due = now
 
