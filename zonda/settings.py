@@ -83,6 +83,13 @@ class Settings(BaseSettings):
         description="Celery executor: a queue keeps waiting on the broker what its slots get through in this many "
         "seconds at the run time of its recent tasks, up to ZONDA_CELERY_QUEUED_PER_SLOT per slot",
     )
+    celery_bundle_seconds: float = Field(
+        0.02,
+        ge=0,
+        description="Celery executor: requests published together to a queue whose recent tasks are this short "
+        "share a message (up to 8, run one after another by one slot, about this many seconds in all); 0: one "
+        "message per task",
+    )
     celery_visibility_timeout: float = Field(
         43200.0,
         gt=0,

@@ -182,7 +182,13 @@ class Worker:
     """One `zonda worker` process (with its pool processes) in its own process group."""
 
     def __init__(
-        self, broker: str, root: Path, queues: list[str], concurrency: int = 2, tenant: str | None = None
+        self,
+        broker: str,
+        root: Path,
+        queues: list[str],
+        concurrency: int = 2,
+        tenant: str | None = None,
+        loglevel: str = "INFO",
     ) -> None:
         self.name = unique("w")
         self.id = f"{self.name}@test"
@@ -196,6 +202,7 @@ class Worker:
             ZONDA_TEST_MARKS=str(root / "marks"),
         )
         args = [ZONDA, "worker", "--queues", ",".join(queues), "-c", str(concurrency), "--name", self.id]
+        args += ["--loglevel", loglevel]
         args += ["--tenant", tenant] if tenant else []
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(args, env=env, stdout=out, stderr=out, start_new_session=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -43,7 +44,7 @@ from zonda.executors.celery.codec import encode
 from zonda.executors.celery.executor import CeleryExecutor, celery_task_id
 from zonda.scheduler.wakeup import NullWaker
 from zonda.settings import Settings
-from zonda.worker.protocol import TaskFinished, TaskStarted
+from zonda.worker.protocol import TaskFinished, TaskRequest, TaskStarted
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("broker")]
 REPO = Path(__file__).resolve().parents[2]
@@ -305,6 +306,110 @@ def test_a_queue_of_long_tasks_keeps_none_waiting_on_the_broker_so_a_later_urgen
         f"the urgent task waited behind more than the running one: {order}"
     )
     assert [r for r in order if r != urgent.run_id] == [r.run_id for r in naps], "older runs first"
+
+
+RECEIVED = re.compile(r"Task zonda\.run_task\[([^\]]+)\] received")
+
+
+def one_slot(broker: str, root: Path) -> tuple[str, Worker, CeleryExecutor]:
+    """A queue with one `-c 1` worker that logs each message it receives, and an executor that puts
+    up to 8 requests in a message once it has seen the pace of the queue's tasks (a second's worth:
+    the first task of a slot imports the DAG)."""
+    queue = unique("bundles")
+    worker = Worker(broker, root, [queue], concurrency=1, loglevel="DEBUG")
+    executor = make_executor(broker, bundle_seconds=1.0)
+    wait_until(
+        lambda: any(w.worker_id == worker.id for w in executor.take_worker_heartbeats()), 10, "a heartbeat"
+    )
+    return queue, worker, executor
+
+
+def in_order(dag: Dag, queue: str, *task_ids: str) -> list[TaskRequest]:
+    """Requests of runs whose ids sort in this order (the backlog's: older runs first)."""
+    prefix = unique("run")
+    return [dag.request(task_id, queue=queue, run_id=f"{prefix}-{i}") for i, task_id in enumerate(task_ids)]
+
+
+def pace(executor: CeleryExecutor, dag: Dag, queue: str) -> None:
+    executor.submit([dag.request("hello", queue=queue) for _ in range(3)])
+    collect(executor, lambda m: len(finished(m)) == 3)
+
+
+def test_short_tasks_published_together_share_messages_and_each_runs_once(
+    broker: str, root: Path, dag: Dag
+) -> None:
+    queue, worker, executor = one_slot(broker, root)
+    try:
+        pace(executor, dag, queue)
+        requests = [dag.request("hello", queue=queue) for _ in range(12)]
+        executor.submit(requests)
+        done = finished(collect(executor, lambda m: len(finished(m)) == 12))
+    finally:
+        executor.stop()
+        worker.stop()
+    assert sorted(m.run_id for m in done) == sorted(r.run_id for r in requests) and all(m.ok for m in done)
+    received = RECEIVED.findall(worker.output())
+    bundled = [task_id for task_id in received if "+" in task_id]
+    assert bundled, f"every message carried one request: {received}"
+    assert len(received) < 3 + 12, "fewer messages than requests"
+    assert all(Path(r.log_path).read_text().count("hello from a celery worker") == 1 for r in requests)
+
+
+def test_an_attempt_revoked_before_its_turn_in_a_message_is_skipped(
+    broker: str, root: Path, dag: Dag
+) -> None:
+    queue, worker, executor = one_slot(broker, root)
+    try:
+        pace(executor, dag, queue)
+        first, doomed, last = in_order(dag, queue, "nap", "hello", "hello")
+        executor.submit([first, doomed, last])
+        collect(executor, lambda m: any(isinstance(x, TaskStarted) and x.run_id == first.run_id for x in m))
+        executor.kill(doomed.ti_key, "cancelled")
+        messages = collect(executor, lambda m: len(finished(m)) == 3)
+        quiet_until = time.monotonic() + 4 * HEARTBEAT  # no report of the skipped attempt's own
+        messages += collect(executor, lambda m: time.monotonic() > quiet_until, timeout=10)
+    finally:
+        executor.stop()
+        worker.stop()
+    outcomes = {m.run_id: (m.ok, m.error) for m in finished(messages)}
+    assert outcomes == {
+        first.run_id: (True, None),
+        doomed.run_id: (False, "cancelled"),
+        last.run_id: (True, None),
+    }
+    assert len(finished(messages)) == 3, "the skipped attempt reported nothing of its own"
+    assert not Path(doomed.log_path).exists(), "the revoked attempt ran"
+    assert any("+2" in task_id for task_id in RECEIVED.findall(worker.output())), "the three shared a message"
+
+
+def test_killing_a_running_attempt_of_a_message_ends_its_slot_and_those_behind_it_do_not_run_there(
+    broker: str, root: Path, dag: Dag
+) -> None:
+    queue, worker, executor = one_slot(broker, root)
+    try:
+        pace(executor, dag, queue)
+        stuck, behind = in_order(dag, queue, "slow_first", "hello")
+        executor.submit([stuck, behind])
+        collect(executor, lambda m: any(isinstance(x, TaskStarted) and x.run_id == stuck.run_id for x in m))
+        executor.kill(stuck.ti_key, "TaskTimeoutError: killed past its deadline")
+        [killed] = finished(collect(executor, lambda m: len(finished(m)) == 1, timeout=1))
+        assert (killed.ok, killed.error) == (False, "TaskTimeoutError: killed past its deadline")
+        if broker.startswith("amqp"):
+            # RabbitMQ delivers the dead slot's message again at once: what it still held is reported lost.
+            [lost] = finished(collect(executor, lambda m: len(finished(m)) == 1, timeout=20))
+            assert (lost.run_id, lost.ok) == (behind.run_id, False)
+            assert lost.error is not None and lost.error.startswith("WorkerLostError")
+        else:
+            # Redis keeps it unacknowledged: the executor takes what it held as due, to be queued again.
+            wait_until(
+                lambda: executor.undelivered_for(behind.ti_key) > 0, 20, "the attempt behind taken as due"
+            )
+    finally:
+        executor.stop()
+        worker.stop()
+    assert (root / "marks" / f"{stuck.run_id}.slow_first").read_text() == "1\n", "the killed attempt ran once"
+    assert not Path(behind.log_path).exists(), "the attempt behind the killed one ran"
+    assert "Terminating" in worker.output()
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the warning is about running as root")

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from tests.unit.test_celery_parts import request
 from zonda.executors.celery.app import make_app
-from zonda.executors.celery.backlog import RECENT_HORIZON, Backlog
+from zonda.executors.celery.backlog import MAX_BUNDLE, RECENT_HORIZON, Backlog
 from zonda.executors.celery.events import RunningTask, WorkerHeartbeat
 from zonda.executors.celery.heartbeat import HeartbeatSender
 from zonda.executors.celery.slots import SlotReporter, SlotState, SlotTask
@@ -183,6 +183,49 @@ def test_an_instance_queued_again_does_not_count_twice() -> None:
     assert len(backlog.take({"default": 1}, held(backlog, other), 0.0)) == 1, (
         "one finish frees one place, not two"
     )
+
+
+def sizes(messages: list[tuple[list[TaskRequest], str]]) -> list[int]:
+    return [len(requests) for requests, _ in messages]
+
+
+def test_requests_of_a_queue_of_short_tasks_share_messages_in_the_backlogs_order() -> None:
+    backlog = Backlog(queued_per_slot=4.0, queued_seconds=0.1, bundle_seconds=0.02)
+    current = held(backlog, *(request(task_id=f"t{i}") for i in range(40)))
+    first = backlog.take({"default": 2}, current, 0.0)
+    assert sizes(backlog.bundle(first, {"default": 2}, 0.0)) == [1, 1], "no pace yet: one per message"
+    ended(backlog, first, 0.1, 0.004, 0.004)
+    assert backlog.bundle_size("default", 0.1) == 5, "4 ms tasks: five run in 20 ms"
+    taken = backlog.take({"default": 2}, current, 0.1)
+    messages = backlog.bundle(taken, {"default": 0}, 0.1)
+    assert sizes(messages) == [5, 5], "2 slots and 8 waiting (at most 4 per slot) in messages of 5"
+    assert [r for requests, _ in messages for r in requests] == [r for r, _ in taken], "order kept"
+    assert {queue for _, queue in messages} == {"default"}
+
+
+def test_free_slots_get_a_message_each_before_requests_share_one() -> None:
+    backlog = Backlog(queued_per_slot=4.0, queued_seconds=0.1, bundle_seconds=0.02)
+    current = held(backlog, *(request(task_id=f"t{i}") for i in range(8)))
+    ended(backlog, backlog.take({"default": 1}, current, 0.0), 0.1, 0.001)
+    taken = [(r, "default") for r in list(current.values())[:6]]
+    assert sizes(backlog.bundle(taken, {"default": 4}, 0.1)) == [2, 2, 1, 1]
+    assert sizes(backlog.bundle(taken, {"default": 0}, 0.1)) == [6]
+    assert sizes(backlog.bundle(taken, {"default": 9}, 0.1)) == [1] * 6
+
+
+def test_long_tasks_and_a_bundle_time_of_zero_get_one_message_each() -> None:
+    slow = Backlog(queued_per_slot=4.0, queued_seconds=0.1, bundle_seconds=0.02)
+    off = Backlog(queued_per_slot=4.0, queued_seconds=0.1, bundle_seconds=0.0)
+    for backlog, ran_for in ((slow, 0.5), (off, 0.001)):
+        current = held(backlog, *(request(task_id=f"t{i}") for i in range(4)))
+        ended(backlog, backlog.take({"default": 1}, current, 0.0), 0.1, ran_for)
+        taken = [(r, "default") for r in current.values()]
+        assert sizes(backlog.bundle(taken, {"default": 0}, 0.1)) == [1, 1, 1, 1]
+    instant = Backlog(queued_per_slot=4.0, queued_seconds=0.1, bundle_seconds=0.02)
+    current = held(instant, *(request(task_id=f"t{i}") for i in range(20)))
+    ended(instant, instant.take({"default": 1}, current, 0.0), 0.1, 0.0)
+    assert instant.bundle_size("default", 0.1) == MAX_BUNDLE
+    assert instant.bundle_size("default", 0.1 + RECENT_HORIZON + 1) == 1, "an old pace says nothing"
 
 
 def test_the_supervisor_reads_what_a_slot_runs_from_its_pipe() -> None:

@@ -12,7 +12,15 @@ import pytest
 
 from zonda.core.outputs import ArtifactRef
 from zonda.errors import ConfigError
-from zonda.executors.celery.codec import ProtocolError, decode, decode_report, decode_request, encode
+from zonda.executors.celery.codec import (
+    ProtocolError,
+    decode,
+    decode_report,
+    decode_request,
+    decode_task_message,
+    encode,
+    encode_task_message,
+)
 from zonda.executors.celery.events import RunningTask, WorkerHeartbeat
 from zonda.executors.celery.logs import attempt_log, is_local
 from zonda.executors.celery.routing import PoolRouting, RouteInfo, RoutingHook, TenantRouting, route
@@ -87,6 +95,16 @@ def test_messages_it_cannot_read_are_refused_with_a_reason() -> None:
         decode(encode(TaskStarted("r", "t", -1, 1, NOW, 1)), TaskRequest)
     with pytest.raises(ProtocolError, match="malformed"):
         decode_request({"type": "TaskRequest", "run_id": "r"})
+
+
+def test_a_message_carries_one_request_or_several_each_with_its_task_id() -> None:
+    one, two = request(), request(task_id="other")
+    assert encode_task_message([("a:1", one)]) == encode(one), "one request: the request itself"
+    assert decode_task_message("a:1", encode(one)) == [("a:1", one)]
+    several = encode_task_message([("a:1", one), ("b:1", two)])
+    assert decode_task_message("a:1+1", several) == [("a:1", one), ("b:1", two)]
+    with pytest.raises(ProtocolError, match="several requests"):
+        decode_task_message("a:1+1", [{"request": encode(one)}])
 
 
 def test_heartbeats_survive_their_json_frame() -> None:

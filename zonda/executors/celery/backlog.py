@@ -11,6 +11,13 @@ nothing waiting on the broker, and a task of higher priority queued later is nex
 A refill is a publish, not a commit; it waits until half the waiting share has room, and
 publishes that half at once.
 
+Requests published together to a queue whose recent tasks are short share messages (`bundle`):
+each message costs a slot a few milliseconds of Celery's work however short its task, so up to
+`MAX_BUNDLE` requests that run about `bundle_seconds` together go as one, run one after another
+by the slot that takes it. Free slots get a message each first, so bundling never leaves a slot
+idle that a request could have; a queue without recent tasks, or of long ones, gets one message
+per request.
+
 The slots of the live workers per queue come from their heartbeats (`tracker.LostWorkerTracker.slots`).
 A queue that no live worker consumes gets all its requests at once: a worker that starts later
 finds them in the broker. Pure bookkeeping: callers pass the clock.
@@ -34,6 +41,10 @@ RECENT_TASKS = 32
 RECENT_HORIZON = 2.0
 """Seconds after its end that a task's run time still counts for its queue's pace."""
 
+MAX_BUNDLE = 8
+"""Requests in one message at most: a slot that dies fails, or leaves to be queued again, those
+behind the one it runs."""
+
 
 @dataclass(order=True, slots=True)
 class _Held:
@@ -44,9 +55,10 @@ class _Held:
 class Backlog:
     """Requests held per queue in the scheduler's order, and the room each queue has on the broker."""
 
-    def __init__(self, queued_per_slot: float, queued_seconds: float) -> None:
+    def __init__(self, queued_per_slot: float, queued_seconds: float, bundle_seconds: float = 0.0) -> None:
         self.queued_per_slot = queued_per_slot
         self.queued_seconds = queued_seconds
+        self.bundle_seconds = bundle_seconds
         self._held: dict[str, list[_Held]] = {}
         self._published: Counter[str] = Counter()
         self._queue_of: dict[TIRef, str] = {}
@@ -77,6 +89,42 @@ class Backlog:
                 room -= 1
         return taken
 
+    def free(self, queue: str, slots: int) -> int:
+        """Slots of the queue's live workers that no published request holds (before a `take`)."""
+        return max(0, slots - self._published[queue])
+
+    def bundle(
+        self, taken: list[tuple[TaskRequest, str]], free: dict[str, int], now: float
+    ) -> list[tuple[list[TaskRequest], str]]:
+        """The messages to publish `taken` in, in its order: per queue, one per free slot (`free`,
+        from before the take) or as few as `bundle_size` allows, whichever is more."""
+        by_queue: dict[str, list[TaskRequest]] = {}
+        for request, queue in taken:
+            by_queue.setdefault(queue, []).append(request)
+        messages: list[tuple[list[TaskRequest], str]] = []
+        for queue, requests in by_queue.items():
+            count = max(
+                min(len(requests), free.get(queue, 0)),
+                math.ceil(len(requests) / self.bundle_size(queue, now)),
+            )
+            share, extra = divmod(len(requests), count)
+            start = 0
+            for index in range(count):
+                end = start + share + (index < extra)
+                messages.append((requests[start:end], queue))
+                start = end
+        return messages
+
+    def bundle_size(self, queue: str, now: float) -> int:
+        """Requests per message for the queue: as many as run `bundle_seconds` together at the mean
+        run time of its recent tasks, 1 to `MAX_BUNDLE`; 1 while it has no recent task."""
+        mean = self._mean_run_time(queue, now)
+        if mean is None or self.bundle_seconds <= 0:
+            return 1
+        if mean <= 0:
+            return MAX_BUNDLE
+        return max(1, min(MAX_BUNDLE, math.floor(self.bundle_seconds / mean)))
+
     def held(self, current: dict[TIRef, TaskRequest]) -> Iterator[tuple[TaskRequest, str]]:
         """The requests held now (not published), each with its queue."""
         for queue, heap in self._held.items():
@@ -104,16 +152,22 @@ class Backlog:
         per slot; 0 while no task of the queue ended within `RECENT_HORIZON`. Run times, not
         the times outcomes arrive, because outcomes arrive in bursts (several long tasks ending
         together say nothing about a fast queue)."""
+        mean = self._mean_run_time(queue, now)
+        if mean is None:
+            return 0
+        most = math.ceil(slots * self.queued_per_slot)
+        if mean <= 0:
+            return most
+        return min(most, math.floor(slots * self.queued_seconds / mean))
+
+    def _mean_run_time(self, queue: str, now: float) -> float | None:
+        """Mean run time of the queue's tasks that ended within `RECENT_HORIZON` (None if none did)."""
         recent = self._recent.get(queue)
         while recent and now - recent[0][0] > RECENT_HORIZON:
             recent.popleft()
         if not recent:
-            return 0
-        most = math.ceil(slots * self.queued_per_slot)
-        mean = sum(ran_for for _, ran_for in recent) / len(recent)
-        if mean <= 0:
-            return most
-        return min(most, math.floor(slots * self.queued_seconds / mean))
+            return None
+        return sum(ran_for for _, ran_for in recent) / len(recent)
 
     def _room(self, queue: str, slots: int, now: float) -> float:
         """How many to publish now: none until the queue's room reaches half its waiting share, so

@@ -86,6 +86,24 @@ def decode_request(data: Any) -> TaskRequest:
     return decode(data, TaskRequest)
 
 
+def encode_task_message(members: list[tuple[str, TaskRequest]]) -> Any:
+    """The argument of a `zonda.run_task` message: one request, or several (each with its attempt's
+    Celery task id, which revokes name)."""
+    if len(members) == 1:
+        return encode(members[0][1])
+    return [{"id": task_id, "request": encode(request)} for task_id, request in members]
+
+
+def decode_task_message(task_id: str, data: Any) -> list[tuple[str, TaskRequest]]:
+    """The (attempt's task id, request) pairs of a `zonda.run_task` message whose own id is `task_id`."""
+    if not isinstance(data, list):
+        return [(task_id, decode_request(data))]
+    try:
+        return [(str(item["id"]), decode_request(item["request"])) for item in data]
+    except (KeyError, TypeError) as exc:
+        raise ProtocolError(f"malformed message of several requests: {exc}") from exc
+
+
 def _encode_field(name: str, value: Any) -> Any:
     if value is None:
         return None

@@ -44,7 +44,7 @@ from zonda.executors.celery.codec import ProtocolError, decode_report
 from zonda.executors.celery.deliveries import Deliveries
 from zonda.executors.celery.events import WorkerHeartbeat, publish_report, reply_queue_name
 from zonda.executors.celery.listener import Listener
-from zonda.executors.celery.publisher import TaskPublisher
+from zonda.executors.celery.publisher import TaskMessage, TaskPublisher
 from zonda.executors.celery.routing import DEFAULT_HOOKS, RouteInfo, RoutingHook, hooks_from, route
 from zonda.executors.celery.tracker import LostWorkerTracker
 from zonda.worker.protocol import TaskFinished, TaskRequest, TaskStarted, WorkerMessage
@@ -97,6 +97,7 @@ class CeleryExecutor:
         max_in_flight: int = 1000,
         queued_per_slot: float = 4.0,
         queued_seconds: float = 0.1,
+        bundle_seconds: float = 0.02,
         heartbeat_interval: float = 2.0,
         hooks: Sequence[RoutingHook] = DEFAULT_HOOKS,
         on_worker_heartbeats: HeartbeatSink | None = None,
@@ -112,12 +113,12 @@ class CeleryExecutor:
         self._beats: dict[str, Worker] = {}
         self._queues = {self.reply_to}
         self._tracker = LostWorkerTracker(heartbeat_interval)
-        self._backlog = Backlog(queued_per_slot, queued_seconds)
+        self._backlog = Backlog(queued_per_slot, queued_seconds, bundle_seconds)
         self._deliveries = Deliveries(settle=SETTLE_HEARTBEATS * heartbeat_interval)
         self._inflight: dict[TIRef, TaskRequest] = {}
         self._republished: set[tuple[TIRef, int]] = set()
         self._publisher = TaskPublisher(app)
-        self._unsent: list[tuple[TaskRequest, str]] = []
+        self._unsent: list[tuple[list[TaskRequest], str]] = []
         self._next_resend = 0.0
         self._unacked: list[tuple[int, Any]] = []
         self._epoch = 0
@@ -145,6 +146,7 @@ class CeleryExecutor:
             max_in_flight=settings.celery_max_in_flight,
             queued_per_slot=settings.celery_queued_per_slot,
             queued_seconds=settings.celery_queued_seconds,
+            bundle_seconds=settings.celery_bundle_seconds,
             heartbeat_interval=settings.heartbeat_interval,
             hooks=hooks_from(settings.pool_queues, settings.tenant_queues),
             on_worker_heartbeats=on_worker_heartbeats,
@@ -413,34 +415,46 @@ class CeleryExecutor:
         after each batch of reports it receives (`_on_tick`), so refills do not wait for the loop."""
         with self._lock:
             now = time.monotonic()
-            taken = self._backlog.take(self._tracker.slots(now), self._inflight, now)
-        self._publish(taken)
+            slots = self._tracker.slots(now)
+            free = {queue: self._backlog.free(queue, n) for queue, n in slots.items()}
+            taken = self._backlog.take(slots, self._inflight, now)
+            messages = self._backlog.bundle(taken, free, now)
+        self._publish(messages)
 
-    def _publish(self, routed: list[tuple[TaskRequest, str]]) -> None:
+    def _publish(self, messages: list[tuple[list[TaskRequest], str]]) -> None:
         """Publish, recording each request as published first (its start may be reported before
         `publish` returns)."""
-        if not routed:
+        if not messages:
             return
         now = time.monotonic()
         with self._lock:
-            items = [(r, queue, self._task_id(r)) for r, queue in routed]
-            for r, queue in routed:
-                self._deliveries.published(r.ti_key, r.try_number, queue, now)
+            items = [
+                TaskMessage(queue, [(self._task_id(r), r) for r in requests]) for requests, queue in messages
+            ]
+            for requests, queue in messages:
+                for r in requests:
+                    self._deliveries.published(r.ti_key, r.try_number, queue, now)
         try:
             self._publisher.publish(items)
         except Exception as exc:  # broker down: keep them and publish them again from `poll`
-            log.warning("could not publish %d task(s) (%s); will retry", len(routed), exc)
+            count = sum(len(requests) for requests, _ in messages)
+            log.warning("could not publish %d task(s) (%s); will retry", count, exc)
             self._publisher.close()
             with self._lock:
-                for r, _ in routed:
-                    self._deliveries.forget(r.ti_key)
-                self._unsent.extend(routed)
+                for requests, _ in messages:
+                    for r in requests:
+                        self._deliveries.forget(r.ti_key)
+                self._unsent.extend(messages)
                 self._next_resend = time.monotonic() + 1.0
 
     def _resend(self) -> None:
         with self._lock:
             pending, self._unsent = self._unsent, []
-            current = [(r, queue) for r, queue in pending if self._inflight.get(r.ti_key) is r]
+            current = [
+                (kept, queue)
+                for requests, queue in pending
+                if (kept := [r for r in requests if self._inflight.get(r.ti_key) is r])
+            ]
         self._publish(current)
 
 

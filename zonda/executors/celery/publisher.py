@@ -8,6 +8,10 @@ and body a `send_task` call makes (Celery protocol 2), on a producer the executo
 
 When Celery's `task-sent` events are on (`ZONDA_CELERY_EVENTS`), publishing goes through
 `send_task`, which sends them.
+
+A message carries one request (its task id is the attempt's) or several of one queue
+(`backlog.bundle`; its task id is the first one's with `+<how many more>`). Each attempt keeps its
+own task id, which revokes name (`codec.encode_task_message`; `task.py` honours them per attempt).
 """
 
 from __future__ import annotations
@@ -15,12 +19,13 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from celery.utils.nodenames import anon_nodename
 
 from zonda.executors.celery.app import TASK_NAME
-from zonda.executors.celery.codec import encode
+from zonda.executors.celery.codec import encode_task_message
 from zonda.worker.protocol import TaskRequest
 
 if TYPE_CHECKING:
@@ -37,6 +42,27 @@ first tasks of a large fan-out while the rest are still being encoded."""
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 
 
+@dataclass(frozen=True)
+class TaskMessage:
+    """One `zonda.run_task` message: the requests it carries to `queue`, each with its attempt's task id."""
+
+    queue: str
+    members: list[tuple[str, TaskRequest]]
+
+    @property
+    def task_id(self) -> str:
+        first = self.members[0][0]
+        return first if len(self.members) == 1 else f"{first}+{len(self.members) - 1}"
+
+    @property
+    def payload(self) -> Any:
+        return encode_task_message(self.members)
+
+    @property
+    def argsrepr(self) -> str:
+        return "(" + ", ".join(f"{r.dag_id}/{r.run_id}/{r.task_id}" for _, r in self.members) + ")"
+
+
 class TaskPublisher:
     """Publishes requests as `zonda.run_task` on one connection, one thread at a time (the loop's
     dispatches and the listener's refills share it)."""
@@ -48,8 +74,8 @@ class TaskPublisher:
         self._declared: set[str] = set()
         self._lock = threading.Lock()
 
-    def publish(self, items: Sequence[tuple[TaskRequest, str, str]]) -> None:
-        """Send (request, queue, task id) items; a new queue is declared first, as Celery would.
+    def publish(self, items: Sequence[TaskMessage]) -> None:
+        """Send the messages; a new queue is declared first, as Celery would.
 
         The items go out as one batch where the transport has them (Redis: one pipelined round trip
         instead of one per task), so a loop step that made many tasks ready publishes them at once.
@@ -57,23 +83,24 @@ class TaskPublisher:
         with self._lock:
             self._publish(items)
 
-    def _publish(self, items: Sequence[tuple[TaskRequest, str, str]]) -> None:
+    def _publish(self, items: Sequence[TaskMessage]) -> None:
         if self.app.conf.task_send_sent_event:
-            for request, queue, task_id in items:
-                self._send_task(request, queue, task_id)
+            for message in items:
+                self._send_task(message)
             return
         producer = self._get_producer()
-        for queue in dict.fromkeys(q for _, q, _ in items if q not in self._declared):
+        for queue in dict.fromkeys(m.queue for m in items if m.queue not in self._declared):
             producer.maybe_declare(self.app.amqp.queues[queue], retry=True, **PUBLISH_RETRY)
             self._declared.add(queue)
         with producer.batch(max_size=PUBLISH_BATCH):
-            for request, queue, task_id in items:
+            for message in items:
+                task_id = message.task_id
                 producer.publish(
-                    ([encode(request)], {}, _EMBED),
+                    ([message.payload], {}, _EMBED),
                     exchange="",
-                    routing_key=queue,
+                    routing_key=message.queue,
                     serializer="json",
-                    headers=self._headers(task_id, _argsrepr(request)),
+                    headers=self._headers(task_id, message.argsrepr),
                     correlation_id=task_id,
                     reply_to="",
                     delivery_mode=2,
@@ -81,14 +108,14 @@ class TaskPublisher:
                     retry_policy=PUBLISH_RETRY,
                 )
 
-    def _send_task(self, request: TaskRequest, queue: str, task_id: str) -> None:
+    def _send_task(self, message: TaskMessage) -> None:
         """Publish through `Celery.send_task`, which also sends the `task-sent` event."""
         self.app.send_task(
             TASK_NAME,
-            args=[encode(request)],
-            queue=queue,
-            task_id=task_id,
-            argsrepr=_argsrepr(request),
+            args=[message.payload],
+            queue=message.queue,
+            task_id=message.task_id,
+            argsrepr=message.argsrepr,
             kwargsrepr="{}",
             retry=True,
             retry_policy=PUBLISH_RETRY,
@@ -130,7 +157,3 @@ class TaskPublisher:
             "stamped_headers": None,
             "stamps": {},
         }
-
-
-def _argsrepr(request: TaskRequest) -> str:
-    return f"({request.dag_id}/{request.run_id}/{request.task_id})"

@@ -1,4 +1,5 @@
-"""The Celery task `zonda.run_task`: one attempt, run in a slot process, reported to its scheduler.
+"""The Celery task `zonda.run_task`: one attempt, or several of one queue run one after another
+(`backlog.bundle`), in a slot process, each reported to its scheduler.
 
 Slot processes are long-lived (`supervisor.py`), so each keeps what makes a task cost a function
 call: its `DagLoader` (one import per DAG version), its artifact store and the installed output
@@ -14,18 +15,27 @@ Two failures never reach the task body, and are reported as `WorkerLostError` in
   connection. Running it again could run an attempt twice, so it is reported instead, and the
   scheduler's retry policy decides (the executor keeps one outcome per attempt, so this report is
   dropped when the supervisor's came first).
+
+In a message of several, each attempt answers to revokes of its own task id: one withdrawn or
+killed before its turn is skipped, a running one is terminated with its slot (`terminable_as`).
+The attempts behind the one a dead slot ran never started: RabbitMQ delivers the message again at
+once, and they are reported as above; on Redis it stays unacknowledged, and the executor queues
+them again once it takes them as lost (ADR 0013).
 """
 
 from __future__ import annotations
 
 import logging
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from celery.worker import state as worker_state
+
 from zonda.artifacts.store import ArtifactStore
 from zonda.executors.celery.app import TASK_NAME
-from zonda.executors.celery.codec import decode_request
+from zonda.executors.celery.codec import decode_task_message
 from zonda.executors.celery.events import ReportPublisher, lost_report, running_task
 from zonda.executors.celery.logs import attempt_log
 from zonda.executors.celery.slots import SlotReporter, SlotTask
@@ -106,10 +116,18 @@ def register_task(
     """
 
     @app.task(name=TASK_NAME, bind=True, ignore_result=True)  # type: ignore[untyped-decorator]
-    def run_task(task: Task, payload: dict[str, Any]) -> None:
-        request = decode_request(payload)
+    def run_task(task: Task, payload: Any) -> None:
+        message_id = str(task.request.id)
+        redelivered = bool((task.request.delivery_info or {}).get("redelivered"))
+        for task_id, request in decode_task_message(message_id, payload):
+            with terminable_as(task_id, message_id):
+                if task_id != message_id and task_id in worker_state.revoked:
+                    continue  # withdrawn or killed before it started (Celery checks a message's own id)
+                run_one(task_id, request, redelivered)
+
+    def run_one(task_id: str, request: TaskRequest, redelivered: bool) -> None:
         attempt = running_task(request)
-        if (task.request.delivery_info or {}).get("redelivered"):
+        if redelivered:
             runtime.report(request.reply_to, lost_report(attempt, REDELIVERED, worker_id))
             return
         owner = request.dag_id.partition("/")[0] if "/" in request.dag_id else None
@@ -122,10 +140,26 @@ def register_task(
             log.error("refused %s/%s: %s", request.dag_id, request.task_id, refused)
             runtime.report(request.reply_to, lost_report(attempt, refused, worker_id))
             return
-        slot.started(SlotTask(str(task.request.id), attempt))
+        slot.started(SlotTask(task_id, attempt))
         try:
             runtime.run(request, worker_id)
         finally:
             slot.ended()
 
     return run_task
+
+
+@contextmanager
+def terminable_as(task_id: str, message_id: str) -> Iterator[None]:
+    """While it runs, an attempt carried in a message of several answers to a revoke with
+    `terminate` of its own task id: Celery looks the running request up by id, so the attempt's id
+    names the message's request meanwhile (and terminating it ends the slot, `slot.py`)."""
+    request = worker_state.requests.get(message_id) if task_id != message_id else None
+    if request is None:
+        yield
+        return
+    worker_state.requests[task_id] = request
+    try:
+        yield
+    finally:
+        worker_state.requests.pop(task_id, None)
