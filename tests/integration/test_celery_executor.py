@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -311,17 +312,26 @@ def test_a_queue_of_long_tasks_keeps_none_waiting_on_the_broker_so_a_later_urgen
 RECEIVED = re.compile(r"Task zonda\.run_task\[([^\]]+)\] received")
 
 
-def one_slot(broker: str, root: Path) -> tuple[str, Worker, CeleryExecutor]:
+@contextmanager
+def one_slot(broker: str, root: Path, dag: Dag) -> Iterator[tuple[str, Worker, CeleryExecutor]]:
     """A queue with one `-c 1` worker that logs each message it receives, and an executor that puts
-    up to 8 requests in a message once it has seen the pace of the queue's tasks (a second's worth:
-    the first task of a slot imports the DAG)."""
+    up to 8 requests in a message once it has seen the pace of the queue's tasks (three ran; a
+    second's worth: the first task of a slot imports the DAG). Both stop on leaving."""
     queue = unique("bundles")
     worker = Worker(broker, root, [queue], concurrency=1, loglevel="DEBUG")
     executor = make_executor(broker, bundle_seconds=1.0)
-    wait_until(
-        lambda: any(w.worker_id == worker.id for w in executor.take_worker_heartbeats()), 10, "a heartbeat"
-    )
-    return queue, worker, executor
+    try:
+        wait_until(
+            lambda: any(w.worker_id == worker.id for w in executor.take_worker_heartbeats()),
+            10,
+            "a heartbeat",
+        )
+        executor.submit([dag.request("hello", queue=queue) for _ in range(3)])
+        collect(executor, lambda m: len(finished(m)) == 3)
+        yield queue, worker, executor
+    finally:
+        executor.stop()
+        worker.stop()
 
 
 def in_order(dag: Dag, queue: str, *task_ids: str) -> list[TaskRequest]:
@@ -330,23 +340,13 @@ def in_order(dag: Dag, queue: str, *task_ids: str) -> list[TaskRequest]:
     return [dag.request(task_id, queue=queue, run_id=f"{prefix}-{i}") for i, task_id in enumerate(task_ids)]
 
 
-def pace(executor: CeleryExecutor, dag: Dag, queue: str) -> None:
-    executor.submit([dag.request("hello", queue=queue) for _ in range(3)])
-    collect(executor, lambda m: len(finished(m)) == 3)
-
-
 def test_short_tasks_published_together_share_messages_and_each_runs_once(
     broker: str, root: Path, dag: Dag
 ) -> None:
-    queue, worker, executor = one_slot(broker, root)
-    try:
-        pace(executor, dag, queue)
+    with one_slot(broker, root, dag) as (queue, worker, executor):
         requests = [dag.request("hello", queue=queue) for _ in range(12)]
         executor.submit(requests)
         done = finished(collect(executor, lambda m: len(finished(m)) == 12))
-    finally:
-        executor.stop()
-        worker.stop()
     assert sorted(m.run_id for m in done) == sorted(r.run_id for r in requests) and all(m.ok for m in done)
     received = RECEIVED.findall(worker.output())
     bundled = [task_id for task_id in received if "+" in task_id]
@@ -358,9 +358,7 @@ def test_short_tasks_published_together_share_messages_and_each_runs_once(
 def test_an_attempt_revoked_before_its_turn_in_a_message_is_skipped(
     broker: str, root: Path, dag: Dag
 ) -> None:
-    queue, worker, executor = one_slot(broker, root)
-    try:
-        pace(executor, dag, queue)
+    with one_slot(broker, root, dag) as (queue, worker, executor):
         first, doomed, last = in_order(dag, queue, "nap", "hello", "hello")
         executor.submit([first, doomed, last])
         collect(executor, lambda m: any(isinstance(x, TaskStarted) and x.run_id == first.run_id for x in m))
@@ -368,9 +366,6 @@ def test_an_attempt_revoked_before_its_turn_in_a_message_is_skipped(
         messages = collect(executor, lambda m: len(finished(m)) == 3)
         quiet_until = time.monotonic() + 4 * HEARTBEAT  # no report of the skipped attempt's own
         messages += collect(executor, lambda m: time.monotonic() > quiet_until, timeout=10)
-    finally:
-        executor.stop()
-        worker.stop()
     outcomes = {m.run_id: (m.ok, m.error) for m in finished(messages)}
     assert outcomes == {
         first.run_id: (True, None),
@@ -385,9 +380,7 @@ def test_an_attempt_revoked_before_its_turn_in_a_message_is_skipped(
 def test_killing_a_running_attempt_of_a_message_ends_its_slot_and_those_behind_it_do_not_run_there(
     broker: str, root: Path, dag: Dag
 ) -> None:
-    queue, worker, executor = one_slot(broker, root)
-    try:
-        pace(executor, dag, queue)
+    with one_slot(broker, root, dag) as (queue, worker, executor):
         stuck, behind = in_order(dag, queue, "slow_first", "hello")
         executor.submit([stuck, behind])
         collect(executor, lambda m: any(isinstance(x, TaskStarted) and x.run_id == stuck.run_id for x in m))
@@ -404,9 +397,6 @@ def test_killing_a_running_attempt_of_a_message_ends_its_slot_and_those_behind_i
             wait_until(
                 lambda: executor.undelivered_for(behind.ti_key) > 0, 20, "the attempt behind taken as due"
             )
-    finally:
-        executor.stop()
-        worker.stop()
     assert (root / "marks" / f"{stuck.run_id}.slow_first").read_text() == "1\n", "the killed attempt ran once"
     assert not Path(behind.log_path).exists(), "the attempt behind the killed one ran"
     assert "Terminating" in worker.output()
