@@ -3,7 +3,8 @@ and local workers, on SQLite and PostgreSQL.
 
 Taking its own runs over reloaded them from the DB: changes not yet written were lost, and the
 local executor queued the running attempt again, so it ran twice. The previous code failed this
-test on PostgreSQL; on SQLite it did not take the run over within the test's window.
+test on PostgreSQL. On SQLite it also found its own run's lease expired, but the attempt did not
+run a second time within the test (why was not established).
 """
 
 from __future__ import annotations
