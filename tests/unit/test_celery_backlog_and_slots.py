@@ -192,15 +192,17 @@ def sizes(messages: list[tuple[list[TaskRequest], str]]) -> list[int]:
 def test_requests_of_a_queue_of_short_tasks_share_messages_in_the_backlogs_order() -> None:
     backlog = Backlog(queued_per_slot=4.0, queued_seconds=0.1, bundle_seconds=0.02)
     current = held(backlog, *(request(task_id=f"t{i}") for i in range(40)))
-    first = backlog.take({"default": 2}, current, 0.0)
-    assert sizes(backlog.bundle(first, {"default": 2}, 0.0)) == [1, 1], "no pace yet: one per message"
-    ended(backlog, first, 0.1, 0.004, 0.004)
+    first = backlog.messages({"default": 2}, current, 0.0)
+    assert sizes(first) == [1, 1], "no pace yet: one per message"
+    ended(backlog, [(r, q) for requests, q in first for r in requests], 0.1, 0.004, 0.004)
     assert backlog.bundle_size("default", 0.1) == 5, "4 ms tasks: five run in 20 ms"
-    taken = backlog.take({"default": 2}, current, 0.1)
-    messages = backlog.bundle(taken, {"default": 0}, 0.1)
+    messages = backlog.messages({"default": 2}, current, 0.1)
     assert sizes(messages) == [5, 5], "2 slots and 8 waiting (at most 4 per slot) in messages of 5"
-    assert [r for requests, _ in messages for r in requests] == [r for r, _ in taken], "order kept"
+    assert [r.task_id for requests, _ in messages for r in requests] == [f"t{i}" for i in range(2, 12)]
     assert {queue for _, queue in messages} == {"default"}
+    ended(backlog, [(messages[0][0][0], "default")], 0.2, 0.004)
+    refill = backlog.messages({"default": 2}, current, 0.2)
+    assert sizes(refill) == [], "one of ten ended: less than half the waiting share has room"
 
 
 def test_free_slots_get_a_message_each_before_requests_share_one() -> None:

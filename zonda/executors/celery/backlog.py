@@ -89,15 +89,19 @@ class Backlog:
                 room -= 1
         return taken
 
-    def free(self, queue: str, slots: int) -> int:
-        """Slots of the queue's live workers that no published request holds (before a `take`)."""
-        return max(0, slots - self._published[queue])
+    def messages(
+        self, slots: dict[str, int], current: dict[TIRef, TaskRequest], now: float
+    ) -> list[tuple[list[TaskRequest], str]]:
+        """`take`, grouped into the messages to publish (`bundle`), each with its queue."""
+        free = {queue: max(0, slots.get(queue, 0) - self._published[queue]) for queue in self._held}
+        return self.bundle(self.take(slots, current, now), free, now)
 
     def bundle(
         self, taken: list[tuple[TaskRequest, str]], free: dict[str, int], now: float
     ) -> list[tuple[list[TaskRequest], str]]:
-        """The messages to publish `taken` in, in its order: per queue, one per free slot (`free`,
-        from before the take) or as few as `bundle_size` allows, whichever is more."""
+        """The messages to publish `taken` in, in its order: per queue, one per free slot (`free`:
+        slots no published request held before the take) or as few as `bundle_size` allows,
+        whichever is more."""
         by_queue: dict[str, list[TaskRequest]] = {}
         for request, queue in taken:
             by_queue.setdefault(queue, []).append(request)
@@ -118,8 +122,8 @@ class Backlog:
     def bundle_size(self, queue: str, now: float) -> int:
         """Requests per message for the queue: as many as run `bundle_seconds` together at the mean
         run time of its recent tasks, 1 to `MAX_BUNDLE`; 1 while it has no recent task."""
-        mean = self._mean_run_time(queue, now)
-        if mean is None or self.bundle_seconds <= 0:
+        mean = self._mean_run_time(queue, now) if self.bundle_seconds > 0 else None
+        if mean is None:
             return 1
         if mean <= 0:
             return MAX_BUNDLE

@@ -415,10 +415,7 @@ class CeleryExecutor:
         after each batch of reports it receives (`_on_tick`), so refills do not wait for the loop."""
         with self._lock:
             now = time.monotonic()
-            slots = self._tracker.slots(now)
-            free = {queue: self._backlog.free(queue, n) for queue, n in slots.items()}
-            taken = self._backlog.take(slots, self._inflight, now)
-            messages = self._backlog.bundle(taken, free, now)
+            messages = self._backlog.messages(self._tracker.slots(now), self._inflight, now)
         self._publish(messages)
 
     def _publish(self, messages: list[tuple[list[TaskRequest], str]]) -> None:
