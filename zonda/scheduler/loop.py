@@ -545,24 +545,23 @@ class Scheduler:
         )
         if (not due and not renew_all) or (self.writer.busy and not force):
             return
-        gathered = due or heartbeat
-        if not gathered and not self.runs:  # no lease to renew: no empty transaction
+        if not due and not heartbeat:  # only the leases: the gathered changes keep waiting
+            if self.runs:
+                lease = Lease(self.component_id, list(self.runs), self._lease_until(now))
+                self.writer.submit(Batch(collect([]), self.executor.epoch, lease=lease))
             self._next_renewal = now + self._lease / 3
             return
-        batch = [self.runs[r] for r in self._dirty if r in self.runs] if gathered else []
+        batch = [self.runs[r] for r in self._dirty if r in self.runs]
         rows = collect((a.graph, self._started(a)) for a in batch)
         finished = [a.run_id for a in batch if a.graph.state.finished]
         extra = self._heartbeat_writer(now) if heartbeat else None
-        requests: list[TaskRequest] = []
-        commands: list[tuple[int, str]] = []
-        if gathered:
-            requests, self._outbox = self._outbox, []
-            commands, self._applied = self._applied, []
-            self._dirty.clear()
-            self._dirty_since = None
+        requests, self._outbox = self._outbox, []
+        commands, self._applied = self._applied, []
         fenced = list(self.runs) if renew_all else self._fenced(batch, commands)
         lease = Lease(self.component_id, fenced, self._lease_until(now))
         self.writer.submit(Batch(rows, self.executor.epoch, finished, extra, lease, requests, commands))
+        self._dirty.clear()
+        self._dirty_since = None
         if heartbeat:
             self._next_heartbeat = now + timedelta(seconds=self.settings.heartbeat_interval)
         if renew_all:
