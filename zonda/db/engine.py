@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
+from zonda.db.write_lock import write_lock
 from zonda.errors import ConfigError
 
 WRITE = "zonda_write"
@@ -58,9 +59,23 @@ def _sqlite_engine(url: str, database: str | None) -> Engine:
 
 @contextmanager
 def write_txn(engine: Engine) -> Iterator[Connection]:
-    """A transaction that writes. On SQLite it takes the write lock at BEGIN, so it never fails midway."""
-    with engine.connect() as conn, conn.execution_options(**{WRITE: True}).begin():
+    """A transaction that writes. On SQLite it takes the write lock at BEGIN, so it never fails midway,
+    after queueing for it on the DB's file lock (`write_lock`)."""
+    database = _sqlite_file(engine)
+    with (
+        write_lock(database) if database is not None else nullcontext(),
+        engine.connect() as conn,
+        conn.execution_options(**{WRITE: True}).begin(),
+    ):
         yield conn
+
+
+def _sqlite_file(engine: Engine) -> Path | None:
+    """The file of a SQLite DB (None for PostgreSQL and in-memory SQLite)."""
+    database = engine.url.database
+    if not is_sqlite(engine) or database in (None, "", ":memory:"):
+        return None
+    return Path(database)
 
 
 @contextmanager
