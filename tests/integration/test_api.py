@@ -110,6 +110,13 @@ def test_trigger_creates_a_queued_run_with_every_task_pending(api: Api) -> None:
     assert api.waker.wakes == 1
 
 
+def test_the_trigger_answers_with_the_run_exactly_as_it_reads_back(api: Api) -> None:
+    created = api.trigger(params={"n": 5}, key="user-7")
+    response = api.client.get(f"/api/v1/runs/{created['run_id']}")
+    assert response.status_code == 200
+    assert response.json() == created
+
+
 @pytest.mark.parametrize(
     ("params", "param"),
     [({}, "n"), ({"n": "many"}, "n"), ({"n": 1, "colour": "red"}, "colour")],

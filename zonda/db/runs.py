@@ -52,15 +52,38 @@ def create_run(
     trigger: str,
     logical_date: datetime | None,
     now: datetime,
-) -> None:
-    """Insert a queued run and one pending task instance per task (mapped tasks start as one placeholder)."""
+) -> RunRecord:
+    """Insert a queued run and one pending task instance per task (mapped tasks start as one
+    placeholder); returns the run as `get_run` would read it back, without reading it."""
+    run = RunRecord(
+        run_id=run_id,
+        tenant_id=tenant_of(spec.dag_id),
+        dag_id=spec.dag_id,
+        dag_version=version,
+        state=RunState.QUEUED.value,
+        key=key,
+        params=params,
+        trigger=trigger,
+        logical_date=logical_date,
+        created_at=now,
+        tasks=[
+            TaskRecord(
+                task_id=task.task_id,
+                map_index=UNMAPPED,
+                state=TaskState.PENDING.value,
+                max_tries=max_tries(task),
+                upstream=list(task.upstream),
+            )
+            for task in spec.tasks
+        ],
+    )
     conn.execute(
         insert(runs).values(
             run_id=run_id,
-            tenant_id=tenant_of(spec.dag_id),
+            tenant_id=run.tenant_id,
             dag_id=spec.dag_id,
             version=version,
-            state=RunState.QUEUED.value,
+            state=run.state,
             key=key,
             params=params,
             trigger=trigger,
@@ -68,18 +91,21 @@ def create_run(
             created_at=now,
         )
     )
-    rows = [
-        {
-            "run_id": run_id,
-            "task_id": task.task_id,
-            "map_index": UNMAPPED,
-            "state": TaskState.PENDING.value,
-            "try_number": 0,
-            "max_tries": max_tries(task),
-        }
-        for task in spec.tasks
-    ]
-    conn.execute(insert(task_instances), rows)
+    conn.execute(
+        insert(task_instances),
+        [
+            {
+                "run_id": run_id,
+                "task_id": t.task_id,
+                "map_index": t.map_index,
+                "state": t.state,
+                "try_number": t.try_number,
+                "max_tries": t.max_tries,
+            }
+            for t in run.tasks
+        ],
+    )
+    return run
 
 
 def get_run(conn: Connection, run_id: str) -> RunRecord | None:

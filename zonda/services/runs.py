@@ -48,9 +48,8 @@ def trigger_run(svc: Services, dag_id: str, request: TriggerRequest) -> RunRecor
         version = require_latest_version(conn, dag_id)
     params = validate_params(version.spec.params_schema, request.params)
     with write_txn(svc.engine) as conn:
-        run_id = _create(conn, svc, version, params, request.key, RunTrigger.API, None)
-        record(conn, svc, tenant, "run.trigger", run_id, {"dag_id": dag_id, "key": request.key})
-        created = _require_run(conn, run_id)
+        created = _create(conn, svc, version, params, request.key, RunTrigger.API, None)
+        record(conn, svc, tenant, "run.trigger", created.run_id, {"dag_id": dag_id, "key": request.key})
     svc.waker.wake("runs")
     return created
 
@@ -155,12 +154,11 @@ def _create(
     key: str | None,
     trigger: RunTrigger,
     logical_date: datetime | None,
-) -> str:
-    """Insert a run of `version`; returns its id."""
-    run_id = new_run_id()
-    db.create_run(
+) -> RunRecord:
+    """Insert a run of `version`; returns it as created."""
+    return db.create_run(
         conn,
-        run_id=run_id,
+        run_id=new_run_id(),
         spec=version.spec,
         version=version.version,
         params=params,
@@ -169,7 +167,6 @@ def _create(
         logical_date=logical_date,
         now=svc.now(),
     )
-    return run_id
 
 
 def _create_missing(
@@ -182,7 +179,7 @@ def _create_missing(
             continue
         try:
             with conn.begin_nested():
-                run_ids.append(_create(conn, svc, version, params, None, RunTrigger.BACKFILL, when))
+                run_ids.append(_create(conn, svc, version, params, None, RunTrigger.BACKFILL, when).run_id)
         except IntegrityError:
             continue
     return BackfillResult(run_ids=run_ids, skipped_existing=len(fires) - len(run_ids))
