@@ -18,16 +18,24 @@ from zonda.db.schema import runs
 ACTIVE = (RunState.QUEUED.value, RunState.RUNNING.value)
 
 
-def claim(conn: Connection, run_id: str, owner: str, until: datetime, now: datetime) -> bool:
-    """Take `run_id` for `owner` if it is free, expired, ended, or already ours."""
+def claim(conn: Connection, run_ids: Collection[str], owner: str, until: datetime, now: datetime) -> set[str]:
+    """Take those of `run_ids` that are free, expired, ended, or already ours, in one statement;
+    returns the ids taken."""
+    if not run_ids:
+        return set()
     free = or_(
         runs.c.owner.is_(None),
         runs.c.owner == owner,
         runs.c.lease_until < now,
         runs.c.state.not_in(ACTIVE),
     )
-    stmt = update(runs).where(and_(runs.c.run_id == run_id, free)).values(owner=owner, lease_until=until)
-    return bool(conn.execute(stmt).rowcount)
+    stmt = (
+        update(runs)
+        .where(and_(runs.c.run_id.in_(list(run_ids)), free))
+        .values(owner=owner, lease_until=until)
+        .returning(runs.c.run_id)
+    )
+    return {row.run_id for row in conn.execute(stmt)}
 
 
 def claim_from(conn: Connection, run_id: str, owner: str, until: datetime, dead: str) -> bool:

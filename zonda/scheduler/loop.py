@@ -14,7 +14,7 @@ import os
 import socket
 import threading
 from collections import Counter
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from datetime import datetime, timedelta
 from multiprocessing.connection import wait
 from typing import Any
@@ -37,7 +37,7 @@ from zonda.scheduler.active import ActiveRun, Versions
 from zonda.scheduler.heartbeats import PRUNE_INTERVAL, heartbeat_write
 from zonda.scheduler.limits import TENANT_QUOTA, UNKNOWN_POOL, Limits
 from zonda.scheduler.ownership import dead_local_schedulers, new_scheduler_id
-from zonda.scheduler.persistence import collect, load_run, runs_in_state
+from zonda.scheduler.persistence import RunRow, collect, load_runs, runs_in_state
 from zonda.scheduler.ready_queue import ReadyQueue
 from zonda.scheduler.recovery import apply_finished, restore_outcomes
 from zonda.scheduler.requests import ApiAccess, RunInfo, build_request
@@ -131,9 +131,12 @@ class Scheduler:
             dead = dead_local_schedulers(conn, self.component_id)
             for component_id in dead:
                 self._follow(component_id)
+            claimed: dict[str, list[str]] = {}
             for run_id, owner in leases.held_by(conn, dead):
                 if leases.claim_from(conn, run_id, self.component_id, self._lease_until(now), owner):
-                    self._adopt(conn, run_id, now, previous_owner=owner)
+                    claimed.setdefault(owner, []).append(run_id)
+            for owner, run_ids in claimed.items():
+                self._adopt(conn, run_ids, now, previous_owner=owner)
             for component_id in dead:
                 components.unregister(conn, component_id)
         records = len(self._followed_records)
@@ -322,9 +325,9 @@ class Scheduler:
             limits[dag_id] = self._max_active_runs(conn, run_id, dag_id, version)
             if limits[dag_id] is not None and tenant_of(dag_id) not in elsewhere:
                 candidates.append((run_id, (dag_id, ("tenant", tenant_of(dag_id)))))
-        for run_id in admit(candidates, counts, limits):
-            if leases.claim(conn, run_id, self.component_id, self._lease_until(now), now):
-                self._adopt(conn, run_id, now)
+        admitted = admit(candidates, counts, limits)
+        taken = leases.claim(conn, admitted, self.component_id, self._lease_until(now), now)
+        self._adopt(conn, [run_id for run_id in admitted if run_id in taken], now)
 
     def _served_elsewhere(self, conn: Connection, tenant_ids: set[str]) -> set[str]:
         """Tenants with a quota or pools that another scheduler serves now (ADR 0009: one at a time)."""
@@ -350,9 +353,7 @@ class Scheduler:
                 log.warning(
                     "taking over %d run(s) from scheduler %s, whose lease ran out", len(run_ids), owner
                 )
-            for run_id in run_ids:
-                active = self._adopt(conn, run_id, now, previous_owner=owner)
-                taken.extend([active] if active is not None else [])
+            taken.extend(self._adopt(conn, run_ids, now, previous_owner=owner))
         self._resume_all(taken, now)
 
     def _follow(self, scheduler_id: str) -> None:
@@ -404,14 +405,14 @@ class Scheduler:
         )
 
     def _adopt(
-        self, conn: Connection, run_id: str, now: datetime, previous_owner: str | None = None
-    ) -> ActiveRun | None:
+        self, conn: Connection, run_ids: Sequence[str], now: datetime, previous_owner: str | None = None
+    ) -> list[ActiveRun]:
+        """Hold these claimed runs in memory, loaded together (one round trip for many runs)."""
         if previous_owner:
             self._follow(previous_owner)
-        loaded = load_run(conn, run_id)
-        if loaded is None:
-            return None
-        row, instances = loaded
+        return [self._hold(conn, row, instances, now) for row, instances in load_runs(conn, run_ids)]
+
+    def _hold(self, conn: Connection, row: RunRow, instances: list[TaskInstance], now: datetime) -> ActiveRun:
         version = self.versions.get(conn, row.dag_id, row.version)
         graph = RunGraph(row.run_id, version.spec, row.params, instances)
         active = ActiveRun(
@@ -420,9 +421,9 @@ class Scheduler:
         if row.state is not RunState.RUNNING:
             active.started_at = now
             graph.changes.run_changed = True
-        if run_id not in self.runs:
+        if row.run_id not in self.runs:
             self.limits.runs_by_tenant[active.tenant] += 1
-        self.runs[run_id] = active
+        self.runs[row.run_id] = active
         graph.start(now)
         self._collect(active)
         return active
@@ -435,10 +436,10 @@ class Scheduler:
             active = self.runs.get(command.run_id)
             if active is None:
                 if not self._may_take(conn, command.run_id) or not leases.claim(
-                    conn, command.run_id, self.component_id, self._lease_until(now), now
+                    conn, [command.run_id], self.component_id, self._lease_until(now), now
                 ):
                     continue
-                active = self._adopt(conn, command.run_id, now)
+                active = next(iter(self._adopt(conn, [command.run_id], now)), None)
             if active is not None and command.kind == "clear":
                 task_id = command.payload.get("task_id")
                 active.graph.clear(

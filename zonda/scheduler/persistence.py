@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -39,12 +39,22 @@ class RunRow:
     started_at: datetime | None
 
 
-def load_run(conn: Connection, run_id: str) -> tuple[RunRow, list[TaskInstance]] | None:
-    row = conn.execute(select(runs).where(runs.c.run_id == run_id)).first()
-    if row is None:
-        return None
-    tis = conn.execute(select(task_instances).where(ti.run_id == run_id))
-    return _run_row(row), [_instance(r) for r in tis]
+LOAD_CHUNK = 500
+"""Runs loaded per pair of queries (a takeover may load thousands)."""
+
+
+def load_runs(conn: Connection, run_ids: Sequence[str]) -> list[tuple[RunRow, list[TaskInstance]]]:
+    """The runs of `run_ids` that exist, in that order, each with its task instances: two queries
+    per `LOAD_CHUNK` runs, however many runs a scheduler adopts at once."""
+    loaded: list[tuple[RunRow, list[TaskInstance]]] = []
+    for start in range(0, len(run_ids), LOAD_CHUNK):
+        chunk = list(run_ids[start : start + LOAD_CHUNK])
+        rows = {r.run_id: r for r in conn.execute(select(runs).where(runs.c.run_id.in_(chunk)))}
+        instances: dict[str, list[TaskInstance]] = {run_id: [] for run_id in rows}
+        for r in conn.execute(select(task_instances).where(ti.run_id.in_(list(rows)))):
+            instances[r.run_id].append(_instance(r))
+        loaded.extend((_run_row(rows[run_id]), instances[run_id]) for run_id in chunk if run_id in rows)
+    return loaded
 
 
 def runs_in_state(
