@@ -407,7 +407,7 @@ class Scheduler:
     def _adopt(
         self, conn: Connection, run_ids: Sequence[str], now: datetime, previous_owner: str | None = None
     ) -> list[ActiveRun]:
-        """Hold these claimed runs in memory, loaded together (one round trip for many runs)."""
+        """Hold these claimed runs in memory, loaded together (two queries however many runs)."""
         if previous_owner:
             self._follow(previous_owner)
         return [self._hold(conn, row, instances, now) for row, instances in load_runs(conn, run_ids)]
