@@ -98,10 +98,16 @@ def require_dag(conn: Connection, dag_id: str) -> DagRow:
 
 def require_latest_version(conn: Connection, dag_id: str) -> VersionRow:
     """The DAG's latest version (what new runs pin), or NotFoundError."""
-    row = require_dag(conn, dag_id)
-    version = db.get_version(conn, dag_id, row.latest_version)
+    return latest_version_of(conn, require_dag(conn, dag_id))
+
+
+def latest_version_of(conn: Connection, row: DagRow) -> VersionRow:
+    """The latest version of a DAG whose row the caller has read, or NotFoundError."""
+    version = db.get_version(conn, row.dag_id, row.latest_version)
     if version is None:
-        raise NotFoundError(f"DAG '{dag_id}' has no stored version {row.latest_version}; re-parse its file")
+        raise NotFoundError(
+            f"DAG '{row.dag_id}' has no stored version {row.latest_version}; re-parse its file"
+        )
     return version
 
 

@@ -29,7 +29,7 @@ from zonda.db.engine import read_txn, write_txn
 from zonda.errors import ConflictError, NotFoundError, ParamsError, ScheduleError
 from zonda.services.access import require, visible
 from zonda.services.audit import record
-from zonda.services.dags import check_dag, require_dag, require_latest_version
+from zonda.services.dags import check_dag, latest_version_of, require_dag, require_latest_version
 from zonda.services.times import as_utc
 
 if TYPE_CHECKING:
@@ -43,9 +43,10 @@ def trigger_run(svc: Services, dag_id: str, request: TriggerRequest) -> RunRecor
     """Start a run of the DAG's latest version now (paused DAGs too); ParamsError names each bad param."""
     tenant = check_dag(svc, dag_id, Action.OPERATE)
     with read_txn(svc.engine) as conn:
-        if not require_dag(conn, dag_id).active:
+        dag = require_dag(conn, dag_id)
+        if not dag.active:
             raise ConflictError(f"DAG '{dag_id}' is no longer in the DAG folder; restore its file to run it")
-        version = require_latest_version(conn, dag_id)
+        version = latest_version_of(conn, dag)
     params = validate_params(version.spec.params_schema, request.params)
     with write_txn(svc.engine) as conn:
         created = _create(conn, svc, version, params, request.key, RunTrigger.API, None)
