@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import pytest
 from sqlalchemy import Engine, event, text
 
 from zonda.db.engine import make_engine, read_txn, write_txn
-from zonda.db.write_lock import lock_path
+from zonda.db.write_lock import lock_path, write_lock
 
 WRITES = 150
 
@@ -104,3 +105,24 @@ def test_a_writer_waits_for_another_process_holding_the_lock_and_goes_on_when_it
     assert other.exitcode == 0
     assert _count(db) == (100 + WRITES, {"other": WRITES})
     engine.dispose()
+
+
+def _sleep(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+def test_a_child_forked_while_the_lock_is_held_does_not_keep_it_after_its_parent_lets_go(db: Path) -> None:
+    context = multiprocessing.get_context("fork")
+    with write_lock(db):
+        child = context.Process(target=_sleep, args=(30.0,))  # inherits the lock file's descriptor
+        child.start()
+    try:
+        writer = multiprocessing.get_context("spawn").Process(target=_write, args=(db, "after"))
+        writer.start()
+        writer.join(60)
+        assert writer.exitcode == 0, "a writer could not take the lock while the forked child lived"
+        assert child.is_alive()
+    finally:
+        child.kill()
+        child.join()
+    assert _count(db) == (WRITES, {"after": WRITES})

@@ -33,14 +33,18 @@ def lock_path(database: Path) -> Path:
 
 @contextmanager
 def write_lock(database: Path) -> Iterator[None]:
-    """Hold the DB's write lock for the block (not reentrant). The holder opens the file itself:
-    `flock()` locks belong to an open file, so forked processes never share one by accident."""
+    """Hold the DB's write lock for the block (not reentrant). The holder opens the file itself, as
+    `flock()` locks belong to an open file; it unlocks explicitly, since a child forked meanwhile
+    holds a copy of the descriptor and closing ours alone would not let go."""
     path = lock_path(database.absolute())
     threads = _in_process.setdefault(path, threading.Lock())
     with threads:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)
