@@ -20,7 +20,7 @@ from pathlib import Path
 
 SUFFIX = ".write-lock"
 
-_in_process: dict[Path, threading.Lock] = {}
+_in_process: dict[str, threading.Lock] = {}
 """Per DB, the lock that lines up this process's own threads, so that only one of them at a time
 competes for the file lock with other processes (a lock released wakes every waiter on it)."""
 os.register_at_fork(after_in_child=_in_process.clear)
@@ -37,7 +37,7 @@ def write_lock(database: Path) -> Iterator[None]:
     `flock()` locks belong to an open file; it unlocks explicitly, since a child forked meanwhile
     holds a copy of the descriptor and closing ours alone would not let go."""
     path = lock_path(database.absolute())
-    threads = _in_process.setdefault(path, threading.Lock())
+    threads = _in_process.setdefault(str(path), threading.Lock())  # str keys: setdefault is atomic
     with threads:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
