@@ -413,6 +413,7 @@ class Scheduler:
         return [self._hold(conn, row, instances, now) for row, instances in load_runs(conn, run_ids)]
 
     def _hold(self, conn: Connection, row: RunRow, instances: list[TaskInstance], now: datetime) -> ActiveRun:
+        """One loaded run as this scheduler's active run: started if it was queued, ready tasks found."""
         version = self.versions.get(conn, row.dag_id, row.version)
         graph = RunGraph(row.run_id, version.spec, row.params, instances)
         active = ActiveRun(
