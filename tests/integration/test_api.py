@@ -110,6 +110,15 @@ def test_trigger_creates_a_queued_run_with_every_task_pending(api: Api) -> None:
     assert api.waker.wakes == 1
 
 
+def test_a_nul_character_in_a_json_body_is_422_but_the_text_backslash_u0000_is_not_one(api: Api) -> None:
+    response = api.client.post("/api/v1/dags/default/etl/runs", json={"params": {"n": 1}, "key": "a\x00b"})
+    error = assert_error(response, 422, "invalid_params")
+    assert "body" in error["message"]
+    windows_path = "C:\\u0000\\logs"  # a backslash, then the letters u0000: no NUL
+    record = api.trigger(params={"n": 1, "label": windows_path})
+    assert record["params"]["label"] == windows_path
+
+
 def test_the_trigger_answers_with_the_run_exactly_as_it_reads_back(api: Api) -> None:
     created = api.trigger(params={"n": 5}, key="user-7")
     response = api.client.get(f"/api/v1/runs/{created['run_id']}")

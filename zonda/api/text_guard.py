@@ -21,9 +21,8 @@ async def refuse_nul_characters(request: Request) -> None:
     """An app-wide dependency: ParamsError if the path, the query or a JSON body holds a NUL."""
     places = {"path": unquote(request.url.path), "query": unquote(request.url.query)}
     found = [where for where, text in places.items() if "\x00" in text]
-    if (
-        request.headers.get("content-type", "").startswith("application/json")
-        and JSON_NUL in await request.body()
+    if request.headers.get("content-type", "").startswith("application/json") and _has_nul(
+        await request.body()
     ):
         found.append("body")
     if found:
