@@ -8,6 +8,7 @@ busy handler. With the file lock no writer of Zonda's ever meets SQLite's lock.
 from __future__ import annotations
 
 import multiprocessing
+import stat
 import threading
 import time
 from pathlib import Path
@@ -85,7 +86,7 @@ def test_writers_in_several_processes_and_threads_take_turns_without_meeting_sql
     counter, by_writer = _count(db)
     assert by_writer == {name: WRITES for name in ("process-0", "process-1", "thread-0", "thread-1")}
     assert counter == 4 * WRITES  # no lost update: each read-modify-write ran alone
-    assert lock_path(db).exists()
+    assert stat.S_IMODE(lock_path(db).stat().st_mode) == 0o600  # only the server's user may hold it
 
 
 def test_a_writer_waits_for_another_process_holding_the_lock_and_goes_on_when_it_lets_go(
