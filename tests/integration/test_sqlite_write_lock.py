@@ -114,7 +114,7 @@ def _sleep(seconds: float) -> None:
 
 def test_a_child_forked_while_the_lock_is_held_does_not_keep_it_after_its_parent_lets_go(db: Path) -> None:
     context = multiprocessing.get_context("fork")
-    with write_lock(db):
+    with write_lock(str(lock_path(db))):
         child = context.Process(target=_sleep, args=(30.0,))  # inherits the lock file's descriptor
         child.start()
     try:

@@ -6,14 +6,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
-from zonda.db.write_lock import write_lock
+from zonda.db.write_lock import lock_path, write_lock
 from zonda.errors import ConfigError
 
 WRITE = "zonda_write"
+
+_lock_files: WeakKeyDictionary[Engine, str] = WeakKeyDictionary()
+"""The write lock file of each engine on a SQLite file (`write_lock`), worked out once."""
 
 
 def make_engine(url: str, pool_size: int = 5) -> Engine:
@@ -33,11 +37,12 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
 
 
 def _sqlite_engine(url: str, database: str | None) -> Engine:
-    if database and database != ":memory:":
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(
         url, connect_args={"timeout": 60, "check_same_thread": False}, pool_size=4, max_overflow=8
     )
+    if database and database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        _lock_files[engine] = str(lock_path(Path(database).absolute()))
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -61,21 +66,13 @@ def _sqlite_engine(url: str, database: str | None) -> Engine:
 def write_txn(engine: Engine) -> Iterator[Connection]:
     """A transaction that writes. On SQLite it takes the write lock at BEGIN, so it never fails midway,
     after queueing for it on the DB's file lock (`write_lock`)."""
-    database = _sqlite_file(engine)
+    lock_file = _lock_files.get(engine)
     with (
-        write_lock(database) if database is not None else nullcontext(),
+        write_lock(lock_file) if lock_file is not None else nullcontext(),
         engine.connect() as conn,
         conn.execution_options(**{WRITE: True}).begin(),
     ):
         yield conn
-
-
-def _sqlite_file(engine: Engine) -> Path | None:
-    """The file of a SQLite DB (None for PostgreSQL and in-memory SQLite)."""
-    database = engine.url.database
-    if not is_sqlite(engine) or database in (None, "", ":memory:"):
-        return None
-    return Path(database)
 
 
 @contextmanager
@@ -83,7 +80,3 @@ def read_txn(engine: Engine) -> Iterator[Connection]:
     """A read-only transaction (a consistent snapshot on both databases)."""
     with engine.connect() as conn, conn.begin():
         yield conn
-
-
-def is_sqlite(engine: Engine) -> bool:
-    return engine.dialect.name == "sqlite"

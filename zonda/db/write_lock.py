@@ -32,14 +32,14 @@ def lock_path(database: Path) -> Path:
 
 
 @contextmanager
-def write_lock(database: Path) -> Iterator[None]:
-    """Hold the DB's write lock for the block (not reentrant). The holder opens the file itself, as
-    `flock()` locks belong to an open file; it unlocks explicitly, since a child forked meanwhile
-    holds a copy of the descriptor and closing ours alone would not let go."""
-    path = lock_path(database.absolute())
-    threads = _in_process.setdefault(str(path), threading.Lock())  # str keys: setdefault is atomic
+def write_lock(lock_file: str) -> Iterator[None]:
+    """Hold a DB's write lock (`lock_file`, from `lock_path`) for the block (not reentrant). The
+    holder opens the file itself, as `flock()` locks belong to an open file; it unlocks explicitly,
+    since a child forked meanwhile holds a copy of the descriptor and closing ours alone would not
+    let go."""
+    threads = _in_process.setdefault(lock_file, threading.Lock())  # str keys: setdefault is atomic
     with threads:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             try:
