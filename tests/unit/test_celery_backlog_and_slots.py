@@ -6,10 +6,12 @@ import json
 import os
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 
 from tests.unit.test_celery_parts import request
 from zonda.executors.celery.app import make_app
-from zonda.executors.celery.backlog import MAX_BUNDLE, RECENT_HORIZON, Backlog
+from zonda.executors.celery.backlog import MAX_BUNDLE, RECENT_HORIZON, Backlog, QueueCapacity
+from zonda.executors.celery.cpus import cgroup_cpu_quota, usable_cpus
 from zonda.executors.celery.events import RunningTask, WorkerHeartbeat
 from zonda.executors.celery.heartbeat import HeartbeatSender
 from zonda.executors.celery.slots import SlotReporter, SlotState, SlotTask
@@ -21,8 +23,10 @@ from zonda.worker.protocol import TaskRequest
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 
 
-def beat(worker: str, queues: tuple[str, ...], slots: int) -> WorkerHeartbeat:
-    return WorkerHeartbeat(worker, "host", queues, slots, (), NOW, NOW)
+def beat(
+    worker: str, queues: tuple[str, ...], slots: int, host: str = "host", cpus: int = 0
+) -> WorkerHeartbeat:
+    return WorkerHeartbeat(worker, host, queues, slots, (), NOW, NOW, cpus=cpus)
 
 
 def held(
@@ -150,14 +154,32 @@ def test_each_queue_is_bounded_by_its_own_slots() -> None:
     assert sorted(q for _, q in taken) == ["default", "default", "gpu"]
 
 
+def slots(capacity: dict[str, QueueCapacity]) -> dict[str, int]:
+    return {queue: c.slots for queue, c in capacity.items()}
+
+
 def test_live_slots_per_queue_come_from_heartbeats_heard_within_the_limit() -> None:
     tracker = LostWorkerTracker(interval=1.0)
     tracker.heartbeat(beat("cpu", ("default",), 2), set(), 0.0)
     tracker.heartbeat(beat("both", ("default", "gpu"), 1), set(), 1.0)
-    assert tracker.slots(2.0) == {"default": 3, "gpu": 1}
-    assert tracker.slots(3.5) == {"default": 1, "gpu": 1}, "cpu silent for 3 intervals: not counted"
+    assert slots(tracker.capacity(2.0)) == {"default": 3, "gpu": 1}
+    assert slots(tracker.capacity(3.5)) == {"default": 1, "gpu": 1}, "cpu silent for 3 intervals: not counted"
     tracker.grace(10.0)
-    assert tracker.slots(10.0) == {"default": 3, "gpu": 1}, "after a reconnect every worker gets its time"
+    assert slots(tracker.capacity(10.0)) == {"default": 3, "gpu": 1}, (
+        "after a reconnect every worker gets its time"
+    )
+
+
+def test_the_cpus_of_a_queue_count_each_machine_once_and_no_more_than_its_slots() -> None:
+    tracker = LostWorkerTracker(interval=1.0)
+    tracker.heartbeat(beat("a", ("default",), 16, host="m1", cpus=2), set(), 0.0)
+    tracker.heartbeat(beat("b", ("default", "gpu"), 4, host="m1", cpus=2), set(), 0.0)
+    tracker.heartbeat(beat("c", ("default",), 1, host="m2", cpus=8), set(), 0.0)
+    tracker.heartbeat(beat("d", ("gpu",), 3, host="m3"), set(), 0.0)
+    assert tracker.capacity(1.0) == {
+        "default": QueueCapacity(slots=21, cpus=2 + 1),
+        "gpu": QueueCapacity(slots=7, cpus=2 + 3),
+    }, "two workers of m1 share its 2 CPUs; m2's one slot uses one; d does not say: a CPU per slot"
 
 
 def test_requests_whose_attempt_ended_while_held_are_dropped() -> None:
@@ -192,16 +214,16 @@ def sizes(messages: list[tuple[list[TaskRequest], str]]) -> list[int]:
 def test_requests_of_a_queue_of_short_tasks_share_messages_in_the_backlogs_order() -> None:
     backlog = Backlog(queued_per_slot=4.0, queued_seconds=0.1, bundle_seconds=0.02)
     current = held(backlog, *(request(task_id=f"t{i}") for i in range(40)))
-    first = backlog.messages({"default": 2}, current, 0.0)
+    first = backlog.messages({"default": QueueCapacity(2, 2)}, current, 0.0)
     assert sizes(first) == [1, 1], "no pace yet: one per message"
     ended(backlog, [(r, q) for requests, q in first for r in requests], 0.1, 0.004, 0.004)
     assert backlog.bundle_size("default", 0.1) == 5, "4 ms tasks: five run in 20 ms"
-    messages = backlog.messages({"default": 2}, current, 0.1)
+    messages = backlog.messages({"default": QueueCapacity(2, 2)}, current, 0.1)
     assert sizes(messages) == [5, 5], "2 slots and 8 waiting (at most 4 per slot) in messages of 5"
     assert [r.task_id for requests, _ in messages for r in requests] == [f"t{i}" for i in range(2, 12)]
     assert {queue for _, queue in messages} == {"default"}
     ended(backlog, [(messages[0][0][0], "default")], 0.2, 0.004)
-    refill = backlog.messages({"default": 2}, current, 0.2)
+    refill = backlog.messages({"default": QueueCapacity(2, 2)}, current, 0.2)
     assert sizes(refill) == [], "one of ten ended: less than half the waiting share has room"
 
 
@@ -213,6 +235,21 @@ def test_free_slots_get_a_message_each_before_requests_share_one() -> None:
     assert sizes(backlog.bundle(taken, {"default": 4}, 0.1)) == [2, 2, 1, 1]
     assert sizes(backlog.bundle(taken, {"default": 0}, 0.1)) == [6]
     assert sizes(backlog.bundle(taken, {"default": 9}, 0.1)) == [1] * 6
+
+
+def test_short_tasks_go_to_no_more_free_slots_than_their_workers_have_cpus() -> None:
+    for cpus, expected in ((2, [5, 5]), (4, [3, 3, 2, 2]), (16, [1] * 10)):
+        backlog = Backlog(queued_per_slot=0.0, queued_seconds=0.1, bundle_seconds=0.02)
+        current = held(backlog, *(request(task_id=f"t{i}") for i in range(11)))
+        ended(backlog, backlog.take({"default": 1}, current, 0.0), 0.1, 0.001)
+        messages = backlog.messages({"default": QueueCapacity(16, cpus)}, current, 0.1)
+        assert sizes(messages) == expected, f"16 free slots, {cpus} CPUs"
+    slow = Backlog(queued_per_slot=0.0, queued_seconds=0.1, bundle_seconds=0.02)
+    current = held(slow, *(request(task_id=f"t{i}") for i in range(5)))
+    ended(slow, slow.take({"default": 1}, current, 0.0), 0.1, 0.5)
+    assert sizes(slow.messages({"default": QueueCapacity(16, 2)}, current, 0.1)) == [1] * 4, (
+        "long tasks: a message each, whatever the CPUs"
+    )
 
 
 def test_long_tasks_and_a_bundle_time_of_zero_get_one_message_each() -> None:
@@ -268,3 +305,20 @@ def test_a_worker_stopped_before_it_was_ready_stops_its_heartbeat_cleanly() -> N
     )
     beats.stop()  # never started: nothing to join
     assert beats.beat().running == ()
+
+
+def test_a_workers_cpus_are_its_affinity_lowered_to_its_cgroups_quota(tmp_path: Path) -> None:
+    affinity = len(os.sched_getaffinity(0))
+    proc = tmp_path / "cgroup"
+    proc.write_text("0::/team-a/worker\n")
+    limits = tmp_path / "fs" / "team-a" / "worker"
+    limits.mkdir(parents=True)
+    for cpu_max, expected in (("50000 100000", 1), ("max 100000", affinity), ("garbled", affinity)):
+        (limits / "cpu.max").write_text(cpu_max + "\n")
+        assert usable_cpus(proc, tmp_path / "fs") == expected, cpu_max
+    (limits / "cpu.max").write_text(f"{(affinity + 4) * 100000} 100000\n")
+    assert usable_cpus(proc, tmp_path / "fs") == affinity, "a quota above the affinity does not add CPUs"
+    proc.write_text("1:cpu:/v1-only\n")
+    assert usable_cpus(proc, tmp_path / "fs") == affinity, "cgroup v1: the affinity"
+    assert usable_cpus(tmp_path / "missing", tmp_path / "fs") == affinity
+    assert cgroup_cpu_quota(proc, tmp_path / "fs") is None

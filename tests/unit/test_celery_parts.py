@@ -108,8 +108,12 @@ def test_a_message_carries_one_request_or_several_each_with_its_task_id() -> Non
 
 
 def test_heartbeats_survive_their_json_frame() -> None:
-    beat = WorkerHeartbeat("w@h", "h", ("default", "gpu"), 4, (RunningTask("r", "t", -1, 2, "q"),), NOW, NOW)
+    beat = WorkerHeartbeat(
+        "w@h", "h", ("default", "gpu"), 4, (RunningTask("r", "t", -1, 2, "q"),), NOW, NOW, cpus=2
+    )
     assert WorkerHeartbeat.from_json(beat.to_json()) == beat
+    older = {k: v for k, v in beat.to_json().items() if k != "cpus"}
+    assert WorkerHeartbeat.from_json(older).cpus == 0, "a worker that does not say its CPUs"
     with pytest.raises(ProtocolError):
         WorkerHeartbeat.from_json({"type": "WorkerHeartbeat"})
 

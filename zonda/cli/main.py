@@ -369,7 +369,8 @@ def worker_command(
         str, typer.Option("--queues", "-Q", help="Comma-separated queues to take tasks from.")
     ] = "default",
     concurrency: Annotated[
-        int | None, typer.Option("--concurrency", "-c", min=1, help="Pool processes (default: one per CPU).")
+        int | None,
+        typer.Option("--concurrency", "-c", min=1, help="Slot processes (default: one per CPU it may use)."),
     ] = None,
     name: Annotated[
         str | None, typer.Option("--name", "-n", help="Worker id (default: zonda-PID@HOST).")

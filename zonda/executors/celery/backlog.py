@@ -14,11 +14,13 @@ publishes that half at once.
 Requests published together to a queue whose recent tasks are short share messages (`bundle`):
 each message costs a slot a few milliseconds of Celery's work however short its task, so up to
 `MAX_BUNDLE` requests that run about `bundle_seconds` together go as one, run one after another
-by the slot that takes it. Free slots get a message each first, so bundling never leaves a slot
-idle that a request could have; a queue without recent tasks, or of long ones, gets one message
-per request.
+by the slot that takes it. Free slots get a message each first, but no more of them than the
+queue's workers have CPUs: slots beyond the CPUs would run those tasks no sooner, only take turns
+on the same CPUs, each paying for its own message. A queue without recent tasks, or of long
+ones, gets one message per request, whatever its CPUs.
 
-The slots of the live workers per queue come from their heartbeats (`tracker.LostWorkerTracker.slots`).
+The slots and CPUs of the live workers per queue come from their heartbeats
+(`tracker.LostWorkerTracker.capacity`).
 A queue that no live worker consumes gets all its requests at once: a worker that starts later
 finds them in the broker. Pure bookkeeping: callers pass the clock.
 """
@@ -44,6 +46,14 @@ RECENT_HORIZON = 2.0
 MAX_BUNDLE = 8
 """Requests in one message at most: a slot that dies fails, or leaves to be queued again, those
 behind the one it runs."""
+
+
+@dataclass(frozen=True, slots=True)
+class QueueCapacity:
+    """What a queue's live workers have: slots to run its tasks, and the CPUs those slots share."""
+
+    slots: int
+    cpus: int
 
 
 @dataclass(order=True, slots=True)
@@ -90,25 +100,30 @@ class Backlog:
         return taken
 
     def messages(
-        self, slots: dict[str, int], current: dict[TIRef, TaskRequest], now: float
+        self, capacity: dict[str, QueueCapacity], current: dict[TIRef, TaskRequest], now: float
     ) -> list[tuple[list[TaskRequest], str]]:
         """`take`, grouped into the messages to publish (`bundle`), each with its queue."""
-        free = {queue: max(0, slots.get(queue, 0) - self._published[queue]) for queue in self._held}
-        return self.bundle(self.take(slots, current, now), free, now)
+        slots = {queue: c.slots for queue, c in capacity.items()}
+        spread = {
+            queue: min(max(0, c.slots - self._published[queue]), c.cpus)
+            for queue, c in capacity.items()
+            if queue in self._held
+        }
+        return self.bundle(self.take(slots, current, now), spread, now)
 
     def bundle(
-        self, taken: list[tuple[TaskRequest, str]], free: dict[str, int], now: float
+        self, taken: list[tuple[TaskRequest, str]], spread: dict[str, int], now: float
     ) -> list[tuple[list[TaskRequest], str]]:
-        """The messages to publish `taken` in, in its order: per queue, one per free slot (`free`:
-        slots no published request held before the take) or as few as `bundle_size` allows,
-        whichever is more."""
+        """The messages to publish `taken` in, in its order: per queue, one per slot it may spread
+        to (`spread`: slots no published request held before the take, at most one per CPU) or as
+        few as `bundle_size` allows, whichever is more."""
         by_queue: dict[str, list[TaskRequest]] = {}
         for request, queue in taken:
             by_queue.setdefault(queue, []).append(request)
         messages: list[tuple[list[TaskRequest], str]] = []
         for queue, requests in by_queue.items():
             count = max(
-                min(len(requests), free.get(queue, 0)),
+                min(len(requests), spread.get(queue, 0)),
                 math.ceil(len(requests) / self.bundle_size(queue, now)),
             )
             share, extra = divmod(len(requests), count)

@@ -90,6 +90,8 @@ class WorkerHeartbeat:
     running: tuple[RunningTask, ...]
     started_at: datetime
     sent_at: datetime
+    cpus: int = 0
+    """CPUs its slots share (`cpus.usable_cpus`); 0 from a worker that does not say."""
     version: int = PROTOCOL_VERSION
 
     def to_json(self) -> dict[str, Any]:
@@ -103,6 +105,7 @@ class WorkerHeartbeat:
             "running": [asdict(r) for r in self.running],
             "started_at": self.started_at.isoformat(),
             "sent_at": self.sent_at.isoformat(),
+            "cpus": self.cpus,
         }
 
     @classmethod
@@ -119,6 +122,7 @@ class WorkerHeartbeat:
                 running=tuple(RunningTask(**r) for r in data["running"]),
                 started_at=datetime.fromisoformat(data["started_at"]),
                 sent_at=datetime.fromisoformat(data["sent_at"]),
+                cpus=int(data.get("cpus", 0)),
                 version=int(data.get("version", PROTOCOL_VERSION)),
             )
         except (KeyError, TypeError, ValueError) as exc:

@@ -415,7 +415,7 @@ class CeleryExecutor:
         after each batch of reports it receives (`_on_tick`), so refills do not wait for the loop."""
         with self._lock:
             now = time.monotonic()
-            messages = self._backlog.messages(self._tracker.slots(now), self._inflight, now)
+            messages = self._backlog.messages(self._tracker.capacity(now), self._inflight, now)
         self._publish(messages)
 
     def _publish(self, messages: list[tuple[list[TaskRequest], str]]) -> None:

@@ -34,12 +34,14 @@ class HeartbeatSender:
         concurrency: int,
         interval: float,
         running: Callable[[], Sequence[RunningTask]],
+        cpus: int = 0,
     ) -> None:
         self.app = app
         self.running = running
         self.worker_id = worker_id
         self.queues = tuple(queues)
         self.concurrency = concurrency
+        self.cpus = cpus
         self.interval = interval
         self.started_at = datetime.now(UTC)
         self._stop = threading.Event()
@@ -63,6 +65,7 @@ class HeartbeatSender:
             running=tuple(self.running()),
             started_at=self.started_at,
             sent_at=datetime.now(UTC),
+            cpus=self.cpus,
         )
 
     def _run(self) -> None:

@@ -25,6 +25,7 @@ from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING
 
 from zonda.executors.celery.app import make_app
+from zonda.executors.celery.cpus import usable_cpus
 from zonda.executors.celery.events import RunningTask, lost_report, publish_report
 from zonda.executors.celery.heartbeat import HeartbeatSender
 from zonda.executors.celery.slot import SlotSpec, run_slot
@@ -87,7 +88,7 @@ class WorkerSupervisor:
         self._delays: dict[int, float] = {}
         self._restart_at: dict[int, float] = {}
         self._heartbeat = HeartbeatSender(
-            self.app, worker_id, queues, concurrency, settings.heartbeat_interval, self.running
+            self.app, worker_id, queues, concurrency, settings.heartbeat_interval, self.running, usable_cpus()
         )
 
     def run(self) -> int:

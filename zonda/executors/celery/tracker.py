@@ -15,6 +15,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 from zonda.executors.base import TIRef
+from zonda.executors.celery.backlog import QueueCapacity
 from zonda.executors.celery.events import RunningTask, WorkerHeartbeat, lost_report
 from zonda.worker.protocol import TaskFinished, TaskStarted
 
@@ -38,7 +39,7 @@ class LostWorkerTracker:
         self.limit = interval * misses
         self._attempts: dict[TIRef, _Attempt] = {}
         self._workers: dict[str, float] = {}
-        self._consumers: dict[str, tuple[tuple[str, ...], int]] = {}
+        self._consumers: dict[str, WorkerHeartbeat] = {}
         self._reported: OrderedDict[tuple[TIRef, int], None] = OrderedDict()
 
     def started(self, message: TaskStarted, reply_to: str, now: float) -> None:
@@ -56,7 +57,7 @@ class LostWorkerTracker:
     def heartbeat(self, beat: WorkerHeartbeat, queues: Collection[str], now: float) -> None:
         """A worker is alive; refresh the attempts it runs for the reply queues in `queues`."""
         self._workers[beat.worker_id] = now
-        self._consumers[beat.worker_id] = (beat.queues, beat.concurrency)
+        self._consumers[beat.worker_id] = beat
         for task in beat.running:
             if task.reply_to in queues:
                 self._see(task, beat.worker_id, now)
@@ -91,15 +92,26 @@ class LostWorkerTracker:
                 self._consumers.pop(worker, None)
         return reports
 
-    def slots(self, now: float) -> dict[str, int]:
-        """Slots of the workers heard within `limit`, per queue they consume (a worker on two queues
-        counts for both)."""
+    def capacity(self, now: float) -> dict[str, QueueCapacity]:
+        """Slots of the workers heard within `limit` per queue they consume (a worker on two queues
+        counts for both), and the CPUs those slots share: per machine (hostname), no more than its
+        workers' slots on the queue nor the most CPUs one of its workers reported (a worker that
+        reports none counts a CPU per slot)."""
         slots: dict[str, int] = {}
-        for worker, (queues, concurrency) in self._consumers.items():
-            if now - self._workers[worker] <= self.limit:
-                for queue in queues:
-                    slots[queue] = slots.get(queue, 0) + concurrency
-        return slots
+        host_slots: dict[tuple[str, str], int] = {}
+        host_cpus: dict[str, int] = {}
+        for worker, beat in self._consumers.items():
+            if now - self._workers[worker] > self.limit:
+                continue
+            host_cpus[beat.hostname] = max(host_cpus.get(beat.hostname, 0), beat.cpus or beat.concurrency)
+            for queue in beat.queues:
+                slots[queue] = slots.get(queue, 0) + beat.concurrency
+                key = (queue, beat.hostname)
+                host_slots[key] = host_slots.get(key, 0) + beat.concurrency
+        cpus: dict[str, int] = {}
+        for (queue, host), count in host_slots.items():
+            cpus[queue] = cpus.get(queue, 0) + min(count, host_cpus[host])
+        return {queue: QueueCapacity(count, cpus[queue]) for queue, count in slots.items()}
 
     def _see(self, task: RunningTask, worker: str, now: float) -> None:
         if (task.ti_key, task.try_number) in self._reported:

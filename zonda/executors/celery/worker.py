@@ -15,6 +15,7 @@ import socket
 
 from celery.utils.nodenames import default_nodename, host_format
 
+from zonda.executors.celery.cpus import usable_cpus
 from zonda.executors.celery.supervisor import WorkerSupervisor
 from zonda.settings import Settings
 
@@ -40,6 +41,6 @@ def run_worker(
     """
     logging.basicConfig(level=loglevel, format=LOG_FORMAT)
     supervisor = WorkerSupervisor(
-        settings, worker_id(name), queues, concurrency or os.cpu_count() or 1, loglevel, tenant
+        settings, worker_id(name), queues, concurrency or usable_cpus(), loglevel, tenant
     )
     return supervisor.run()
