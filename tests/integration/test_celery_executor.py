@@ -42,6 +42,7 @@ from zonda.db.workers import Worker as WorkerRow
 from zonda.db.workers import record_heartbeats
 from zonda.executors.celery.app import make_app
 from zonda.executors.celery.codec import encode
+from zonda.executors.celery.cpus import usable_cpus
 from zonda.executors.celery.executor import CeleryExecutor, celery_task_id
 from zonda.scheduler.wakeup import NullWaker
 from zonda.settings import Settings
@@ -233,6 +234,7 @@ def test_worker_heartbeats_are_listed_by_the_api(
     gpu = listed[workers["gpu"].id]
     assert gpu["queues"] == [queues["gpu"]]
     assert gpu["concurrency"] == 2 and gpu["alive"] is True and gpu["running"] == []
+    assert gpu["cpus"] == usable_cpus(), "the CPUs its slots share, from its heartbeat"
     assert datetime.fromisoformat(str(gpu["heartbeat_at"]).replace("Z", "+00:00")) <= datetime.now(UTC)
 
 

@@ -176,14 +176,15 @@ def pools_view(pools: Sequence[PoolRecord]) -> None:
 def workers_view(workers: Sequence[WorkerRecord]) -> None:
     """Workers, their queues and what they run; gone ones (no recent heartbeat) dimmed."""
     table = Table(box=None, pad_edge=False)
-    for name in ("worker", "host", "queues", "running", "heartbeat", "started"):
+    for name in ("worker", "host", "queues", "cpus", "running", "heartbeat", "started"):
         table.add_column(name, no_wrap=name != "running")
     for w in workers:
         running = ", ".join(
             f"{r.run_id}/{r.task_id}" + ("" if r.map_index < 0 else f"[{r.map_index}]") for r in w.running
         )
         table.add_row(
-            w.worker_id, w.hostname, ",".join(w.queues), f"{len(w.running)}/{w.concurrency} {running}".strip(),
+            w.worker_id, w.hostname, ",".join(w.queues), str(w.cpus or "?"),
+            f"{len(w.running)}/{w.concurrency} {running}".strip(),
             Text(f"{w.heartbeat_age_seconds:.1f}s ago", style="" if w.alive else "dim red"), when(w.started_at),
             style=None if w.alive else "dim",
         )  # fmt: skip

@@ -270,6 +270,7 @@ workers = Table(
     Column("hostname", String(ID), nullable=False),
     Column("queues", JSON, nullable=False, default=list),
     Column("concurrency", Integer, nullable=False),
+    Column("cpus", Integer),
     Column("running", JSON, nullable=False, default=list),
     Column("started_at", UTCDateTime, nullable=False),
     Column("heartbeat_at", UTCDateTime, nullable=False),

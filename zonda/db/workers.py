@@ -30,6 +30,8 @@ class Worker:
     started_at: datetime
     heartbeat_at: datetime
     running: list[dict[str, Any]] = field(default_factory=list)
+    cpus: int | None = None
+    """CPUs its slots share, as the worker found them; None from a worker that does not say."""
 
 
 def record_heartbeats(conn: Connection, beats: Sequence[Worker]) -> None:
@@ -54,6 +56,7 @@ def list_workers(conn: Connection) -> list[Worker]:
             started_at=r.started_at,
             heartbeat_at=r.heartbeat_at,
             running=list(r.running),
+            cpus=r.cpus,
         )
         for r in rows
     ]
@@ -70,6 +73,7 @@ def _row(beat: Worker) -> dict[str, Any]:
         "hostname": beat.hostname,
         "queues": list(beat.queues),
         "concurrency": beat.concurrency,
+        "cpus": beat.cpus,
         "running": list(beat.running),
         "started_at": beat.started_at,
         "heartbeat_at": beat.heartbeat_at,

@@ -34,6 +34,7 @@ def list_workers(svc: Services) -> list[WorkerRecord]:
                 hostname=w.hostname,
                 queues=w.queues,
                 concurrency=w.concurrency,
+                cpus=w.cpus,
                 running=[
                     RunningAttempt.model_validate(r)
                     for r in w.running

@@ -219,6 +219,11 @@ class WorkerRecord(BaseModel):
     hostname: str
     queues: list[str]
     concurrency: int
+    cpus: int | None = Field(
+        None,
+        description="CPUs its slots share, as the worker found them (CPU affinity, lowered to its cgroup v2 "
+        "quota); null from a worker that does not say",
+    )
     running: list[RunningAttempt] = Field(default_factory=list)
     started_at: Timestamp
     heartbeat_at: Timestamp
