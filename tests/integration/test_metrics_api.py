@@ -270,6 +270,8 @@ def test_system_is_ok_with_a_live_scheduler_and_lists_each_tenants_load(api: Api
     assert body["database"]["reachable"] is True
     assert [(s["id"], s["alive"]) for s in body["schedulers"]] == [("scheduler-live", True)]
     assert [(w["worker_id"], w["cpus"]) for w in body["workers"]] == [("worker-1", 2)]
+    api.client.cookies.set(SESSION_COOKIE, api.tokens["alice"])
+    assert "<td>4</td><td>2</td>" in api.client.get("/system").text, "the System page: 4 slots on 2 CPUs"
     assert body["tenants"] == [
         {
             "tenant_id": "team-a",
