@@ -87,8 +87,9 @@ def test_a_scheduler_forgets_schedulers_and_workers_silent_past_the_retention(
 
 
 def test_the_api_lists_workers_and_tells_which_are_alive(
-    engine: Engine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    engine: Engine, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("COLUMNS", "120")  # one line per worker, whatever the terminal running the tests
     now = datetime.now(UTC)
     with write_txn(engine) as conn:
         record_heartbeats(
