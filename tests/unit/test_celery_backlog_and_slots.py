@@ -309,16 +309,38 @@ def test_a_worker_stopped_before_it_was_ready_stops_its_heartbeat_cleanly() -> N
 
 def test_a_workers_cpus_are_its_affinity_lowered_to_its_cgroups_quota(tmp_path: Path) -> None:
     affinity = len(os.sched_getaffinity(0))
-    proc = tmp_path / "cgroup"
+    proc, fs = tmp_path / "cgroup", tmp_path / "fs"
     proc.write_text("0::/team-a/worker\n")
-    limits = tmp_path / "fs" / "team-a" / "worker"
+    limits = fs / "team-a" / "worker"
     limits.mkdir(parents=True)
     for cpu_max, expected in (("50000 100000", 1), ("max 100000", affinity), ("garbled", affinity)):
         (limits / "cpu.max").write_text(cpu_max + "\n")
-        assert usable_cpus(proc, tmp_path / "fs") == expected, cpu_max
+        assert usable_cpus(proc, fs) == expected, cpu_max
     (limits / "cpu.max").write_text(f"{(affinity + 4) * 100000} 100000\n")
-    assert usable_cpus(proc, tmp_path / "fs") == affinity, "a quota above the affinity does not add CPUs"
-    proc.write_text("1:cpu:/v1-only\n")
-    assert usable_cpus(proc, tmp_path / "fs") == affinity, "cgroup v1: the affinity"
-    assert usable_cpus(tmp_path / "missing", tmp_path / "fs") == affinity
-    assert cgroup_cpu_quota(proc, tmp_path / "fs") is None
+    assert usable_cpus(proc, fs) == affinity, "a quota above the affinity does not add CPUs"
+    assert usable_cpus(tmp_path / "missing", fs) == affinity
+    assert cgroup_cpu_quota(tmp_path / "missing", fs) is None
+
+
+def test_cgroup_quotas_are_read_from_v1_v2_and_a_containers_own_view(tmp_path: Path) -> None:
+    proc, fs = tmp_path / "cgroup", tmp_path / "fs"
+    v1 = fs / "cpu,cpuacct" / "kubepods" / "pod1"
+    v1.mkdir(parents=True)
+    (v1 / "cpu.cfs_quota_us").write_text("250000\n")
+    (v1 / "cpu.cfs_period_us").write_text("100000\n")
+    proc.write_text("4:cpu,cpuacct:/kubepods/pod1\n1:name=systemd:/kubepods/pod1\n0::/kubepods/pod1\n")
+    assert cgroup_cpu_quota(proc, fs) == 2.5, "the cpu controller on v1 wins over an empty v2 group"
+    (v1 / "cpu.cfs_quota_us").write_text("-1\n")
+    assert cgroup_cpu_quota(proc, fs) is None, "v1 without a quota"
+    own = fs / "cpu,cpuacct"
+    (own / "cpu.cfs_quota_us").write_text("100000\n")
+    (own / "cpu.cfs_period_us").write_text("100000\n")
+    proc.write_text("4:cpu,cpuacct:/kubepods/pod2\n")
+    assert cgroup_cpu_quota(proc, fs) == 1.0, (
+        "the host's path is not there: the mount is the container's group"
+    )
+    (fs / "cpu.max").write_text("150000 100000\n")
+    proc.write_text("0::/not/visible\n")
+    assert cgroup_cpu_quota(proc, fs) == 1.5, "v2, from inside a container"
+    proc.write_text("1:name=systemd:/\n")
+    assert cgroup_cpu_quota(proc, fs) is None, "no cpu controller at all"

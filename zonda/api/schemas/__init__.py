@@ -221,7 +221,7 @@ class WorkerRecord(BaseModel):
     concurrency: int
     cpus: int | None = Field(
         None,
-        description="CPUs its slots share, as the worker found them (CPU affinity, lowered to its cgroup v2 "
+        description="CPUs its slots share, as the worker found them (CPU affinity, lowered to its cgroup "
         "quota); null from a worker that does not say",
     )
     running: list[RunningAttempt] = Field(default_factory=list)

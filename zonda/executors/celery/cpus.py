@@ -1,14 +1,15 @@
 """How many CPUs a worker's slot processes can run on: its default concurrency, and what its
 heartbeats tell schedulers so that short tasks go to no more slots at once than there are CPUs.
 
-The process's CPU affinity, lowered to the CPU quota of its cgroup (cgroup v2 `cpu.max`), where
-one is set: a container limited to 2 CPUs on a 64-CPU machine has 2.
+The process's CPU affinity, lowered to the CPU quota of its cgroup (v1 or v2), where one is set:
+a container limited to 2 CPUs on a 64-CPU machine has 2.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -22,17 +23,46 @@ def usable_cpus(proc_cgroup: Path = Path("/proc/self/cgroup"), cgroup_root: Path
 
 
 def cgroup_cpu_quota(proc_cgroup: Path, cgroup_root: Path) -> float | None:
-    """CPUs' worth of time the process's cgroup v2 may use (quota / period), or None where no
-    quota is set or cgroup v2 is not mounted."""
+    """CPUs' worth of time the process's cgroup may use (quota / period): cgroup v1's
+    `cpu.cfs_quota_us` / `cpu.cfs_period_us` where the `cpu` controller is on v1, else v2's
+    `cpu.max`. None where no quota is set or none can be read. The group is looked for at its path
+    under the mount, then at the mount itself: a container that does not see the host's path sees
+    its own group there."""
     try:
         lines = proc_cgroup.read_text().splitlines()
     except OSError:
         return None
-    group = next((line[3:] for line in lines if line.startswith("0::")), None)
-    if group is None:
-        return None
-    try:
-        quota, period = (cgroup_root / group.lstrip("/") / "cpu.max").read_text().split()
-        return None if quota == "max" else int(quota) / int(period)
-    except (OSError, ValueError, ZeroDivisionError):
-        return None
+    groups: dict[str, tuple[Path, str]] = {}
+    for line in lines:
+        hierarchy, _, rest = line.partition(":")
+        controllers, _, group = rest.partition(":")
+        if "cpu" in controllers.split(","):
+            groups["v1"] = (cgroup_root / controllers, group)
+        elif hierarchy == "0" and not controllers:
+            groups["v2"] = (cgroup_root, group)
+    if "v1" in groups:
+        return _read_quota(*groups["v1"], _v1_quota)
+    if "v2" in groups:
+        return _read_quota(*groups["v2"], _v2_quota)
+    return None
+
+
+def _read_quota(mount: Path, group: str, read: Callable[[Path], float | None]) -> float | None:
+    for folder in (mount / group.lstrip("/"), mount):
+        try:
+            return read(folder)
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError, ZeroDivisionError):
+            return None
+    return None
+
+
+def _v1_quota(folder: Path) -> float | None:
+    quota = int((folder / "cpu.cfs_quota_us").read_text())
+    return None if quota < 0 else quota / int((folder / "cpu.cfs_period_us").read_text())
+
+
+def _v2_quota(folder: Path) -> float | None:
+    quota, period = (folder / "cpu.max").read_text().split()
+    return None if quota == "max" else int(quota) / int(period)
