@@ -24,7 +24,7 @@ NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 
 
 def beat(
-    worker: str, queues: tuple[str, ...], slots: int, host: str = "host", cpus: int = 0
+    worker: str, queues: tuple[str, ...], slots: int, host: str = "host", cpus: int | None = None
 ) -> WorkerHeartbeat:
     return WorkerHeartbeat(worker, host, queues, slots, (), NOW, NOW, cpus=cpus)
 

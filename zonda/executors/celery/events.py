@@ -90,8 +90,8 @@ class WorkerHeartbeat:
     running: tuple[RunningTask, ...]
     started_at: datetime
     sent_at: datetime
-    cpus: int = 0
-    """CPUs its slots share (`cpus.usable_cpus`); 0 from a worker that does not say."""
+    cpus: int | None = None
+    """CPUs its slots share (`cpus.usable_cpus`); None from a worker that does not say."""
     version: int = PROTOCOL_VERSION
 
     def to_json(self) -> dict[str, Any]:
@@ -122,7 +122,7 @@ class WorkerHeartbeat:
                 running=tuple(RunningTask(**r) for r in data["running"]),
                 started_at=datetime.fromisoformat(data["started_at"]),
                 sent_at=datetime.fromisoformat(data["sent_at"]),
-                cpus=int(data.get("cpus", 0)),
+                cpus=None if data.get("cpus") is None else int(data["cpus"]),
                 version=int(data.get("version", PROTOCOL_VERSION)),
             )
         except (KeyError, TypeError, ValueError) as exc:

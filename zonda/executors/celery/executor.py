@@ -461,7 +461,7 @@ def _worker_row(beat: WorkerHeartbeat) -> Worker:
         hostname=beat.hostname,
         queues=list(beat.queues),
         concurrency=beat.concurrency,
-        cpus=beat.cpus or None,
+        cpus=beat.cpus,
         started_at=beat.started_at,
         heartbeat_at=datetime.now(UTC),
         running=[

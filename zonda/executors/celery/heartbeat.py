@@ -34,7 +34,7 @@ class HeartbeatSender:
         concurrency: int,
         interval: float,
         running: Callable[[], Sequence[RunningTask]],
-        cpus: int = 0,
+        cpus: int | None = None,
     ) -> None:
         self.app = app
         self.running = running
