@@ -84,6 +84,12 @@ def nap() -> str:
     return "rested"
 
 
+@task
+def doze() -> str:
+    time.sleep(2)
+    return "awake"
+
+
 @dag
 def celery_dag() -> None:
     hello()
@@ -91,6 +97,7 @@ def celery_dag() -> None:
     slow_first()
     die_first()
     nap()
+    doze()
 """
 
 

@@ -45,7 +45,11 @@ class ZondaServer:
         self.home.mkdir(parents=True, exist_ok=True)
         log = (self.home / "server.out").open("ab")
         self.proc = subprocess.Popen(
-            [*args, "--workers", str(self.workers)], env=self.env, stdout=log, stderr=log
+            [*args, "--workers", str(self.workers)],
+            env=self.env,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
         )
         try:
             self.wait_until(lambda: self._ready(expect_dags), 60, "server ready")
@@ -65,6 +69,16 @@ class ZondaServer:
             self.proc.send_signal(signal.SIGTERM)
             self.proc.wait(30)
         self.proc = None
+
+    def signal_group(self, signum: int) -> int:
+        """Send `signum` to the server's whole process group, as a terminal's Ctrl-C or systemd's stop
+        does, and wait for it to exit; returns its exit code."""
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signum)
+        code = self.proc.wait(60)
+        self.proc = None
+        self.wait_until(self._port_free, 30, "port released")
+        return code
 
     def kill(self) -> None:
         """SIGKILL the whole server (the supervisor; its children die with it)."""

@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -402,6 +403,36 @@ def test_killing_a_running_attempt_of_a_message_ends_its_slot_and_those_behind_i
     assert (root / "marks" / f"{stuck.run_id}.slow_first").read_text() == "1\n", "the killed attempt ran once"
     assert not Path(behind.log_path).exists(), "the attempt behind the killed one ran"
     assert "Terminating" in worker.output()
+
+
+@pytest.mark.parametrize("then_now", [False, True], ids=["warm", "then-SIGQUIT"])
+def test_a_sigterm_to_the_workers_whole_group_lets_the_running_task_finish(
+    broker: str, root: Path, dag: Dag, then_now: bool
+) -> None:
+    """systemd stops a unit by sending SIGTERM to each of its processes: the supervisor, the slots and
+    the fork server the slots come from. The running task still ends as with SIGTERM to the supervisor;
+    a SIGQUIT after it stops the task at once, reported lost."""
+    queue = unique("stopping")
+    worker = Worker(broker, root, [queue], concurrency=1)
+    executor = make_executor(broker)
+    try:
+        executor.submit([dag.request("doze", queue=queue)])
+        collect(executor, lambda m: any(isinstance(x, TaskStarted) for x in m))
+        os.killpg(worker.proc.pid, signal.SIGTERM)
+        if then_now:
+            time.sleep(0.2)
+            worker.proc.send_signal(signal.SIGQUIT)
+        [outcome] = finished(collect(executor, lambda m: len(finished(m)) == 1, timeout=15))
+        assert worker.proc.wait(15) == 0
+    finally:
+        executor.stop()
+        worker.stop()
+    if then_now:
+        assert not outcome.ok and outcome.error is not None and outcome.error.startswith("WorkerLostError")
+        assert outcome.ended_at - outcome.started_at < timedelta(seconds=1.5), "the task ran on"
+    else:
+        assert (outcome.ok, outcome.error) == (True, None)
+        assert "WorkerLostError" not in worker.output()
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the warning is about running as root")

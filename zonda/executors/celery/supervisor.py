@@ -39,8 +39,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 _ctx = multiprocessing.get_context("forkserver")
-PRELOAD = ["zonda.executors.celery.slot"]
-"""Imported once by the fork server: a slot is a fork (milliseconds), not a Python start (a second)."""
+PRELOAD = ["zonda.executors.forkserver_preload", "zonda.executors.celery.slot"]
+"""Imported once by the fork server: a slot is a fork (milliseconds), not a Python start (a second).
+The first module makes the fork server ignore SIGTERM (`forkserver_preload`)."""
 
 RESTART_DELAY = (0.5, 30.0)
 """A slot that keeps dying soon after its start is started again after 0.5 s, doubling up to 30 s."""

@@ -28,10 +28,11 @@ from zonda.worker.protocol import TaskFinished, TaskRequest, WorkerMessage
 
 log = logging.getLogger(__name__)
 _ctx = multiprocessing.get_context("forkserver")
-PRELOAD = ["zonda.executors.local.worker_main"]
+PRELOAD = ["zonda.executors.forkserver_preload", "zonda.executors.local.worker_main"]
 """Imported once by the fork server, so a new worker is a fork (~6 ms), not a Python start (~200 ms):
 a tenant taking a worker back after another tenant's burst does not wait for one. No tenant code
-is imported there; workers import DAG modules themselves, after taking their tenant's identity."""
+is imported there; workers import DAG modules themselves, after taking their tenant's identity.
+The first module makes the fork server ignore SIGTERM (`forkserver_preload`)."""
 
 
 @dataclass

@@ -77,7 +77,10 @@ def worker_main(conn: Connection, config: WorkerConfig) -> None:
     """
     die_with_parent(config.parent_pid)
     scrub_environment()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # The scheduler stops its workers itself (`LocalExecutor.stop`), also when a terminal's Ctrl-C or
+    # a process manager's SIGTERM reaches every process of the group.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
     if config.nice:
         os.nice(config.nice)
     loader = DagLoader()
