@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ from typer.testing import CliRunner, Result
 
 from tests.identity import admin_token
 from tests.integration.dag_seed import load_dags, seed_dag
-from tests.integration.server import serve_in_thread
+from tests.integration.server import ZONDA, free_port, serve_in_thread
 from zonda.api.app import create_app
 from zonda.api.schemas import DagRecord, RunPage, RunRecord
 from zonda.cli.main import app
@@ -383,3 +384,20 @@ def test_tenants_are_created_and_listed_by_a_superuser(server: Server, tmp_path:
     listed = json.loads(server("tenants", "list", "--json").stdout)
     team = next(t for t in listed if t["tenant_id"] == "team-cli")
     assert team["max_running_tasks"] == 3 and team["dag_folders"] == [str(tmp_path.resolve())]
+
+
+def test_up_on_a_port_in_use_stops_at_once_and_says_why(tmp_path: Path) -> None:
+    port = free_port()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        up = subprocess.run(
+            [ZONDA, "up", "--home", str(tmp_path / "home"), "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert up.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in up.stderr and "--port" in up.stderr
+    assert "Zonda is starting" not in up.stdout

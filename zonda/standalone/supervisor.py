@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -12,6 +13,7 @@ from multiprocessing.process import BaseProcess
 
 from zonda.db.engine import make_engine
 from zonda.db.migrate import upgrade
+from zonda.errors import ConfigError
 from zonda.scheduler.wakeup import NullWaker
 from zonda.services.bootstrap import Bootstrapped, ensure_admin, ensure_default_tenant
 from zonda.services.context import Services
@@ -31,6 +33,7 @@ COMPONENTS: dict[str, Entry] = {
 
 def serve(settings: Settings, on_ready: Callable[[Settings], None] | None = None) -> None:
     """Run Zonda in the foreground until SIGINT/SIGTERM; unfinished runs resume on the next start."""
+    check_port_free(settings.host, settings.port)
     prepare(settings, embedded=True)
     stop = on_stop_signals().stop
     children = {name: _start(name, entry, settings) for name, entry in COMPONENTS.items()}
@@ -44,6 +47,20 @@ def serve(settings: Settings, on_ready: Callable[[Settings], None] | None = None
             if not proc.is_alive() and restarts[name].due(now, proc.exitcode, name):
                 children[name] = _start(name, COMPONENTS[name], settings)
     _stop_all(children)
+
+
+def check_port_free(host: str, port: int) -> None:
+    """ConfigError if the API could not listen on `host:port`: the restart policy would otherwise
+    start it again and again, while the rest of Zonda runs without an API."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot listen on {host}:{port} ({exc.strerror}): is another Zonda running? Stop what "
+                "listens there, or start on another port with --port N (or ZONDA_PORT)"
+            ) from exc
 
 
 class RestartPolicy:
