@@ -401,3 +401,13 @@ def test_up_on_a_port_in_use_stops_at_once_and_says_why(tmp_path: Path) -> None:
     assert up.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in up.stderr and "--port" in up.stderr
     assert "Zonda is starting" not in up.stdout
+
+
+def test_an_unreachable_metadata_db_says_how_to_fix_it(tmp_path: Path) -> None:
+    url = f"postgresql+psycopg://zonda:s3cret@127.0.0.1:{free_port()}/zonda"
+    result = runner.invoke(app, ["db", "upgrade"], env={"ZONDA_DB_URL": url, "ZONDA_HOME": str(tmp_path)})
+    assert result.exit_code == 1
+    error = result.stderr.strip()
+    assert error.startswith("error: cannot reach the metadata DB postgresql+psycopg://zonda:***@127.0.0.1:")
+    assert error.endswith("; start it, or fix ZONDA_DB_URL") and "s3cret" not in error
+    assert "Traceback" not in result.output

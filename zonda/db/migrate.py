@@ -7,6 +7,9 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
+
+from zonda.errors import ConfigError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -20,5 +23,15 @@ def alembic_config(engine: Engine) -> Config:
 
 
 def upgrade(engine: Engine) -> None:
-    """Bring the metadata DB to the latest schema (idempotent)."""
+    """Bring the metadata DB to the latest schema (idempotent). Every server process starts with
+    it, so a DB it cannot reach is a ConfigError that says so, not a driver's traceback."""
+    try:
+        with engine.connect():
+            pass
+    except OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
+        raise ConfigError(
+            f"cannot reach the metadata DB {engine.url.render_as_string(hide_password=True)} ({reason}); "
+            "start it, or fix ZONDA_DB_URL"
+        ) from exc
     command.upgrade(alembic_config(engine), "head")
