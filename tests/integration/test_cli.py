@@ -411,3 +411,20 @@ def test_an_unreachable_metadata_db_says_how_to_fix_it(tmp_path: Path) -> None:
     assert error.startswith("error: cannot reach the metadata DB postgresql+psycopg://zonda:***@127.0.0.1:")
     assert error.endswith("; start it, or fix ZONDA_DB_URL") and "s3cret" not in error
     assert "Traceback" not in result.output
+
+
+def test_up_with_a_home_it_cannot_create_says_so(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = zonda("up", "--home", str(blocker / "home"), "--port", str(free_port()))
+    assert result.exit_code == 1
+    assert result.stderr.strip().startswith(f"error: cannot create the folder {blocker / 'home'} (")
+    assert "--home" in result.stderr and "Traceback" not in result.output
+
+
+def test_up_with_a_dag_folder_that_does_not_exist_is_refused(tmp_path: Path) -> None:
+    result = zonda("up", "--dags", str(tmp_path / "nowhere"), "--home", str(tmp_path / "home"))
+    assert result.exit_code == 2
+    words = " ".join(result.stderr.replace("│", " ").split())  # the message as one line, out of its box
+    assert "Invalid value for '--dags'" in words and "does not exist" in words
+    assert not (tmp_path / "home").exists()

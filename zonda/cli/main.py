@@ -35,6 +35,9 @@ class _ZondaGroup(TyperGroup):
             render.fail(str(exc))
 
 
+DagFolder = Annotated[Path | None, typer.Option("--dags", help="DAG folder.", file_okay=False, exists=True)]
+"""A DAG folder to serve: it must exist (a typo would otherwise serve an empty folder)."""
+
 app = typer.Typer(
     cls=_ZondaGroup,
     name="zonda",
@@ -92,7 +95,7 @@ def run(
 
 @app.command()
 def up(
-    dags: Annotated[Path | None, typer.Option("--dags", help="DAG folder.", file_okay=False)] = None,
+    dags: DagFolder = None,
     home: Annotated[Path | None, typer.Option("--home", help="State folder (DB, logs).")] = None,
     port: Annotated[int | None, typer.Option("--port", min=1, max=65535)] = None,
     workers: Annotated[int | None, typer.Option("--workers", min=1, help="Worker processes.")] = None,
@@ -109,7 +112,9 @@ def scheduler_command(
     home: Annotated[Path | None, typer.Option("--home", help="State folder (logs, journals).")] = None,
     dags: Annotated[
         Path | None,
-        typer.Option("--dags", help="Also run the DAG processor on this folder.", file_okay=False),
+        typer.Option(
+            "--dags", help="Also run the DAG processor on this folder.", file_okay=False, exists=True
+        ),
     ] = None,
 ) -> None:
     """Run a scheduler in the foreground. Several can run at once against one PostgreSQL DB."""
@@ -139,7 +144,7 @@ def api_command(
 
 @app.command("dag-processor")
 def dag_processor_command(
-    dags: Annotated[Path | None, typer.Option("--dags", help="DAG folder.", file_okay=False)] = None,
+    dags: DagFolder = None,
     home: Annotated[Path | None, typer.Option("--home", help="State folder (code store).")] = None,
 ) -> None:
     """Import every tenant's DAG files and record their versions, in the foreground (one is enough)."""

@@ -122,8 +122,14 @@ def admin_notice(first: Bootstrapped) -> str:
 def prepare(settings: Settings, *, embedded: bool = False) -> Bootstrapped:
     """Create ZONDA_HOME, bring the metadata DB schema up to date, and create what a first start needs:
     the `default` tenant (embedded, or when a DAG folder is configured) and the first superuser."""
-    for folder in (settings.home, settings.logs_dir, settings.code_dir, settings.run_dir):
-        folder.mkdir(parents=True, exist_ok=True)
+    try:
+        for folder in (settings.home, settings.logs_dir, settings.code_dir, settings.run_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot create the folder {exc.filename} ({exc.strerror}): choose a folder this user may "
+            "write with --home (or ZONDA_HOME)"
+        ) from exc
     engine = make_engine(settings.resolved_db_url)
     try:
         upgrade(engine)
