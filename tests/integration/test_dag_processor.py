@@ -466,3 +466,37 @@ def test_run_forever_parses_until_stopped(
 
     assert not thread.is_alive()
     assert dag_row(engine, "default/greet").active
+
+
+def test_a_missing_folder_retires_no_dag_and_is_reported_once(
+    processor: DagProcessor, folder: Path, engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    write(folder / "greet.py", good())
+    processor.process_once()
+    away = folder.rename(folder.with_name("unmounted"))
+
+    with caplog.at_level("WARNING", logger="zonda.dag_processing.processor"):
+        first, second = processor.process_once(), processor.process_once()
+    assert first.deactivated == second.deactivated == 0
+    assert dag_row(engine, "default/greet").active
+    assert [r.getMessage() for r in caplog.records].count(
+        f"DAG folder {folder} of tenant default does not exist (not mounted yet, removed or mistyped?); "
+        "its DAGs stay as they are until it is back"
+    ) == 1
+
+    away.rename(folder)
+    (folder / "greet.py").unlink()
+    assert processor.process_once().deactivated == 1, (
+        "a file deleted from a folder that is back retires its DAG"
+    )
+
+
+def test_a_processor_started_while_its_folder_is_missing_retires_nothing(
+    settings: Settings, engine: Engine, folder: Path
+) -> None:
+    write(folder / "greet.py", good())
+    DagProcessor(settings, engine, RecordingWaker()).process_once()
+    folder.rename(folder.with_name("unmounted"))
+
+    assert DagProcessor(settings, engine, RecordingWaker()).process_once().deactivated == 0
+    assert dag_row(engine, "default/greet").active

@@ -76,9 +76,15 @@ class DagProcessor:
         self._stamps: dict[str, FileStamp] = {}
         self._present: frozenset[str] | None = None
         self._conflicted: frozenset[str] = frozenset()
+        self._missing: frozenset[Path] = frozenset()
 
     def process_once(self) -> ParseReport:
-        """Run one pass over the DAG folder; raises only for failures of Zonda itself (e.g. the DB)."""
+        """Run one pass over the DAG folder; raises only for failures of Zonda itself (e.g. the DB).
+
+        While a folder is missing (not mounted yet, removed, mistyped), no DAG is retired: a folder
+        that is gone for a while must not deactivate every DAG in it. Its files count again once it is back.
+        """
+        self._note_missing(frozenset(f for f in self._tenant.folders if not f.is_dir()))
         stamps: dict[str, FileStamp] = {}
         for folder in self._tenant.folders:
             stamps.update(scan(folder, self._stamps))
@@ -88,8 +94,9 @@ class DagProcessor:
         parsed = parse_files(todo, self._settings.parse_processes, self._settings.parse_timeout, identity)
         results = [self._qualified(r) for r in parsed]
         self._store_code(results)
-        recorded = self._record(results, present)
-        self._remember(stamps, present, todo, recorded)
+        reconcile = not self._missing
+        recorded = self._record(results, present if reconcile else None)
+        self._remember(stamps, present, todo, recorded, reconcile)
         report = ParseReport(
             len(results), recorded.dags_updated, recorded.new_versions, recorded.errors, recorded.deactivated
         )
@@ -123,20 +130,42 @@ class DagProcessor:
             for spec in result.specs:
                 store_source(folder, version_hash(spec, result.source), result.source)
 
-    def _record(self, results: Sequence[FileResult], present: frozenset[str]) -> Recorded:
-        """Write the pass in one transaction; the set of files is reconciled only when it changed."""
-        retire = present if present != self._present else None
+    def _note_missing(self, missing: frozenset[Path]) -> None:
+        """Say once when a folder goes missing, and once when it is back."""
+        for folder in sorted(missing - self._missing):
+            log.warning(
+                "DAG folder %s of tenant %s does not exist (not mounted yet, removed or mistyped?); "
+                "its DAGs stay as they are until it is back",
+                folder,
+                self._tenant.tenant_id,
+            )
+        for folder in sorted(self._missing - missing):
+            log.info("DAG folder %s of tenant %s is back", folder, self._tenant.tenant_id)
+        self._missing = missing
+
+    def _record(self, results: Sequence[FileResult], present: frozenset[str] | None) -> Recorded:
+        """Write the pass in one transaction; the set of files is reconciled only when it changed
+        (never when `present` is None: a folder is missing)."""
+        retire = present if present is not None and present != self._present else None
         if not results and retire is None:
             return Recorded()
         with write_txn(self._engine) as conn:
             return record_pass(conn, self._tenant.tenant_id, results, retire, datetime.now(UTC))
 
     def _remember(
-        self, stamps: dict[str, FileStamp], present: frozenset[str], parsed: list[str], recorded: Recorded
+        self,
+        stamps: dict[str, FileStamp],
+        present: frozenset[str],
+        parsed: list[str],
+        recorded: Recorded,
+        reconciled: bool,
     ) -> None:
-        """Keep this pass's stamps. Files refused for a duplicate DAG id are parsed again after
-        some DAG was deactivated, since the id they want may be free now."""
+        """Keep this pass's stamps, and its set of files if the DB was reconciled with it. Files
+        refused for a duplicate DAG id are parsed again after some DAG was deactivated, since the
+        id they want may be free now."""
         conflicted = ((self._conflicted - set(parsed)) | recorded.conflicted) & present
         if recorded.deactivated:
             stamps = {path: stamp for path, stamp in stamps.items() if path not in conflicted}
-        self._stamps, self._present, self._conflicted = stamps, present, conflicted
+        self._stamps, self._conflicted = stamps, conflicted
+        if reconciled:
+            self._present = present
