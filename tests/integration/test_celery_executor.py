@@ -110,6 +110,20 @@ def test_outcomes_arrive_within_milliseconds_with_logs_and_errors(
     assert executor.free_slots() == executor.max_in_flight
 
 
+def test_a_worker_that_does_not_see_the_code_store_says_so(
+    executor: CeleryExecutor, workers: dict[str, Worker], dag: Dag, root: Path, queues: dict[str, str]
+) -> None:
+    elsewhere = str(root / "another-machines-home" / "code" / "greet.py")
+    lost_code = replace(dag.request("hello", queue=queues["default"]), code_uri=elsewhere, code_hash="0" * 64)
+    executor.submit([lost_code])  # a version this worker never loaded
+    [outcome] = finished(collect(executor, lambda m: len(finished(m)) == 1))
+    assert not outcome.ok
+    assert outcome.error == (
+        f"ConfigError: the code of celery_dag version 1 is not at {elsewhere}: this worker must see the "
+        "code store the DAG processor writes (ZONDA_HOME/code on storage they share)"
+    )
+
+
 def test_tasks_go_to_the_workers_of_their_queue(
     executor: CeleryExecutor, workers: dict[str, Worker], dag: Dag, queues: dict[str, str]
 ) -> None:

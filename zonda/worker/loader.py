@@ -7,6 +7,7 @@ from collections import OrderedDict
 
 import fsspec
 
+from zonda.errors import ConfigError
 from zonda.sdk.dag import DAG
 from zonda.sdk.discovery import find_dag, load_module
 from zonda.worker.protocol import TaskRequest
@@ -28,8 +29,15 @@ class DagLoader:
         if module is not None:
             self._modules.move_to_end(request.code_hash)
             return module
-        with fsspec.open(request.code_uri, "r", encoding="utf-8") as f:
-            source = f.read()
+        try:
+            with fsspec.open(request.code_uri, "r", encoding="utf-8") as f:
+                source = f.read()
+        except FileNotFoundError as exc:
+            raise ConfigError(
+                f"the code of {request.dag_id} version {request.dag_version} is not at {request.code_uri}: "
+                "this worker must see the code store the DAG processor writes (ZONDA_HOME/code on storage "
+                "they share)"
+            ) from exc
         module = load_module(source, request.fileloc, f"zonda_dag_{request.code_hash[:16]}")
         self._modules[request.code_hash] = module
         if len(self._modules) > self.max_modules:
