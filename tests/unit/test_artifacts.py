@@ -11,7 +11,7 @@ import pytest
 from zonda.artifacts import store as store_module
 from zonda.artifacts.serializers import JsonSerializer, resolve_serializer
 from zonda.artifacts.store import ArtifactStore, serialize
-from zonda.errors import ConfigError, SerializationError
+from zonda.errors import ConfigError, NotFoundError, SerializationError
 from zonda.worker.arguments import Inputs
 
 
@@ -39,6 +39,14 @@ def test_small_values_stay_inline_and_big_ones_go_to_the_store(tmp_path: Path) -
     assert big.uri is not None and Path(big.uri).exists()
     assert store.load(small) == {"k": 1}
     assert store.load(big) == {"k": "x" * 500}
+
+
+def test_an_artifact_that_is_not_there_says_where_the_store_must_be(tmp_path: Path) -> None:
+    store = ArtifactStore(str(tmp_path / "artifacts"), inline_max_bytes=8)
+    ref = store.save(list(range(100)), "team-a/run/big.json")
+    Path(ref.uri or "").unlink()
+    with pytest.raises(NotFoundError, match="workers and the API must share ZONDA_ARTIFACT_URL"):
+        ArtifactStore(str(tmp_path / "artifacts")).load(ref)
 
 
 def test_fsspec_urls_work(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import fsspec
 
 from zonda.artifacts.serializers import DEFAULT_CHAIN, resolve_serializer
 from zonda.core.outputs import ArtifactRef
-from zonda.errors import SerializationError
+from zonda.errors import NotFoundError, SerializationError
 
 CACHE_BYTES = 64 * 1024 * 1024
 """Artifact bytes a process keeps after reading them."""
@@ -67,8 +67,14 @@ class ArtifactStore:
         """The bytes at `uri`; recently read artifacts come from memory (artifacts never change)."""
         data: bytes | None = self._recent.get(uri)
         if data is None:
-            with self.fs.open(uri, "rb") as f:
-                data = f.read()
+            try:
+                with self.fs.open(uri, "rb") as f:
+                    data = f.read()
+            except FileNotFoundError as exc:
+                raise NotFoundError(
+                    f"artifact {uri} is not there: it was deleted, or this process does not see the artifact "
+                    "store of the task that wrote it (workers and the API must share ZONDA_ARTIFACT_URL)"
+                ) from exc
             self._recent.put(uri, data, len(data))
         return data
 
