@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -33,6 +34,9 @@ PRELOAD = ["zonda.executors.forkserver_preload", "zonda.executors.local.worker_m
 a tenant taking a worker back after another tenant's burst does not wait for one. No tenant code
 is imported there; workers import DAG modules themselves, after taking their tenant's identity.
 The first module makes the fork server ignore SIGTERM (`forkserver_preload`)."""
+
+STOP_GRACE = 2.0
+"""Seconds the busy workers get, together, to finish their tasks when the scheduler stops."""
 
 
 @dataclass
@@ -157,13 +161,16 @@ class LocalExecutor:
                 worker.outcome_epoch = -1
 
     def stop(self) -> None:
+        """Ask every worker to exit after its task; those still busy after STOP_GRACE are killed
+        (their tasks run again when the scheduler's runs resume). The grace is for all of them together."""
         for worker in self._workers:
             try:
                 worker.conn.send(None)
             except (BrokenPipeError, OSError):
                 log.debug("worker %s already gone", worker.config.worker_id)
+        deadline = time.monotonic() + STOP_GRACE
         for worker in self._workers:
-            worker.process.join(timeout=2)
+            worker.process.join(timeout=max(0.0, deadline - time.monotonic()))
             if worker.process.is_alive():
                 worker.process.kill()
                 worker.process.join()
