@@ -14,6 +14,7 @@ from sqlalchemy import select
 from tests.integration.server import ZONDA, ZondaServer
 from zonda.db.engine import make_engine, read_txn
 from zonda.db.schema import runs
+from zonda.executors.local.tenancy import server_only
 
 DAGS = Path(__file__).with_name("dags")
 
@@ -25,19 +26,23 @@ class Cluster(ZondaServer):
         super().__init__(home, dags, db_url, env=env)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
-    def start_process(self, name: str, *args: str, home: bool = True) -> subprocess.Popen[bytes]:
+    def start_process(
+        self, name: str, *args: str, home: bool = True, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         """Start `zonda ARGS` in a process group of its own (so `kill` takes its children too)."""
         self.home.mkdir(parents=True, exist_ok=True)
         log = (self.home / f"{name}.out").open("ab")
         command = [ZONDA, *args, *(["--home", str(self.home)] if home else [])]
-        proc = subprocess.Popen(command, env=self.env, stdout=log, stderr=log, start_new_session=True)
+        proc = subprocess.Popen(command, env=env or self.env, stdout=log, stderr=log, start_new_session=True)
         self.procs[name] = proc
         return proc
 
     def start_worker(self, name: str, queues: str = "default", concurrency: int = 4) -> None:
-        """A `zonda worker` (Celery underneath) named `name`."""
+        """A `zonda worker` (Celery underneath) named `name`, without the server's credentials in its
+        environment, as in production (it refuses to start with them)."""
+        env = {k: v for k, v in self.env.items() if not server_only(k) or k == "ZONDA_BROKER_URL"}
         self.start_process(
-            name, "worker", "--queues", queues, "-c", str(concurrency), "--name", name, home=False
+            name, "worker", "--queues", queues, "-c", str(concurrency), "--name", name, home=False, env=env
         )
 
     def start(self, expect_dags: int = 1, schedulers: int = 2) -> None:

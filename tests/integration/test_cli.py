@@ -428,3 +428,18 @@ def test_up_with_a_dag_folder_that_does_not_exist_is_refused(tmp_path: Path) -> 
     words = " ".join(result.stderr.replace("│", " ").split())  # the message as one line, out of its box
     assert "Invalid value for '--dags'" in words and "does not exist" in words
     assert not (tmp_path / "home").exists()
+
+
+def test_a_worker_with_server_credentials_in_its_environment_does_not_start() -> None:
+    env = {
+        "ZONDA_BROKER_URL": "redis://127.0.0.1:1/0",
+        "ZONDA_DB_URL": "postgresql+psycopg://zonda:s3cret@db/zonda",
+        "ZONDA_SECRET_KEYS": "a-key",
+    }
+    result = runner.invoke(app, ["worker", "-c", "1"], env=env)
+    assert result.exit_code == 1
+    assert result.stderr.strip().startswith(
+        "error: zonda worker does not start with ZONDA_DB_URL, ZONDA_SECRET_KEYS in its environment: the "
+        "tasks it runs could read them."
+    )
+    assert "s3cret" not in result.output

@@ -153,16 +153,17 @@ def become(identity: TenantIdentity) -> None:
 def scrub_environment() -> None:
     """Drop the server's credentials from a worker's environment (task code inherits it)."""
     for name in list(os.environ):
-        if _server_only(name):
+        if server_only(name):
             del os.environ[name]
 
 
 def tenant_environment() -> dict[str, str]:
     """This process's environment without the server's credentials, for a child running tenant code."""
-    return {name: value for name, value in os.environ.items() if not _server_only(name)}
+    return {name: value for name, value in os.environ.items() if not server_only(name)}
 
 
-def _server_only(name: str) -> bool:
+def server_only(name: str) -> bool:
+    """Whether an environment variable holds a credential of the server (never for task code)."""
     return name in SERVER_ONLY_VARIABLES or name.startswith("ZONDA_SECRET_")
 
 
