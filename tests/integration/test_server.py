@@ -295,3 +295,15 @@ def test_marking_a_running_task_successful_kills_it_and_lets_downstream_run(serv
         lambda: server.client.get(f"/api/v1/runs/{run_id}").json()["state"] == "failed", 15, "the run fails"
     )
     assert not (marks / f"{run_id}.long_sleep_finished").exists(), "the attempt was killed"
+
+
+def test_the_audit_log_has_the_client_address_a_local_proxy_forwards(server: ZondaServer) -> None:
+    # uvicorn trusts X-Forwarded-For from 127.0.0.1 and ::1 by default; FORWARDED_ALLOW_IPS names other proxies.
+    sent = server.client.post(
+        "/api/v1/dags/default/rules/runs", json={"params": {}}, headers={"X-Forwarded-For": "203.0.113.9"}
+    )
+    assert sent.status_code == 201, sent.text
+    run_id = sent.json()["run_id"]
+    entries = server.client.get("/api/v1/audit", params={"limit": 200}).json()["entries"]
+    [trigger] = [e for e in entries if e["target"] == run_id]
+    assert trigger["origin"] == "203.0.113.9"
