@@ -6,7 +6,9 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
 from zonda.errors import ConfigError
@@ -24,14 +26,30 @@ def alembic_config(engine: Engine) -> Config:
 
 def upgrade(engine: Engine) -> None:
     """Bring the metadata DB to the latest schema (idempotent). Every server process starts with
-    it, so a DB it cannot reach is a ConfigError that says so, not a driver's traceback."""
+    it, so a DB it cannot reach, or one a newer Zonda upgraded, is a ConfigError that says what to
+    do, not a driver's or Alembic's traceback."""
+    config = alembic_config(engine)
     try:
-        with engine.connect():
-            pass
+        with engine.connect() as conn:
+            refuse_newer_schema(conn, ScriptDirectory.from_config(config))
     except OperationalError as exc:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
         raise ConfigError(
             f"cannot reach the metadata DB {engine.url.render_as_string(hide_password=True)} ({reason}); "
             "start it, or fix ZONDA_DB_URL"
         ) from exc
-    command.upgrade(alembic_config(engine), "head")
+    command.upgrade(config, "head")
+
+
+def refuse_newer_schema(conn: Connection, scripts: ScriptDirectory) -> None:
+    """A DB at a schema revision this release does not ship was upgraded by a later release (a
+    deployment rolled back after its migrations ran): running against it would fail at random."""
+    shipped = {script.revision for script in scripts.walk_revisions()}
+    unknown = [rev for rev in MigrationContext.configure(conn).get_current_heads() if rev not in shipped]
+    if unknown:
+        raise ConfigError(
+            f"the metadata DB {conn.engine.url.render_as_string(hide_password=True)} has schema revision "
+            f"{', '.join(unknown)}, which this Zonda does not know (its latest is {scripts.get_current_head()}): "
+            "a later Zonda upgraded it. Run that release or a later one, or restore the DB from a backup "
+            "taken before that upgrade"
+        )
