@@ -157,14 +157,35 @@ def test_runs_finish_after_the_broker_restarts(
             drop_pg_database(pg_server, name)
 
 
+def test_runs_finish_after_redis_restarts_without_its_data(pg_server: str, tmp_path: Path) -> None:
+    """A Redis without persistence loses every message at a restart: tasks that waited on it are
+    queued again once their workers stand idle, and attempts whose outcome it lost are reported
+    lost and retried (each task of w1_shape has two retries)."""
+    with own_redis(tmp_path, persist=False) as redis:
+        url, name = fresh_pg_database(pg_server)
+        c = celery_cluster(redis.url, url, tmp_path)
+        c.env["ZONDA_QUEUED_TIMEOUT"] = "8"
+        try:
+            c.start(expect_dags=13, schedulers=1)
+            c.start_worker("w0")
+            run_ids = [c.trigger("w1_shape", {"user_id": i, "pause": 0.05}) for i in range(3)]
+            c.wait_until(lambda: successes(c, run_ids) >= 10, 60, "some tasks done")
+            redis.restart()
+            records = wait_all(c, run_ids)
+            assert [r["state"] for r in records] == ["success"] * 3
+        finally:
+            c.stop()
+            drop_pg_database(pg_server, name)
+
+
 @contextmanager
 def restartable_broker(
     kind: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[tuple[str, Callable[[], None]]]:
     """A broker and a function that stops it for two seconds and starts it again (data kept)."""
     if kind == "redis":
-        with own_redis(tmp_path) as url:
-            yield url, lambda: broker_url_restart(url, tmp_path)
+        with own_redis(tmp_path) as redis:
+            yield redis.url, redis.restart
         return
     with rabbitmq_vhost(request.getfixturevalue("amqp_url")) as url:
         yield url, restart_rabbitmq
@@ -184,57 +205,56 @@ def _running_on(cluster: Cluster, run_id: str) -> str | None:
 
 
 class own_redis:
-    """A Redis server of this test's own, persisting to disk, so that it can be restarted."""
+    """A Redis server of this test's own, which `restart` stops for two seconds and starts again:
+    with its data kept on disk (`persist`), or with none, as a Redis without persistence restarts."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, persist: bool = True) -> None:
         self.port = free_port()
         self.dir = tmp_path / "redis"
         self.dir.mkdir()
+        self.persist = persist
+        self.url = f"redis://127.0.0.1:{self.port}/0"
 
-    def __enter__(self) -> str:
-        start_redis(self.port, self.dir)
-        return f"redis://127.0.0.1:{self.port}/0"
+    def __enter__(self) -> own_redis:
+        self._start()
+        return self
 
     def __exit__(self, *exc: object) -> None:
-        subprocess.run(
-            ["redis-cli", "-p", str(self.port), "shutdown", "nosave"], capture_output=True, check=False
+        self._cli("shutdown", "nosave")
+
+    def restart(self) -> None:
+        self._cli("shutdown", *([] if self.persist else ["nosave"]))
+        time.sleep(2)
+        self._start()
+
+    def _cli(self, *command: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(["redis-cli", "-p", str(self.port), *command], capture_output=True, check=False)
+
+    def _start(self) -> None:
+        persistence = (
+            ["--appendonly", "yes", "--appendfsync", "always"] if self.persist else ["--appendonly", "no"]
         )
-
-
-def start_redis(port: int, folder: Path) -> None:
-    subprocess.run(
-        [
-            "redis-server",
-            "--daemonize",
-            "yes",
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--dir",
-            str(folder),
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "always",
-            "--save",
-            "",
-            "--logfile",
-            str(folder / "redis.log"),
-        ],
-        check=True,
-    )
-    for _ in range(50):
-        ping = subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True, check=False)
-        if ping.returncode == 0:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"redis on port {port} did not start")
-
-
-def broker_url_restart(broker_url: str, tmp_path: Path) -> None:
-    """Stop the broker for two seconds (it keeps its data on disk), then start it again."""
-    port = int(broker_url.rsplit(":", 1)[1].split("/", maxsplit=1)[0])
-    subprocess.run(["redis-cli", "-p", str(port), "shutdown"], capture_output=True, check=False)
-    time.sleep(2)
-    start_redis(port, tmp_path / "redis")
+        subprocess.run(
+            [
+                "redis-server",
+                "--daemonize",
+                "yes",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--dir",
+                str(self.dir),
+                *persistence,
+                "--save",
+                "",
+                "--logfile",
+                str(self.dir / "redis.log"),
+            ],
+            check=True,
+        )
+        for _ in range(50):
+            if self._cli("ping").returncode == 0:
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"redis on port {self.port} did not start")
