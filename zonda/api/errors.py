@@ -9,9 +9,12 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 
 from zonda.api.schemas import ErrorBody, ErrorResponse
+from zonda.db.engine import unavailable
 from zonda.errors import (
     AuthenticationError,
     ConfigError,
@@ -35,6 +38,10 @@ STATUS_FOR: list[tuple[type[ZondaError], int, str]] = [
     (DagDefinitionError, 400, "bad_request"),  # ScheduleError is a DagDefinitionError
 ]
 """Our errors that are the caller's to fix, with their HTTP status and error code."""
+
+DB_UNAVAILABLE = "the metadata DB is not available right now; retry in a few seconds"
+"""What a caller is told while the DB is down or overloaded (its reason, with hosts, goes to the log only)."""
+RETRY_AFTER_S = 5
 
 HTTP_CODES = {
     400: "bad_request",
@@ -62,6 +69,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ZondaError, _zonda_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
+    for db_error in (DBAPIError, PoolTimeout):
+        app.add_exception_handler(db_error, _db_error)
     app.add_exception_handler(Exception, _unexpected)
 
 
@@ -99,7 +108,25 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     return response
 
 
+async def _db_error(request: Request, exc: Exception) -> JSONResponse:
+    """A metadata DB that cannot serve now is a 503 to retry; other DB errors are bugs."""
+    if not db_unavailable(request, exc):
+        return await _unexpected(request, exc)
+    response = error_response(503, "unavailable", DB_UNAVAILABLE)
+    response.headers["Retry-After"] = str(RETRY_AFTER_S)
+    return response
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     """A bug: log the traceback, tell the caller only that it happened."""
     log.error("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(500, "internal", "internal server error; the server log has the details")
+
+
+def db_unavailable(request: Request, exc: BaseException) -> bool:
+    """Whether `exc` is the metadata DB being unavailable; if so, log it in one line (an outage
+    fails every request, and a traceback for each would bury the log)."""
+    reason = unavailable(exc)
+    if reason is not None:
+        log.warning("%s %s: metadata DB unavailable (%s)", request.method, request.url.path, reason)
+    return reason is not None

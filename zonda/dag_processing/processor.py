@@ -24,7 +24,7 @@ from zonda.dag_processing.code_store import store_source, tenant_code_dir, versi
 from zonda.dag_processing.registry import Recorded, record_pass
 from zonda.dag_processing.runner import FileResult, parse_files
 from zonda.dag_processing.scan import FileStamp, changed_dag_files, dag_files, scan
-from zonda.db.engine import write_txn
+from zonda.db.engine import unavailable, write_txn
 from zonda.executors.local.tenancy import TenantUsers
 
 if TYPE_CHECKING:
@@ -115,8 +115,8 @@ class DagProcessor:
             started = time.monotonic()
             try:
                 self.process_once()
-            except Exception:
-                log.exception("DAG processing pass failed; retrying in %gs", interval)
+            except Exception as exc:
+                log_failed_pass(f"DAG processing pass of tenant {self._tenant.tenant_id}", exc, interval)
             stop.wait(max(0.0, interval - (time.monotonic() - started)))
 
     def _qualified(self, result: FileResult) -> FileResult:
@@ -169,3 +169,13 @@ class DagProcessor:
         self._stamps, self._conflicted = stamps, conflicted
         if reconciled:
             self._present = present
+
+
+def log_failed_pass(what: str, exc: Exception, retry_s: float) -> None:
+    """A pass that failed and is retried: one line when the metadata DB is unavailable (an outage
+    fails every pass), the traceback otherwise."""
+    reason = unavailable(exc)
+    if reason is None:
+        log.error("%s failed; retrying in %gs", what, retry_s, exc_info=exc)
+    else:
+        log.warning("%s failed: metadata DB unavailable (%s); retrying in %gs", what, reason, retry_s)

@@ -7,12 +7,11 @@ so a tenant created through the API starts being processed without a restart.
 
 from __future__ import annotations
 
-import logging
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from zonda.dag_processing.processor import DagProcessor, TenantFolders
+from zonda.dag_processing.processor import DagProcessor, TenantFolders, log_failed_pass
 from zonda.db.engine import read_txn
 from zonda.db.tenants import list_tenants
 
@@ -21,8 +20,6 @@ if TYPE_CHECKING:
 
     from zonda.scheduler.wakeup import Waker
     from zonda.settings import Settings
-
-log = logging.getLogger(__name__)
 
 
 class TenantProcessors:
@@ -39,8 +36,8 @@ class TenantProcessors:
         while not stop.is_set():
             try:
                 self.reconcile(self._wanted())
-            except Exception:
-                log.exception("could not read the tenants; retrying in %gs", self._settings.parse_interval)
+            except Exception as exc:
+                log_failed_pass("reading the tenants", exc, self._settings.parse_interval)
             stop.wait(self._settings.parse_interval)
         self.reconcile(set())
 

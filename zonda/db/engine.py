@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -10,6 +11,8 @@ from weakref import WeakKeyDictionary
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from zonda.db.write_lock import lock_path, write_lock
 from zonda.errors import ConfigError
@@ -34,6 +37,22 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
             "postgresql+psycopg://USER@HOST/DB"
         )
     return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+def unavailable(exc: BaseException) -> str | None:
+    """Why the metadata DB cannot serve right now (down, restarting, out of connections, a
+    deadlock or a lock wait), or None when `exc` is no such error: one worth retrying, not a bug."""
+    if isinstance(exc, PoolTimeout):
+        return "no free connection to the metadata DB"
+    if not isinstance(exc, DBAPIError):
+        return None
+    reason = str(exc.orig).strip()
+    if isinstance(exc.orig, sqlite3.Error):
+        # SQLite's OperationalError also means a missing table or a corrupt file: only a lock is busy.
+        return reason if "locked" in reason or "busy" in reason else None
+    if exc.connection_invalidated or isinstance(exc, OperationalError):
+        return reason.splitlines()[0] if reason else type(exc.orig).__name__
+    return None
 
 
 def _sqlite_engine(url: str, database: str | None) -> Engine:

@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from zonda.api.errors import STATUS_FOR
+from zonda.api.errors import DB_UNAVAILABLE, RETRY_AFTER_S, STATUS_FOR, db_unavailable
 from zonda.api.routes.deps import SESSION_COOKIE
 from zonda.api.schemas import INT32_MAX, ClearRequest, MarkRequest, MarkState, TriggerRequest
 from zonda.auth import tokens
@@ -94,6 +94,12 @@ def _serve(handler: Handler, request: Request, form: Form) -> Response:
         return _error_page(
             request, status, str(exc) if status != 500 else "internal error; see the server log"
         )
+    except Exception as exc:
+        if not db_unavailable(request, exc):
+            raise
+        page = _error_page(request, 503, DB_UNAVAILABLE)
+        page.headers["Retry-After"] = str(RETRY_AFTER_S)
+        return page
 
 
 def _number(text: str | None, name: str) -> int | None:

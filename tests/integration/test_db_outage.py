@@ -1,0 +1,149 @@
+"""While the metadata DB refuses connections, the API and the UI answer 503 with Retry-After, log
+one line per request instead of a traceback, and serve again once it is back. The outage is real:
+the PostgreSQL database stops taking connections and its sessions are ended."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, create_engine, select, text
+
+from tests.identity import admin_token, ensure_tenant
+from tests.services import drop_pg_database, fresh_pg_database
+from zonda.api.app import create_app
+from zonda.api.errors import DB_UNAVAILABLE
+from zonda.dag_processing.tenants import TenantProcessors
+from zonda.db.engine import make_engine, read_txn
+from zonda.db.migrate import upgrade
+from zonda.db.schema import dags as dags_table
+from zonda.scheduler.wakeup import NullWaker
+from zonda.settings import Settings
+from zonda.web.session import SESSION_COOKIE
+
+pytestmark = pytest.mark.postgres
+
+
+@contextmanager
+def outage(server_url: str, name: str) -> Iterator[None]:
+    """Database `name` takes no new connection and loses the ones it has, until the block ends."""
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
+            conn.execute(
+                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :db"),
+                {"db": name},
+            )
+        yield
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
+        admin.dispose()
+
+
+def test_the_api_and_the_ui_answer_503_while_the_db_is_down_and_serve_once_it_is_back(
+    pg_server: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    url, name = fresh_pg_database(pg_server)
+    engine = make_engine(url)
+    try:
+        upgrade(engine)
+        settings = Settings(home=tmp_path / "home")
+        token = admin_token(engine, settings)
+        app = create_app(settings, engine=engine, waker=NullWaker())
+        with TestClient(app, headers={"Authorization": f"Bearer {token}"}) as client:
+            client.cookies.set(SESSION_COOKIE, token)
+            assert client.get("/api/v1/runs").status_code == 200
+            assert client.get("/dags").status_code == 200
+            caplog.clear()
+            with outage(pg_server, name), caplog.at_level(logging.WARNING):
+                api = client.get("/api/v1/runs")
+                page = client.get("/dags")
+            assert api.status_code == 503 and api.headers["Retry-After"] == "5"
+            assert api.json()["error"] == {"code": "unavailable", "message": DB_UNAVAILABLE, "details": None}
+            assert name not in api.text, "the DB's name and host stay in the server's log"
+            assert page.status_code == 503 and page.headers["Retry-After"] == "5"
+            assert "text/html" in page.headers["content-type"] and "retry in a few seconds" in page.text
+            logged = [r for r in caplog.records if r.name.startswith("zonda.")]
+            assert [r.getMessage().split(": metadata DB unavailable")[0] for r in logged] == [
+                "GET /api/v1/runs",
+                "GET /dags",
+            ]
+            assert all(r.levelno == logging.WARNING and r.exc_info is None for r in logged)
+            assert client.get("/api/v1/runs").status_code == 200
+            assert client.get("/dags").status_code == 200
+    finally:
+        engine.dispose()
+        drop_pg_database(pg_server, name)
+
+
+def test_the_dag_processor_logs_an_outage_in_one_line_per_pass_and_parses_again_after_it(
+    pg_server: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    url, name = fresh_pg_database(pg_server)
+    engine = make_engine(url)
+    folder = tmp_path / "dags"
+    folder.mkdir()
+    (folder / "hello.py").write_text(DAG_FILE.format(name="hello"))
+    stop = threading.Event()
+    try:
+        upgrade(engine)
+        ensure_tenant(engine, "default", dag_folders=[str(folder)])
+        settings = Settings(home=tmp_path / "home", parse_interval=0.2)
+        processors = TenantProcessors(settings, engine, NullWaker())
+        threading.Thread(target=processors.run_forever, args=(stop,), daemon=True).start()
+        wait_for_dags(engine, ["default/hello"])
+        with caplog.at_level(logging.INFO, logger="zonda.dag_processing"), outage(pg_server, name):
+            (folder / "later.py").write_text(DAG_FILE.format(name="later"))
+            wait_for(lambda: len(outage_lines(caplog, "reading the tenants")) >= 2, "the tenants' pass")
+            wait_for(
+                lambda: len(outage_lines(caplog, "DAG processing pass of tenant default")) >= 2, "a pass"
+            )
+            failed = [r for r in caplog.records if r.levelno >= logging.WARNING]
+        assert all(
+            r.exc_info is None and "failed: metadata DB unavailable (" in r.getMessage() for r in failed
+        )
+        wait_for_dags(engine, ["default/hello", "default/later"])
+    finally:
+        stop.set()
+        engine.dispose()
+        drop_pg_database(pg_server, name)
+
+
+def outage_lines(caplog: pytest.LogCaptureFixture, what: str) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.getMessage().startswith(f"{what} failed: metadata DB unavailable")]
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def wait_for_dags(engine: Engine, dag_ids: list[str]) -> None:
+    def parsed() -> bool:
+        with read_txn(engine) as conn:
+            return sorted(conn.execute(select(dags_table.c.dag_id)).scalars()) == dag_ids
+
+    wait_for(parsed, f"DAGs {dag_ids}")
+
+
+DAG_FILE = """
+from zonda import dag, task
+
+@task
+def say() -> str:
+    return "hi"
+
+@dag
+def {name}() -> None:
+    say()
+"""
