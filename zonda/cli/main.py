@@ -147,7 +147,8 @@ def dag_processor_command(
     dags: DagFolder = None,
     home: Annotated[Path | None, typer.Option("--home", help="State folder (code store).")] = None,
 ) -> None:
-    """Import every tenant's DAG files and record their versions, in the foreground (one is enough)."""
+    """Import every tenant's DAG files and record their versions, in the foreground (on PostgreSQL one
+    works at a time: start a second one to take over if the first stops)."""
     from zonda.standalone.components import run_dag_processor
     from zonda.standalone.supervisor import prepare
 

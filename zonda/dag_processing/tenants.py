@@ -2,7 +2,8 @@
 
 Each tenant's files are imported in that tenant's own child processes (`runner`), and its DAG ids
 get its name in front (`team-a/etl`). The set of tenants is read from the DB every pass interval,
-so a tenant created through the API starts being processed without a restart.
+so a tenant created through the API starts being processed without a restart. On PostgreSQL only
+one DAG processor works at a time (`leadership`); others stand by.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from zonda.dag_processing.leadership import Leadership
 from zonda.dag_processing.processor import DagProcessor, TenantFolders, log_failed_pass
 from zonda.db.engine import read_txn
 from zonda.db.tenants import list_tenants
@@ -32,14 +34,22 @@ class TenantProcessors:
         self._running: dict[TenantFolders, tuple[threading.Thread, threading.Event]] = {}
 
     def run_forever(self, stop: threading.Event) -> None:
-        """Keep one processor per tenant until `stop` is set."""
+        """Keep one processor per tenant until `stop` is set, while this is the active DAG processor."""
+        leadership = Leadership(self._engine)
+        interval = self._settings.parse_interval
         while not stop.is_set():
             try:
-                self.reconcile(self._wanted())
+                active = leadership.held()
             except Exception as exc:
-                log_failed_pass("reading the tenants", exc, self._settings.parse_interval)
-            stop.wait(self._settings.parse_interval)
+                log_failed_pass("taking the DAG processor's lock", exc, interval)
+                active = False
+            try:
+                self.reconcile(self._wanted() if active else set())
+            except Exception as exc:
+                log_failed_pass("reading the tenants", exc, interval)
+            stop.wait(interval)
         self.reconcile(set())
+        leadership.release()
 
     def reconcile(self, wanted: set[TenantFolders]) -> None:
         """Start processors for `wanted` tenants not running yet; stop the others (folders changed too)."""
