@@ -3,20 +3,24 @@ PostgreSQL DB, on Redis and on RabbitMQ. Side effects the tasks record prove exa
 
 from __future__ import annotations
 
+import contextlib
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
 from tests.integration.celery_helpers import collect, rabbitmq_vhost, unique
-from tests.integration.cluster import Cluster, assert_each_task_ran_once, celery_cluster
+from tests.integration.cluster import Cluster, assert_each_task_ran_once, celery_cluster, owners
 from tests.integration.server import free_port
 from tests.services import drop_pg_database, fresh_pg_database
 from zonda.executors.celery.app import make_app
@@ -88,6 +92,89 @@ def test_killing_a_scheduler_mid_run_loses_and_repeats_nothing(cluster: Cluster,
     records = wait_all(cluster, run_ids)
     assert [r["state"] for r in records] == ["success"] * 6
     assert_each_task_ran_once(records, tmp_path / "marks")
+
+
+def test_a_scheduler_cut_off_from_the_broker_hands_its_runs_over(
+    cluster: Cluster, broker: str, tmp_path: Path
+) -> None:
+    """A scheduler that loses its route to the broker (the DB still answers) lets its leases run
+    out; the other takes its runs over and finishes them, each task once."""
+    cluster.env["ZONDA_QUEUED_TIMEOUT"] = (
+        "8"  # what it stored as queued but could not publish is queued again soon
+    )
+    target = urlsplit(broker)
+    with CuttableProxy(target.hostname or "127.0.0.1", target.port or 0) as proxy:
+        proxied = urlunsplit(
+            target._replace(netloc=target.netloc.replace(f":{target.port}", f":{proxy.port}"))
+        )
+        cluster.start(expect_dags=13, schedulers=0)
+        cluster.start_process("scheduler-cut", "scheduler", env={**cluster.env, "ZONDA_BROKER_URL": proxied})
+        cluster.start_worker("w0")
+        cluster.wait_workers_listed("w0")
+        run_ids = [cluster.trigger("w1_shape", {"user_id": i, "pause": 0.1}) for i in range(4)]
+        cluster.wait_until(lambda: successes(cluster, run_ids) >= 12, 60, "some tasks done")
+        cluster.start_process("scheduler-1", "scheduler")
+        cluster.wait_until(
+            lambda: cluster.client.get("/health").json()["schedulers"] >= 2, 60, "2 schedulers"
+        )
+        under_way = [r for r in run_ids if cluster.run(r)["state"] not in ("success", "failed")]
+        cut_off = {owners(cluster.db_url, under_way)[r] for r in under_way}
+        proxy.cut()
+        records = wait_all(cluster, run_ids)
+    assert [r["state"] for r in records] == ["success"] * 4
+    assert_each_task_ran_once(records, tmp_path / "marks")
+    assert under_way and len(cut_off) == 1, "the cut-off scheduler held every run under way"
+    assert not cut_off & set(owners(cluster.db_url, under_way).values()), "the other one took them over"
+
+
+class CuttableProxy:
+    """A TCP proxy to a broker on a free local port; `cut()` closes its connections and refuses
+    new ones, as a network partition between one scheduler and the broker would."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.listener.getsockname()[1])
+        self.sockets: list[socket.socket] = []
+        self.closed = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def __enter__(self) -> CuttableProxy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cut()
+
+    def cut(self) -> None:
+        self.closed.set()
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes a blocked accept(); close() alone does not
+        self.listener.close()
+        for sock in self.sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def _accept(self) -> None:
+        while not self.closed.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if self.closed.is_set():
+                client.close()
+                return
+            upstream = socket.create_connection(self.target)
+            self.sockets += [client, upstream]
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
 
 
 def test_a_report_sent_to_a_scheduler_frozen_then_killed_reaches_its_successor(broker: str) -> None:

@@ -41,6 +41,11 @@ class Executor(Protocol):
     def free_slots(self) -> int:
         """How many more requests can start now."""
 
+    def reaches_workers(self) -> bool:
+        """False while the executor cannot reach its workers (a remote one cut off from its broker):
+        the scheduler then lets its runs' leases run out and takes no run, so that a scheduler
+        that reaches them finishes those runs."""
+
     def submit(self, requests: Sequence[TaskRequest]) -> None:
         """Start requests (no more than `free_slots()`); a batch lets a remote executor send them at once."""
 

@@ -94,6 +94,7 @@ class Scheduler:
         self._queued_timeout = timedelta(seconds=settings.queued_timeout)
         self._next_orphan_check = clock()
         self._next_renewal = clock()
+        self._reaching = True
         self._next_prune = clock()
         self._db_retry_at = clock()
         self._followed: set[str] = set()
@@ -159,6 +160,7 @@ class Scheduler:
             self._on_message(message, now)
         for timer in self.timers.pop_due(now):
             self._on_timer(timer, now)
+        self._note_reach()
         self._queue_lost_again(now)
         if (
             self._topics or now >= self._next_poll or now >= self._next_orphan_check
@@ -302,10 +304,11 @@ class Scheduler:
                 self.limits.quotas = quotas.quotas(conn)
                 self.ready.unpark_all()
                 topics |= {"runs", "commands"}
-            if "runs" in topics:
+            if "runs" in topics and self._reaching:
                 self._adopt_queued(conn, now)
             if now >= self._next_orphan_check:
-                self._adopt_orphans(conn, now)
+                if self._reaching:
+                    self._adopt_orphans(conn, now)
                 self._next_orphan_check = now + self._lease / 3
             if "commands" in topics:
                 self._apply_commands(conn, now)
@@ -355,6 +358,27 @@ class Scheduler:
                 )
             taken.extend(self._adopt(conn, run_ids, now, previous_owner=owner))
         self._resume_all(taken, now)
+
+    def _note_reach(self) -> None:
+        """Whether the executor reaches its workers. A scheduler cut off from them (a broker it
+        cannot reach while others can) stops renewing its runs' leases and takes no run, so another
+        scheduler takes those runs over once the leases run out and finishes them; one that gets
+        through again renews at once, and learns at its next batch which runs it lost."""
+        reaching = self.executor.reaches_workers()
+        if reaching == self._reaching:
+            return
+        self._reaching = reaching
+        if reaching:
+            log.info(
+                "the executor reaches its workers again; renewing the leases of %d run(s)", len(self.runs)
+            )
+            self._next_renewal = self.clock()
+        else:
+            log.warning(
+                "the executor cannot reach its workers; the leases of this scheduler's %d run(s) will run "
+                "out so that another scheduler finishes them, and it takes no run until it reaches them",
+                len(self.runs),
+            )
 
     def _follow(self, scheduler_id: str) -> None:
         if scheduler_id not in self._followed:
@@ -539,13 +563,14 @@ class Scheduler:
 
         A batch renews the leases of the runs it writes, which fences those writes (ADR 0005); the
         leases of every run held are renewed with the heartbeat, and at least every third of the
-        lease, by a batch of its own if nothing else is due (the gathered changes keep waiting)."""
+        lease, by a batch of its own if nothing else is due (the gathered changes keep waiting),
+        but not while the executor cannot reach the workers (`_note_reach`)."""
         heartbeat = now >= self._next_heartbeat
-        renew_all = heartbeat or now >= self._next_renewal
+        renew_all = (heartbeat or now >= self._next_renewal) and self._reaching
         due = self._dirty_since is not None and (
             force or self._urgent() or now - self._dirty_since >= self._write_window
         )
-        if (not due and not renew_all) or (self.writer.busy and not force):
+        if (not due and not renew_all and not heartbeat) or (self.writer.busy and not force):
             return
         if not due and not heartbeat:  # only the leases: the gathered changes keep waiting
             if self.runs:

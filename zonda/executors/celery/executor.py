@@ -162,6 +162,10 @@ class CeleryExecutor:
         if self._sink is not None:
             self._sink.start()
 
+    def reaches_workers(self) -> bool:
+        """True while the listener consumes from the broker: without it no outcome comes back."""
+        return self._listener.connected()
+
     def free_slots(self) -> int:
         return max(0, self.max_in_flight - len(self._inflight))
 

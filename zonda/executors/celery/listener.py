@@ -92,6 +92,10 @@ class Listener:
         self._thread.start()
         return self._ready.wait(timeout)
 
+    def connected(self) -> bool:
+        """True while the reply and heartbeat queues are consumed (the broker is reachable)."""
+        return self._ready.is_set()
+
     def follow(self, queue_name: str) -> None:
         self._commands.put(("follow", queue_name))
 

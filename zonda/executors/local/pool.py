@@ -93,6 +93,10 @@ class LocalExecutor:
         self._workers = [self._spawn() for _ in range(self.size)]
         self._idle = list(self._workers)
 
+    def reaches_workers(self) -> bool:
+        """Always: the workers are this scheduler's own processes."""
+        return True
+
     def free_slots(self) -> int:
         return self.size - len(self._workers) + len(self._idle)
 
