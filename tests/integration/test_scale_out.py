@@ -99,9 +99,8 @@ def test_a_scheduler_cut_off_from_the_broker_hands_its_runs_over(
 ) -> None:
     """A scheduler that loses its route to the broker (the DB still answers) lets its leases run
     out; the other takes its runs over and finishes them, each task once."""
-    cluster.env["ZONDA_QUEUED_TIMEOUT"] = (
-        "8"  # what it stored as queued but could not publish is queued again soon
-    )
+    cluster.env["ZONDA_SCHEDULER_LEASE_SECONDS"] = "3"  # taken over within about 4 s
+    cluster.env["ZONDA_QUEUED_TIMEOUT"] = "5"  # what it queued but could not publish goes again soon
     target = urlsplit(broker)
     with CuttableProxy(target.hostname or "127.0.0.1", target.port or 0) as proxy:
         proxied = urlunsplit(
