@@ -46,13 +46,19 @@ def unavailable(exc: BaseException) -> str | None:
         return "no free connection to the metadata DB"
     if not isinstance(exc, DBAPIError):
         return None
-    reason = str(exc.orig).strip()
+    reason = driver_reason(exc)
     if isinstance(exc.orig, sqlite3.Error):
         # SQLite's OperationalError also means a missing table or a corrupt file: only a lock is busy.
         return reason if "locked" in reason or "busy" in reason else None
     if exc.connection_invalidated or isinstance(exc, OperationalError):
-        return reason.splitlines()[0] if reason else type(exc.orig).__name__
+        return reason
     return None
+
+
+def driver_reason(exc: DBAPIError) -> str:
+    """The first line of the driver's message (what failed, without SQLAlchemy's statement dump)."""
+    lines = str(exc.orig).strip().splitlines()
+    return lines[0] if lines else type(exc.orig).__name__
 
 
 def _sqlite_engine(url: str, database: str | None) -> Engine:

@@ -11,6 +11,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
+from zonda.db.engine import driver_reason
 from zonda.errors import ConfigError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -33,9 +34,9 @@ def upgrade(engine: Engine) -> None:
         with engine.connect() as conn:
             refuse_newer_schema(conn, ScriptDirectory.from_config(config))
     except OperationalError as exc:
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
         raise ConfigError(
-            f"cannot reach the metadata DB {engine.url.render_as_string(hide_password=True)} ({reason}); "
+            f"cannot reach the metadata DB {engine.url.render_as_string(hide_password=True)} "
+            f"({driver_reason(exc)}); "
             "start it, or fix ZONDA_DB_URL"
         ) from exc
     command.upgrade(config, "head")
