@@ -7,13 +7,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, func, select
 
+from tests.integration.celery_helpers import wait_until
 from tests.integration.server import ZONDA
 from tests.services import drop_pg_database, fresh_pg_database
 from zonda.db.engine import make_engine, read_txn
@@ -63,19 +63,23 @@ def test_a_second_processor_stands_by_and_takes_over_when_the_first_dies(
     logs = [tmp_path / "a.log", tmp_path / "b.log"]
     processes = [start(folder, env, log) for log in logs]
     try:
-        wait_for(lambda: versions(engine) == {f"default/d{n}": 1 for n in range(20)}, "the first versions")
-        wait_for(lambda: sum("stands by to take over" in read(log) for log in logs) == 1, "one standby")
+        wait_until(
+            lambda: versions(engine) == {f"default/d{n}": 1 for n in range(20)}, 60, "the first versions"
+        )
+        wait_until(lambda: sum("stands by to take over" in read(log) for log in logs) == 1, 60, "one standby")
         assert errors(engine) == []
         for n in range(20):
             with (folder / f"d{n}.py").open("a") as f:
                 f.write("# second version\n")
-        wait_for(lambda: versions(engine) == {f"default/d{n}": 2 for n in range(20)}, "the second versions")
+        wait_until(
+            lambda: versions(engine) == {f"default/d{n}": 2 for n in range(20)}, 60, "the second versions"
+        )
         assert errors(engine) == []
         active = next(i for i, log in enumerate(logs) if "stands by" not in read(log))
         processes[active].send_signal(signal.SIGKILL)
         processes[active].wait(10)
         (folder / "d20.py").write_text(DAG_FILE.format(n=20))
-        wait_for(lambda: versions(engine).get("default/d20") == 1, "the standby to record a new file")
+        wait_until(lambda: versions(engine).get("default/d20") == 1, 60, "the standby to record a new file")
         assert "this DAG processor is now the active one" in read(logs[1 - active])
         assert errors(engine) == []
     finally:
@@ -105,10 +109,3 @@ def versions(engine: Engine) -> dict[str, int]:
 def errors(engine: Engine) -> list[str]:
     with read_txn(engine) as conn:
         return [str(e) for e in conn.execute(select(import_errors.c.error)).scalars()]
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, create_engine, select, text
 
 from tests.identity import admin_token, ensure_tenant
+from tests.integration.celery_helpers import wait_until
 from tests.services import drop_pg_database, fresh_pg_database
 from zonda.api.app import create_app
 from zonda.api.errors import DB_UNAVAILABLE
@@ -102,7 +102,9 @@ def test_the_dag_processor_logs_an_outage_in_one_line_per_pass_and_parses_again_
         wait_for_dags(engine, ["default/hello"])
         with caplog.at_level(logging.INFO, logger="zonda.dag_processing"), outage(pg_server, name):
             (folder / "later.py").write_text(DAG_FILE.format(name="later"))
-            wait_for(lambda: len(outage_lines(caplog, "taking the DAG processor's lock")) >= 2, "2 passes")
+            wait_until(
+                lambda: len(outage_lines(caplog, "taking the DAG processor's lock")) >= 2, 30, "2 passes"
+            )
             failed = [r for r in caplog.records if r.levelno >= logging.WARNING]
         assert (
             failed[0].getMessage().startswith("lost the connection that made this the active DAG processor")
@@ -120,19 +122,12 @@ def outage_lines(caplog: pytest.LogCaptureFixture, what: str) -> list[logging.Lo
     return [r for r in caplog.records if r.getMessage().startswith(f"{what} failed: metadata DB unavailable")]
 
 
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 def wait_for_dags(engine: Engine, dag_ids: list[str]) -> None:
     def parsed() -> bool:
         with read_txn(engine) as conn:
             return sorted(conn.execute(select(dags_table.c.dag_id)).scalars()) == dag_ids
 
-    wait_for(parsed, f"DAGs {dag_ids}")
+    wait_until(parsed, 30, f"DAGs {dag_ids}")
 
 
 DAG_FILE = """
