@@ -29,6 +29,13 @@ from zonda.worker.logs import log_path
 from zonda.worker.protocol import TaskFinished, TaskRequest, WorkerMessage
 
 ZONDA = str(Path(sys.executable).with_name("zonda"))
+BROKERS = [
+    pytest.param("redis", marks=pytest.mark.xdist_group("celery-redis")),
+    pytest.param("rabbitmq", marks=pytest.mark.xdist_group("celery-rabbitmq")),
+]
+"""The brokers Celery tests run on. Each broker's tests run one after another on one xdist worker
+(a test restarts the machine's RabbitMQ under the others), the two brokers' side by side."""
+
 HEARTBEAT = 0.5
 """Heartbeat interval of test workers and executors (seconds): lost workers show up in ~2 s."""
 

@@ -6,11 +6,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.celery_helpers import broker_namespace, make_executor
+from tests.integration.celery_helpers import BROKERS, broker_namespace, make_executor
 from zonda.executors.celery.executor import CeleryExecutor
 
 
-@pytest.fixture(params=["redis", "rabbitmq"])
+@pytest.fixture(params=BROKERS)
 def broker(request: pytest.FixtureRequest) -> Iterator[str]:
     """A broker URL in a namespace of its own, on Redis and on RabbitMQ (one test each)."""
     with broker_namespace(request, request.param) as url:

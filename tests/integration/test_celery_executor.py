@@ -25,6 +25,7 @@ from sqlalchemy import Engine
 
 from tests.identity import admin_token
 from tests.integration.celery_helpers import (
+    BROKERS,
     HEARTBEAT,
     Dag,
     Worker,
@@ -49,11 +50,11 @@ from zonda.scheduler.wakeup import NullWaker
 from zonda.settings import Settings
 from zonda.worker.protocol import TaskFinished, TaskRequest, TaskStarted
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("broker")]
+pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module", params=["redis", "rabbitmq"])
+@pytest.fixture(scope="module", params=BROKERS)
 def broker(request: pytest.FixtureRequest) -> Iterator[str]:
     """A broker URL in a namespace of its own, on Redis and on RabbitMQ, shared by this module's tests."""
     with broker_namespace(request, request.param) as url:

@@ -29,7 +29,7 @@ from tests.integration.server import free_port
 from zonda.executors.celery.executor import CeleryExecutor, celery_task_id
 from zonda.worker.protocol import TaskStarted
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("broker")]
+pytestmark = pytest.mark.slow
 
 CELERY = str(Path(sys.executable).with_name("celery"))
 SECRET = "flower-must-not-show-this"

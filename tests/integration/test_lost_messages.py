@@ -17,7 +17,7 @@ from tests.services import drop_pg_database, fresh_pg_database
 from zonda.executors.celery.app import make_app
 from zonda.settings import Settings
 
-pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.xdist_group("broker")]
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 QUEUE = "slow"
 REQUEUED = "queueing it again"

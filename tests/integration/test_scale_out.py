@@ -19,7 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from tests.integration.celery_helpers import collect, rabbitmq_vhost, unique
+from tests.integration.celery_helpers import BROKERS, collect, rabbitmq_vhost, unique
 from tests.integration.cluster import Cluster, assert_each_task_ran_once, celery_cluster, owners
 from tests.integration.server import free_port
 from tests.services import drop_pg_database, fresh_pg_database
@@ -30,7 +30,7 @@ from zonda.settings import Settings
 from zonda.worker.protocol import TaskFinished
 
 REPO = Path(__file__).resolve().parents[2]
-pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.xdist_group("broker")]
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 
 @pytest.fixture
@@ -223,7 +223,7 @@ def test_a_task_on_a_killed_worker_is_retried_on_another(cluster: Cluster, tmp_p
     assert tries == ["1", "2"], "the lost first try ran once, then the retry once"
 
 
-@pytest.mark.parametrize("kind", ["redis", "rabbitmq"])
+@pytest.mark.parametrize("kind", BROKERS)
 def test_runs_finish_after_the_broker_restarts(
     kind: str, pg_server: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
