@@ -1,7 +1,7 @@
 """Profile the server during a workload: py-spy on the scheduler and the API, CPU time per process.
 
     python -m benchmarks.profile [--config sqlite|postgres|celery-redis|celery-rabbitmq] [--workload W1]
-                                 [--rounds 3] [--rate 250] [--gil] [--concurrency N]
+                                 [--rounds 3] [--rate 250] [--gil] [--concurrency N] [--history]
 
 Writes under benchmarks/results/: the scheduler's flame graph (SVG), the collapsed stacks of the
 scheduler and the API (readable by speedscope or flamegraph.pl) and a text summary (top functions
@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from benchmarks import brokers, load, procs, report, server, workloads
+from benchmarks import brokers, history, load, procs, report, server, workloads
 from benchmarks.run import CONFIGS, RESULTS, broker_for, database
 
 PY_SPY = Path(sys.executable).with_name("py-spy")
@@ -54,6 +54,7 @@ class Options:
     spy: bool
     gil: bool = False
     concurrency: int | None = None
+    history: bool = False
 
 
 def parse_args(argv: list[str] | None = None) -> Options:
@@ -83,6 +84,11 @@ def parse_args(argv: list[str] | None = None) -> Options:
     parser.add_argument(
         "--concurrency", type=int, default=None, help="Celery: the worker's -c (default 2 for W2, else 16)"
     )
+    parser.add_argument(
+        "--history",
+        action="store_true",
+        help="first fill the DB with W4's history (10,000 DAG versions, 1,000,000 ended task instances)",
+    )
     args = parser.parse_args(argv)
     return Options(
         args.config,
@@ -96,6 +102,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
         args.spy,
         args.gil,
         args.concurrency,
+        args.history,
     )
 
 
@@ -229,6 +236,8 @@ def record(
     """Warm up, attach py-spy to the scheduler and the API, run the workload `rounds` times.
     `celery`: the broker and the main pid of the `zonda worker` of a Celery configuration."""
     run = workloads.WORKLOADS[options.workload]
+    if options.history:
+        print(f"W4's history written: {history.seed(srv.database_url)}", flush=True)
     run(http)  # warm-up: workers import the DAG modules
     if celery is None:
         by_role = procs.roles(srv.pid, srv.port)

@@ -1,12 +1,13 @@
 """Run the BENCHMARKS.md workloads on each configuration and write docs/benchmarks.md.
 
 python -m benchmarks.run [--config sqlite,postgres,celery-redis,celery-rabbitmq|all] [--repeat N]
-                         [--workloads W0,W1a,W1,W2,W3] [--workers 16] [--out docs/benchmarks.md]
+                         [--workloads W0,W1a,W1,W2,W3,W4] [--workers 16] [--out docs/benchmarks.md]
                          [--no-warmup] [--wait-quiet SECONDS] [--celery-concurrency 16]
                          [--w2-concurrency 2] [--redis-db 0]
 
 `--db` is an alias of `--config`. The Celery configurations run on PostgreSQL with `zonda worker`
-processes started here (W2 on a worker of its own, see `passes`).
+processes started here (W2 on a worker of its own, see `passes`). W4 runs last in its pass: W1 again
+after `history.seed` has filled the server's DB (BENCHMARKS.md W4).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import argparse
 import contextlib
 import json
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -28,11 +30,11 @@ from typing import Any
 
 import psycopg
 
-from benchmarks import brokers, floor, load, report, server, stats, workloads
+from benchmarks import brokers, floor, history, load, report, server, stats, workloads
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
-ALL_WORKLOADS = ("W0", "W1a", "W1", "W2", "W3")
+ALL_WORKLOADS = ("W0", "W1a", "W1", "W2", "W3", "W4")
 SETTLE_S = 0.5
 
 
@@ -220,10 +222,12 @@ def workers_for(plan: Pass, number: int, srv: server.Server, broker: brokers.Bro
 
 def measure_server(
     options: Options, config: Config, db_url: str, broker: brokers.Broker | None, samples: Samples
-) -> None:
+) -> list[str]:
+    """Measure the server's workloads into `samples`; returns notes for the report (W4's history)."""
     server_workloads = [w for w in options.workloads if w != "W0"]
+    notes: list[str] = []
     if not server_workloads:
-        return
+        return notes
 
     def extra_env(home: Path) -> Mapping[str, str]:
         return brokers.server_env(home, broker.url) if broker is not None else {}
@@ -237,11 +241,44 @@ def measure_server(
                 if options.warmup:
                     warm_up(http, plan.workloads)
                 for rep in range(options.repeat):
-                    for name in plan.workloads:
+                    for name in [w for w in plan.workloads if w != "W4"]:
                         time.sleep(SETTLE_S)
                         result = workloads.WORKLOADS[name](http)
                         samples.add(name, result.figures, {"runs": result.runs, **result.extra})
                         print(f"  rep {rep + 1}/{options.repeat} {name}: {brief(result.figures)}", flush=True)
+                if "W4" in plan.workloads:
+                    notes.append(measure_w4(options, srv, http, samples))
+    return notes
+
+
+def measure_w4(options: Options, srv: server.Server, http: Any, samples: Samples) -> str:
+    """Fill the server's DB with W4's history, then run W1 `repeat` times (after an untimed one, as
+    the other workloads' warm-up); each repetition's p50 is also given as a multiple of W1's median
+    p50 on the empty DB (measured before, same server)."""
+    db_url = srv.database_url
+    print(
+        f"  writing W4's history ({history.VERSIONS:,} versions, {history.TASK_INSTANCES:,} task instances)"
+    )
+    seeded = history.seed(db_url)
+    rows = history.counts(db_url)
+    print(f"  history written in {seeded.seconds:.0f} s: {rows}", flush=True)
+    if options.warmup:
+        workloads.w1(http)
+    empty = [f["transition_ms_p50"] for f in samples.figures.get("W1", [])]
+    for rep in range(options.repeat):
+        time.sleep(SETTLE_S)
+        result = workloads.w1(http)
+        figures = dict(result.figures)
+        if empty:
+            figures["p50_vs_empty"] = figures["transition_ms_p50"] / statistics.median(empty)
+        samples.add("W4", figures, {"runs": result.runs, "history": rows})
+        print(f"  rep {rep + 1}/{options.repeat} W4: {brief(figures)}", flush=True)
+    table_rows = ", ".join(f"{name} {count:,}" for name, count in rows.items())
+    return (
+        f"W4's history was written after the other workloads' repetitions, in {seeded.seconds:.0f} s "
+        f"(`benchmarks/history.py`); rows then: {table_rows}. Its p50 multiple is against W1's median "
+        "p50 above (the same server, before the history)."
+    )
 
 
 def brief(figures: dict[str, float]) -> str:
@@ -343,7 +380,7 @@ def run_config(options: Options, config: Config, stamp: str) -> report.ConfigRep
                 figures = floor.measure(config.db, pg_url, broker.url if broker is not None else None)
                 samples.add("W0", figures, {})
                 print(f"  rep {rep + 1}/{options.repeat} W0: {brief(figures)}", flush=True)
-        measure_server(options, config, db_url, broker, samples)
+        w4_notes = measure_server(options, config, db_url, broker, samples)
     add_multiples(samples)
     machine_load = meter.result()
     code_after = code_version()
@@ -365,7 +402,7 @@ def run_config(options: Options, config: Config, stamp: str) -> report.ConfigRep
         raw_path=str(raw_path.relative_to(ROOT)),
         load_note=load_note(config),
         workload_notes=titled,
-        notes=notes,
+        notes=notes + w4_notes,
         code=code,
     )
     save_raw(raw_path, result, samples)

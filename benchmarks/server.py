@@ -50,6 +50,11 @@ class Server:
         return workloads.client(self.url, self.token)
 
     @property
+    def database_url(self) -> str:
+        """The server's metadata DB: its PostgreSQL URL, or the SQLite file in its home."""
+        return self.db_url or f"sqlite:///{self.home / 'zonda.db'}"
+
+    @property
     def pid(self) -> int:
         return self.process.pid
 
