@@ -350,8 +350,8 @@ W2's 1000 tasks are one mapped task (`work.map(item=start())`), the idiomatic Zo
 W4 runs last on the same server: `benchmarks/history.py` writes 10,000 DAG versions (500 retired
 DAGs) and 25,000 ended `onboarding_40x20` runs with their 1,000,000 task instances and attempts,
 created over 30 days, into its DB (then, on PostgreSQL, `VACUUM ANALYZE` and a checkpoint, which
-autovacuum and the checkpointer would have done long since); after an untimed round, W1 runs again, and its p50 is
-judged against W1's median p50 on the empty DB (target: within 10 %).
+autovacuum and the checkpointer would have done long since); after an untimed round, W1 runs again,
+and its p50 is judged against W1's median p50 on the empty DB (target: within 10 %).
 
 The machine is shared with other work: each section says how busy it was while measuring.
 
