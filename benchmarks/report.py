@@ -326,7 +326,8 @@ workers; on PostgreSQL a fresh database `zonda_bench_*`, dropped afterwards). W0
 the server starts. Then a warm-up pass (one W1, W2 and W3 round, not counted, so that every worker
 has imported the DAG modules once), then N repetitions of the workloads in the order given; the
 tables show min / median / max over the repetitions, and a target is judged on the median. Raw JSON
-(figures and run records) goes to `benchmarks/results/` (git-ignored), as do profiles.
+(figures and run records) goes to `benchmarks/results/` (git-ignored), as do profiles and the
+output of the server and its Celery workers (`<stamp>-<config>-logs/`).
 
 A Celery configuration's server runs with `ZONDA_EXECUTOR=celery` on a broker namespace of its
 own: Redis db 0 (`--redis-db`; flushed before and after, and refused if another client is connected

@@ -221,7 +221,12 @@ def workers_for(plan: Pass, number: int, srv: server.Server, broker: brokers.Bro
 
 
 def measure_server(
-    options: Options, config: Config, db_url: str, broker: brokers.Broker | None, samples: Samples
+    options: Options,
+    config: Config,
+    db_url: str,
+    broker: brokers.Broker | None,
+    samples: Samples,
+    logs_to: Path | None = None,
 ) -> list[str]:
     """Measure the server's workloads into `samples`; returns notes for the report (W4's history)."""
     server_workloads = [w for w in options.workloads if w != "W0"]
@@ -233,7 +238,7 @@ def measure_server(
         return brokers.server_env(home, broker.url) if broker is not None else {}
 
     with (
-        server.running_server(db_url, options.workers, extra_env=extra_env) as srv,
+        server.running_server(db_url, options.workers, extra_env=extra_env, logs_to=logs_to) as srv,
         srv.client() as http,
     ):
         for number, plan in enumerate(passes(config, options, server_workloads), start=1):
@@ -380,7 +385,8 @@ def run_config(options: Options, config: Config, stamp: str) -> report.ConfigRep
                 figures = floor.measure(config.db, pg_url, broker.url if broker is not None else None)
                 samples.add("W0", figures, {})
                 print(f"  rep {rep + 1}/{options.repeat} W0: {brief(figures)}", flush=True)
-        w4_notes = measure_server(options, config, db_url, broker, samples)
+        logs = RESULTS / f"{stamp}-{config.name}-logs"
+        w4_notes = measure_server(options, config, db_url, broker, samples, logs)
     add_multiples(samples)
     machine_load = meter.result()
     code_after = code_version()

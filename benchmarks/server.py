@@ -89,10 +89,13 @@ def running_server(
     workers: int,
     keep_home: bool = False,
     extra_env: Callable[[Path], Mapping[str, str]] | None = None,
+    logs_to: Path | None = None,
 ) -> Iterator[Server]:
     """A fresh server on a temp home and a free port, ready (healthy, benchmark DAGs parsed).
 
-    `extra_env(home)` adds to the server's environment (e.g. ZONDA_EXECUTOR=celery and the broker)."""
+    `extra_env(home)` adds to the server's environment (e.g. ZONDA_EXECUTOR=celery and the broker).
+    `logs_to`: a folder that gets the output of the server and of its workers (`*.out` in its home)
+    when it stops, so that an outlier can be looked into after the temp home is gone."""
     home = Path(tempfile.mkdtemp(prefix="zonda-bench-"))
     env = {**os.environ, **(extra_env(home) if extra_env is not None else {})}
     port = free_port()
@@ -111,6 +114,10 @@ def running_server(
         yield server
     finally:
         stop(server)
+        if logs_to is not None:
+            logs_to.mkdir(parents=True, exist_ok=True)
+            for log in home.glob("*.out"):
+                shutil.copy(log, logs_to / log.name)
         if not keep_home:
             shutil.rmtree(home, ignore_errors=True)
 
