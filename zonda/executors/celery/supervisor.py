@@ -30,6 +30,7 @@ from zonda.executors.celery.events import RunningTask, lost_report, publish_repo
 from zonda.executors.celery.heartbeat import HeartbeatSender
 from zonda.executors.celery.slot import SlotSpec, run_slot
 from zonda.executors.celery.slots import SlotState
+from zonda.executors.forkserver import preload
 from zonda.stopping import StopRequest, on_stop_signals
 
 if TYPE_CHECKING:
@@ -39,9 +40,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 _ctx = multiprocessing.get_context("forkserver")
-PRELOAD = ["zonda.executors.forkserver_preload", "zonda.executors.celery.slot"]
+PRELOAD = preload("zonda.executors.celery.slot")
 """Imported once by the fork server: a slot is a fork (milliseconds), not a Python start (a second).
-The first module makes the fork server ignore SIGTERM (`forkserver_preload`)."""
+See `zonda.executors.forkserver`."""
 
 RESTART_DELAY = (0.5, 30.0)
 """A slot that keeps dying soon after its start is started again after 0.5 s, doubling up to 30 s."""

@@ -22,6 +22,7 @@ from typing import Any
 from zonda.core.ids import tenant_of
 from zonda.errors import ConfigError
 from zonda.executors.base import QueuedAttempt, TIRef
+from zonda.executors.forkserver import preload
 from zonda.executors.local.journal import read_journal
 from zonda.executors.local.tenancy import TenantUsers
 from zonda.executors.local.worker_main import Envelope, WorkerConfig, worker_main
@@ -29,11 +30,11 @@ from zonda.worker.protocol import TaskFinished, TaskRequest, WorkerMessage
 
 log = logging.getLogger(__name__)
 _ctx = multiprocessing.get_context("forkserver")
-PRELOAD = ["zonda.executors.forkserver_preload", "zonda.executors.local.worker_main"]
+PRELOAD = preload("zonda.executors.local.worker_main")
 """Imported once by the fork server, so a new worker is a fork (~6 ms), not a Python start (~200 ms):
 a tenant taking a worker back after another tenant's burst does not wait for one. No tenant code
 is imported there; workers import DAG modules themselves, after taking their tenant's identity.
-The first module makes the fork server ignore SIGTERM (`forkserver_preload`)."""
+See `zonda.executors.forkserver`."""
 
 STOP_GRACE = 2.0
 """Seconds the busy workers get, together, to finish their tasks when the scheduler stops."""
