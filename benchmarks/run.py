@@ -327,7 +327,7 @@ def workers_text(config: Config, options: Options) -> str:
         return f"{options.workers} local workers"
     return (
         "Celery workers started by the benchmark (`zonda worker --queues default -c N`: N slot processes, "
-        "each a Celery worker with a `threads` pool of one, nice 0; they get the broker URL and the shared "
+        "each a Celery worker with a `threads` pool of one, at `ZONDA_WORKER_NICE` (10); they get the broker URL and the shared "
         "artifact and log folders, not the DB URL)"
     )
 

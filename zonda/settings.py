@@ -26,7 +26,8 @@ class Settings(BaseSettings):
         10,
         ge=0,
         le=19,
-        description="Niceness of local worker processes: >0 keeps the scheduler responsive under load",
+        description="Niceness of the processes that run tasks (local workers, `zonda worker` slots): >0 keeps "
+        "the scheduler and the worker's heartbeats responsive under load",
     )
     artifact_url: str = Field(
         "", description="fsspec URL of the artifact store; default ZONDA_HOME/artifacts"

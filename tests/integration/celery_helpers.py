@@ -97,6 +97,11 @@ def doze() -> str:
     return "awake"
 
 
+@task
+def niceness() -> int:
+    return os.nice(0)
+
+
 @dag
 def celery_dag() -> None:
     hello()
@@ -105,6 +110,7 @@ def celery_dag() -> None:
     die_first()
     nap()
     doze()
+    niceness()
 """
 
 

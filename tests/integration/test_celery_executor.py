@@ -111,6 +111,17 @@ def test_outcomes_arrive_within_milliseconds_with_logs_and_errors(
     assert executor.free_slots() == executor.max_in_flight
 
 
+def test_slots_run_tasks_below_the_workers_priority(
+    executor: CeleryExecutor, workers: dict[str, Worker], dag: Dag, root: Path, queues: dict[str, str]
+) -> None:
+    """Slots run task code at the niceness of local workers (`ZONDA_WORKER_NICE`, 10 by default):
+    busy tasks do not hold up the worker's heartbeats, nor a scheduler on the same machine."""
+    executor.submit([dag.request("niceness", queue=queues["default"])])
+    [outcome] = finished(collect(executor, lambda m: len(finished(m)) == 1))
+    assert outcome.ok and outcome.output is not None, outcome.error
+    assert ArtifactStore(str(root / "artifacts")).load(outcome.output) == min(19, os.nice(0) + 10)
+
+
 def test_a_worker_that_does_not_see_the_code_store_says_so(
     executor: CeleryExecutor, workers: dict[str, Worker], dag: Dag, root: Path, queues: dict[str, str]
 ) -> None:

@@ -1,7 +1,9 @@
 """A slot process of `zonda worker`: one Celery worker that runs one task at a time.
 
 Forked by the supervisor's fork server (this module is preloaded there, so a slot starts in
-milliseconds), with the settings in its environment and the write end of its status pipe. The
+milliseconds), with the settings in its environment and the write end of its status pipe. It runs
+at `ZONDA_WORKER_NICE`, as local workers do, so that busy tasks do not delay the supervisor's
+heartbeats (nor a scheduler on the same machine). The
 slot fetches and acknowledges its own messages on its own connection and runs the task in a
 thread of its own (Celery's `threads` pool of one): nothing is handed over between processes, and
 the consumer stays responsive while the task runs (broker heartbeats, control commands, connection
@@ -68,6 +70,8 @@ def run_slot(spec: SlotSpec, status: Connection) -> None:
     """Serve tasks until stopped (SIGTERM: finish the running task first); the exit code says how it ended."""
     die_with_parent(os.getppid())
     settings = Settings()
+    if settings.worker_nice:
+        os.nice(settings.worker_nice)
     app = make_app(settings)
     reporter = SlotReporter(status.fileno())
     runtime = SlotRuntime(app, settings)
