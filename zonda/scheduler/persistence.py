@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, bindparam, delete, select, update
+from sqlalchemy import Connection, Row, and_, bindparam, delete, func, select, update
 
 from zonda.core.ids import tenant_of
 from zonda.core.outputs import ArtifactRef
@@ -107,6 +107,17 @@ _UPDATE = (
         }
     )
 )
+_RUN_UPDATE = (
+    update(runs)
+    .where(runs.c.run_id == bindparam("b_run"))
+    .values(
+        state=bindparam("b_state"),
+        ended_at=bindparam("b_ended", type_=runs.c.ended_at.type),
+        started_at=func.coalesce(bindparam("b_started", type_=runs.c.started_at.type), runs.c.started_at),
+    )
+)
+"""Every run whose state changed, in one statement (executemany: one round trip on PostgreSQL, not
+one per run); a run's `started_at` is only ever set, never cleared."""
 _DELETE = delete(task_instances).where(
     and_(
         ti.run_id == bindparam("b_run"), ti.task_id == bindparam("b_task"), ti.map_index == bindparam("b_map")
@@ -183,16 +194,17 @@ def write(conn: Connection, rows: Rows) -> None:
     if rows.attempts:
         inserted = insert_new(conn, task_attempts, rows.attempts, _ATTEMPT_KEY)
         add_usage(conn, rollup(rows.charges[key] for key in inserted))
-    for values in rows.run_updates:  # not mutated: a batch whose commit failed is written again as it is
-        changes = {k: v for k, v in values.items() if k != "run_id"}
-        conn.execute(update(runs).where(runs.c.run_id == values["run_id"]).values(changes))
+    if rows.run_updates:
+        conn.execute(_RUN_UPDATE, rows.run_updates)
 
 
 def _run_values(graph: RunGraph, started_at: datetime | None) -> dict[str, Any]:
-    values: dict[str, Any] = {"run_id": graph.run_id, "state": graph.state.value, "ended_at": graph.ended_at}
-    if started_at is not None:
-        values["started_at"] = started_at
-    return values
+    return {
+        "b_run": graph.run_id,
+        "b_state": graph.state.value,
+        "b_ended": graph.ended_at,
+        "b_started": started_at,
+    }
 
 
 def _charge(graph: RunGraph, attempt: Attempt) -> Charge:
