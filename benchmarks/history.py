@@ -131,8 +131,9 @@ def _write_runs(engine: Engine, dag_id: str, version: int, task_ids: list[str], 
     end_of_history = datetime.now(UTC) - timedelta(hours=1)
     step = SPAN / max(1, count)
     tenant = workloads.TENANT
-    for first in range(0, count, max(1, CHUNK // len(task_ids))):
-        last = min(count, first + max(1, CHUNK // len(task_ids)))
+    per_txn = max(1, CHUNK // len(task_ids))
+    for first in range(0, count, per_txn):
+        last = min(count, first + per_txn)
         run_rows, ti_rows, attempt_rows = [], [], []
         for n in range(first, last):
             created = end_of_history - SPAN + step * n
