@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.waiting import wait_until
 from zonda.artifacts.store import output_path
 from zonda.dag_processing.code_store import store_source
 from zonda.executors.celery.app import make_app
@@ -263,14 +264,6 @@ def make_executor(broker: str, scheduler_id: str = "", **options: object) -> Cel
     )
     executor.start()
     return executor
-
-
-def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def waiting(broker_url: str, queue: str) -> int:

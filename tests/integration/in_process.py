@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from tests.waiting import wait_until
 from zonda.api.schemas import RunRecord, TriggerRequest
 from zonda.core.states import RunState
 from zonda.dag_processing.processor import DagProcessor, TenantFolders
@@ -75,10 +76,7 @@ class Zonda:
 
     @staticmethod
     def wait_until(check: Callable[[], bool], timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while not check():
-            assert time.monotonic() < deadline, f"timed out after {timeout} s"
-            time.sleep(0.05)
+        wait_until(check, timeout, "the condition")
 
     def stop(self) -> None:
         for _, stop in self.stops:

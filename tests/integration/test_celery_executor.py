@@ -34,9 +34,9 @@ from tests.integration.celery_helpers import (
     finished,
     make_executor,
     unique,
-    wait_until,
     waiting,
 )
+from tests.waiting import wait_until
 from zonda.api.app import create_app
 from zonda.artifacts.store import ArtifactStore
 from zonda.db.engine import write_txn

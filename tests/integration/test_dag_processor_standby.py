@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, func, select
 
-from tests.integration.celery_helpers import wait_until
 from tests.integration.server import ZONDA
 from tests.services import drop_pg_database, fresh_pg_database
+from tests.waiting import wait_until
 from zonda.db.engine import make_engine, read_txn
 from zonda.db.migrate import upgrade
 from zonda.db.schema import dag_versions, import_errors

@@ -15,8 +15,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, create_engine, select, text
 
 from tests.identity import admin_token, ensure_tenant
-from tests.integration.celery_helpers import wait_until
 from tests.services import drop_pg_database, fresh_pg_database
+from tests.waiting import wait_until
 from zonda.api.app import create_app
 from zonda.api.errors import DB_UNAVAILABLE
 from zonda.dag_processing.tenants import TenantProcessors

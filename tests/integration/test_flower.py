@@ -23,9 +23,9 @@ from tests.integration.celery_helpers import (
     collect,
     finished,
     unique,
-    wait_until,
 )
 from tests.integration.server import free_port
+from tests.waiting import wait_until
 from zonda.executors.celery.executor import CeleryExecutor, celery_task_id
 from zonda.worker.protocol import TaskStarted
 
