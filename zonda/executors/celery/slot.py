@@ -3,11 +3,10 @@
 Forked by the supervisor's fork server (this module is preloaded there, so a slot starts in
 milliseconds), with the settings in its environment and the write end of its status pipe. It runs
 at `ZONDA_WORKER_NICE`, as local workers do, so that busy tasks do not delay the supervisor's
-heartbeats (nor a scheduler on the same machine). The
-slot fetches and acknowledges its own messages on its own connection and runs the task in a
-thread of its own (Celery's `threads` pool of one): nothing is handed over between processes, and
-the consumer stays responsive while the task runs (broker heartbeats, control commands, connection
-loss). ADR 0013.
+heartbeats (nor a scheduler on the same machine). The slot fetches and acknowledges its own
+messages on its own connection and runs the task in a thread of its own (Celery's `threads` pool
+of one): nothing is handed over between processes, and the consumer stays responsive while the
+task runs (broker heartbeats, control commands, connection loss). ADR 0013.
 
 A thread cannot be stopped, so terminating the task (a revoke with `terminate`, or Celery
 cancelling it when the broker connection is lost) ends the slot process: the supervisor reports
