@@ -20,6 +20,10 @@ from pathlib import Path
 
 import redis
 
+from zonda.auth.keys import secret_keys
+from zonda.executors.celery.sealing import SHARED, worker_keys
+from zonda.settings import Settings
+
 REDIS_BASE = os.environ.get("ZONDA_BENCH_REDIS", "redis://127.0.0.1:6379")
 AMQP_BASE = os.environ.get("ZONDA_BENCH_AMQP", "amqp://guest:guest@127.0.0.1:5672")
 DEFAULT_REDIS_DB = 0
@@ -117,9 +121,10 @@ def server_env(home: Path, broker_url: str) -> dict[str, str]:
 
 def worker_env(home: Path, broker_url: str) -> dict[str, str]:
     """A worker's whole environment: no ZONDA_* from outside (so never ZONDA_DB_URL), the broker, the
-    shared stores and a home folder of its own."""
+    shared stores, a home folder of its own and the keys of the server's task messages."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ZONDA_")}
     env.update(ZONDA_BROKER_URL=broker_url, ZONDA_HOME=str(home / "worker-home"), **shared_stores(home))
+    env["ZONDA_WORKER_KEYS"] = worker_keys(secret_keys(Settings(home=home)), SHARED)
     return env
 
 

@@ -20,9 +20,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from benchmarks import brokers, procs
+from zonda.auth.keys import secret_keys
 from zonda.executors.base import QueuedAttempt
 from zonda.executors.celery.app import make_app
 from zonda.executors.celery.executor import CeleryExecutor
+from zonda.executors.celery.sealing import Sealer
 from zonda.settings import Settings
 
 SETTLE = 0.5
@@ -54,7 +56,10 @@ def run(kind: str, attempts: int, concurrency: int) -> list[str]:
     rows = []
     with brokers.fresh_broker(kind) as broker, tempfile.TemporaryDirectory() as tmp:
         worker = brokers.start_worker(Path(tmp), broker.url, "bench-withdraw", concurrency)
-        executor = CeleryExecutor(make_app(Settings(broker_url=broker.url)), "bench-withdrawals")
+        sealer = Sealer(secret_keys(Settings(home=Path(tmp))), per_tenant=False)
+        executor = CeleryExecutor(
+            make_app(Settings(broker_url=broker.url)), "bench-withdrawals", sealer=sealer
+        )
         try:
             brokers.wait_ready(worker)
             executor.start()

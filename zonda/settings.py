@@ -123,6 +123,12 @@ class Settings(BaseSettings):
         "default: one generated into ZONDA_HOME/secret.key",
         repr=False,
     )
+    worker_keys: str = Field(
+        "",
+        description="`zonda worker` only: the keys that open its task messages, as `zonda secrets worker-keys "
+        "[--tenant T]` prints them",
+        repr=False,
+    )
     token: str = Field("", description="API token the CLI sends (see `zonda login`)", repr=False)
     tenant: str = Field("", description="The CLI's tenant for DAG ids given without one (team-a/etl)")
     admin_password: str = Field(

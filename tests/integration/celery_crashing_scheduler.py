@@ -13,6 +13,7 @@ import sys
 import time
 from multiprocessing.connection import wait
 
+from tests.integration.celery_helpers import sealer
 from zonda.executors.celery.app import make_app
 from zonda.executors.celery.codec import decode_request
 from zonda.executors.celery.executor import CeleryExecutor
@@ -21,7 +22,7 @@ from zonda.worker.protocol import TaskFinished
 
 
 def main(broker: str, scheduler_id: str, request_json: str = "") -> None:
-    executor = CeleryExecutor(make_app(Settings(broker_url=broker)), scheduler_id)
+    executor = CeleryExecutor(make_app(Settings(broker_url=broker)), scheduler_id, sealer=sealer())
     executor.start()
     if not request_json:
         print("CONSUMING", flush=True)

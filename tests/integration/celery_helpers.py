@@ -19,12 +19,14 @@ from pathlib import Path
 
 import pytest
 import redis
+from cryptography.fernet import Fernet
 
 from tests.waiting import wait_until
 from zonda.artifacts.store import output_path
 from zonda.dag_processing.code_store import store_source
 from zonda.executors.celery.app import make_app
 from zonda.executors.celery.executor import CeleryExecutor
+from zonda.executors.celery.sealing import SHARED, Sealer, worker_keys
 from zonda.settings import Settings
 from zonda.worker.logs import log_path
 from zonda.worker.protocol import TaskFinished, TaskRequest, WorkerMessage
@@ -36,6 +38,16 @@ BROKERS = [
 ]
 """The brokers Celery tests run on. Each broker's tests run one after another on one xdist worker
 (a test restarts the machine's RabbitMQ under the others), the two brokers' side by side."""
+
+SERVER_KEY = os.environ.setdefault("ZONDA_TEST_SERVER_KEY", Fernet.generate_key().decode()).encode()
+"""The tests' server key: executors seal task messages with it, `Worker`s get the keys derived from it
+(through the environment, scripts the tests start use the same one)."""
+
+
+def sealer(per_tenant: bool = False) -> Sealer:
+    """What the tests' executors seal with: the shared scope, or each tenant's (ZONDA_TENANT_QUEUES)."""
+    return Sealer([SERVER_KEY], per_tenant)
+
 
 HEARTBEAT = 0.5
 """Heartbeat interval of test workers and executors (seconds): lost workers show up in ~2 s."""
@@ -210,7 +222,9 @@ class Worker:
         concurrency: int = 2,
         tenant: str | None = None,
         loglevel: str = "INFO",
+        scope: str = SHARED,
     ) -> None:
+        """`scope`: whose task messages it holds the keys of (`sealing.py`)."""
         self.name = unique("w")
         self.id = f"{self.name}@test"
         self.log = root / f"{self.name}.out"
@@ -221,6 +235,7 @@ class Worker:
             ZONDA_ARTIFACT_URL=str(root / "artifacts"),
             ZONDA_HEARTBEAT_INTERVAL=str(HEARTBEAT),
             ZONDA_TEST_MARKS=str(root / "marks"),
+            ZONDA_WORKER_KEYS=worker_keys([SERVER_KEY], scope),
         )
         args = [ZONDA, "worker", "--queues", ",".join(queues), "-c", str(concurrency), "--name", self.id]
         args += ["--loglevel", loglevel]
@@ -259,6 +274,7 @@ def make_executor(broker: str, scheduler_id: str = "", **options: object) -> Cel
     executor = CeleryExecutor(
         make_app(settings),
         scheduler_id or unique("sched"),
+        sealer=options.pop("sealer", sealer()),  # type: ignore[arg-type]
         heartbeat_interval=HEARTBEAT,
         **options,  # type: ignore[arg-type]
     )

@@ -12,9 +12,12 @@ from typing import Any
 from sqlalchemy import select
 
 from tests.integration.server import ZONDA, ZondaServer
+from zonda.auth.keys import secret_keys
 from zonda.db.engine import make_engine, read_txn
 from zonda.db.schema import runs
+from zonda.executors.celery.sealing import SHARED, worker_keys
 from zonda.executors.local.tenancy import server_only
+from zonda.settings import Settings
 
 DAGS = Path(__file__).with_name("dags")
 
@@ -39,8 +42,11 @@ class Cluster(ZondaServer):
 
     def start_worker(self, name: str, queues: str = "default", concurrency: int = 4) -> None:
         """A `zonda worker` (Celery underneath) named `name`, without the server's credentials in its
-        environment, as in production (it refuses to start with them)."""
+        environment, as in production (it refuses to start with them), with the keys of the shared
+        scope's task messages (`zonda secrets worker-keys`)."""
         env = {k: v for k, v in self.env.items() if not server_only(k) or k == "ZONDA_BROKER_URL"}
+        keys = secret_keys(Settings(home=self.home, secret_keys=self.env.get("ZONDA_SECRET_KEYS", "")))
+        env["ZONDA_WORKER_KEYS"] = worker_keys(keys, SHARED)
         self.start_process(
             name, "worker", "--queues", queues, "-c", str(concurrency), "--name", name, home=False, env=env
         )

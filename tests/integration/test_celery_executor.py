@@ -33,6 +33,7 @@ from tests.integration.celery_helpers import (
     collect,
     finished,
     make_executor,
+    sealer,
     unique,
     waiting,
 )
@@ -46,6 +47,7 @@ from zonda.executors.celery.app import make_app
 from zonda.executors.celery.codec import encode
 from zonda.executors.celery.cpus import usable_cpus
 from zonda.executors.celery.executor import CeleryExecutor, celery_task_id
+from zonda.executors.celery.sealing import tenant_scope
 from zonda.scheduler.wakeup import NullWaker
 from zonda.settings import Settings
 from zonda.worker.protocol import TaskFinished, TaskRequest, TaskStarted
@@ -164,7 +166,7 @@ def test_a_new_scheduler_follows_the_reply_queue_of_a_dead_one(
         crashing.kill()  # it polled the outcome but died before storing it: not acknowledged
         crashing.wait(10)
     later = dag.request("nap", queue=queues["default"])
-    publisher = CeleryExecutor(make_app(Settings(broker_url=broker)), dead_id)  # never started: no consumer
+    publisher = CeleryExecutor(make_app(Settings(broker_url=broker)), dead_id, sealer=sealer())  # not started
     publisher.submit([later])  # the worker reports to the dead scheduler's queue while nobody consumes it
 
     successor = make_executor(broker)
@@ -301,6 +303,52 @@ def test_a_tenant_worker_refuses_another_tenants_task_without_running_it(
     assert outcome.error is not None and outcome.error.startswith("WorkerRefused: ")
     assert "serves tenant team-a only" in outcome.error and "tenant team-b" in outcome.error
     assert not Path(misrouted.log_path).exists(), "the task did not run"
+
+
+def test_with_tenant_queues_a_tenants_worker_cannot_open_another_tenants_task_message(
+    broker: str, root: Path, dag: Dag
+) -> None:
+    queue = unique("tenantq")
+    worker = Worker(broker, root, [queue], concurrency=1, tenant="team-a", scope=tenant_scope("team-a"))
+    executor = make_executor(broker, sealer=sealer(per_tenant=True))
+    try:
+        own = replace(dag.request("hello", queue=f"team-a.{queue}"), dag_id="team-a/celery_dag")
+        misrouted = replace(dag.request("hello", queue=f"team-a.{queue}"), dag_id="team-b/celery_dag")
+        executor.submit([own, misrouted])
+        outcomes = {m.run_id: m for m in finished(collect(executor, lambda m: len(finished(m)) == 2))}
+    finally:
+        executor.stop()
+        worker.stop()
+    assert outcomes[own.run_id].ok and Path(own.log_path).exists()
+    refused = outcomes[misrouted.run_id]
+    assert not refused.ok and refused.worker == worker.id
+    assert refused.error is not None and refused.error.startswith(
+        f"WorkerCannotOpen: worker {worker.id} did not run this task: SealError: "
+    )
+    assert (
+        "scope 'tenant:team-b'" in refused.error
+        and "zonda secrets worker-keys --tenant team-b" in refused.error
+    )
+    assert not Path(misrouted.log_path).exists(), "the task did not run"
+
+
+def test_task_messages_cross_the_broker_sealed(broker: str, dag: Dag) -> None:
+    queue = unique("nobody")
+    executor = make_executor(broker)
+    secret = unique("hunter2")
+    request = replace(
+        dag.request("hello", queue=queue), secrets={"DB_PASSWORD": secret}, params={"customer": secret}
+    )
+    try:
+        executor.submit([replace(request, api_token=f"zondarun_{secret}")])
+        wait_until(lambda: waiting(broker, queue) == 1, 10, "the message on the broker")
+    finally:
+        executor.stop()
+    with make_app(Settings(broker_url=broker)).connection_for_write() as conn:
+        raw = conn.default_channel.basic_get(queue, no_ack=True).body
+    text = raw if isinstance(raw, str) else raw.decode()
+    assert request.run_id in text and "SealedTaskRequest" in text, "the attempt shows, for reports"
+    assert secret not in text, "no secret, param or run token in clear"
 
 
 def test_a_queue_of_long_tasks_keeps_none_waiting_on_the_broker_so_a_later_urgent_task_is_next(

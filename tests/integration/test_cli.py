@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 from sqlalchemy import Engine, select, update
 from typer.testing import CliRunner, Result
 
@@ -24,9 +25,12 @@ from zonda.cli.main import app
 from zonda.db.engine import make_engine, read_txn, write_txn
 from zonda.db.migrate import upgrade
 from zonda.db.schema import runs, task_instances
+from zonda.executors.celery.codec import Unopened, open_request, seal_request
+from zonda.executors.celery.sealing import Opener, Sealer
 from zonda.scheduler.wakeup import NullWaker
 from zonda.settings import Settings
 from zonda.worker.logs import log_path
+from zonda.worker.protocol import TaskRequest
 
 LOCAL_DAG = """
 from zonda import dag, task
@@ -443,3 +447,28 @@ def test_a_worker_with_server_credentials_in_its_environment_does_not_start() ->
         "tasks it runs could read them."
     )
     assert "s3cret" not in result.output
+
+
+def test_a_worker_without_the_keys_of_its_task_messages_does_not_start() -> None:
+    result = runner.invoke(app, ["worker", "-c", "1"], env={"ZONDA_BROKER_URL": "redis://127.0.0.1:1/0"})
+    assert result.exit_code == 1
+    assert result.stderr.strip().startswith(
+        "error: zonda worker needs ZONDA_WORKER_KEYS to open its task messages"
+    )
+    assert "zonda secrets worker-keys --tenant T" in result.stderr
+
+
+def test_worker_keys_open_the_messages_the_schedulers_seal_for_that_scope() -> None:
+    new, old = Fernet.generate_key(), Fernet.generate_key()
+    server_env = {"ZONDA_SECRET_KEYS": f"{new.decode()},{old.decode()}"}
+    shared = runner.invoke(app, ["secrets", "worker-keys"], env=server_env)
+    team_a = runner.invoke(app, ["secrets", "worker-keys", "--tenant", "team-a"], env=server_env)
+    assert shared.exit_code == 0 and team_a.exit_code == 0
+    assert len(team_a.stdout.strip().split(",")) == 2, "one key per server key, for rotation"
+    request = TaskRequest("r1", "team-a/etl", "load", -1, 1, 1, "/code/x.py", "x", "/dags/etl.py", "l", "o")
+    for per_tenant, printed in ((False, shared), (True, team_a)):
+        sealed = seal_request(request, Sealer([new, old], per_tenant))
+        assert open_request(sealed, Opener(printed.stdout.strip())) == request
+    assert isinstance(
+        open_request(seal_request(request, Sealer([new], False)), Opener(team_a.stdout)), Unopened
+    )

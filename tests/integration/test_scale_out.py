@@ -19,7 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from tests.integration.celery_helpers import BROKERS, collect, rabbitmq_vhost, unique
+from tests.integration.celery_helpers import BROKERS, collect, rabbitmq_vhost, sealer, unique
 from tests.integration.cluster import Cluster, assert_each_task_ran_once, celery_cluster, owners
 from tests.integration.server import free_port
 from tests.services import drop_pg_database, fresh_pg_database
@@ -198,7 +198,7 @@ def test_a_report_sent_to_a_scheduler_frozen_then_killed_reaches_its_successor(b
     finally:
         crashing.kill()
         crashing.wait(10)
-    successor = CeleryExecutor(make_app(Settings(broker_url=broker)), unique("sched"))
+    successor = CeleryExecutor(make_app(Settings(broker_url=broker)), unique("sched"), sealer=sealer())
     successor.start()
     try:
         successor.follow(dead_id)

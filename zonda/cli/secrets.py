@@ -1,8 +1,9 @@
 """`zonda secrets`: a tenant's secrets and connections on the server, and the operator's key commands.
 
-`set`, `list` and `delete` go through the API with the caller's token. `new-key` and `rotate` are
-maintenance of the server's Fernet keys: `rotate` works on the metadata DB directly (ZONDA_DB_URL,
-ZONDA_SECRET_KEYS), like `zonda db upgrade`.
+`set`, `list` and `delete` go through the API with the caller's token. `new-key`, `worker-keys` and
+`rotate` are maintenance of the server's Fernet keys: `worker-keys` derives the Celery workers' keys
+from them; `rotate` works on the metadata DB directly (ZONDA_DB_URL, ZONDA_SECRET_KEYS), like
+`zonda db upgrade`.
 """
 
 from __future__ import annotations
@@ -74,6 +75,24 @@ def delete_secret(name: str, tenant: Tenant = None, server: Server = None) -> No
 def new_key() -> None:
     """Print a new Fernet key, to put first in ZONDA_SECRET_KEYS (see docs/security.md)."""
     print(Fernet.generate_key().decode())
+
+
+@app.command("worker-keys")
+def worker_keys(
+    tenant: Annotated[
+        str | None,
+        typer.Option(
+            "--tenant", help="For `zonda worker --tenant T` (with ZONDA_TENANT_QUEUES on the schedulers)"
+        ),
+    ] = None,
+) -> None:
+    """Print ZONDA_WORKER_KEYS for Celery workers: the keys that open their task messages, derived from
+    ZONDA_SECRET_KEYS (run it where that is set; the workers never get it). See docs/security.md."""
+    from zonda.auth.keys import secret_keys
+    from zonda.executors.celery.sealing import SHARED, tenant_scope
+    from zonda.executors.celery.sealing import worker_keys as derive
+
+    print(derive(secret_keys(connect.settings()), tenant_scope(tenant) if tenant else SHARED))
 
 
 @app.command("rotate")

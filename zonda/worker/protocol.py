@@ -67,6 +67,12 @@ class TaskRequest:
     def ti_key(self) -> tuple[str, str, int]:
         return (self.run_id, self.task_id, self.map_index)
 
+    @property
+    def tenant(self) -> str | None:
+        """The tenant whose DAG this is (DAG ids are `tenant/name`); None for a DAG id without one."""
+        tenant, qualified, _ = self.dag_id.partition("/")
+        return tenant if qualified else None
+
 
 @dataclass(frozen=True, slots=True)
 class TaskStarted:

@@ -9,6 +9,10 @@ plus `"type"` (the class name) and `"version"`. Datetimes are ISO-8601 strings w
 offset; an `ArtifactRef` is an object whose inline `data` is base64. Each field is converted by name, never by sniffing values, so a
 run param that happens to look like a tagged value stays what the user passed.
 
+A task request travels sealed (`sealing.py`, ADR 0015): the whole request encrypted, plus a copy in
+clear of what a worker needs to report on an attempt it cannot open (`Unopened`). Only the sealed
+copy is read; a worker refuses an unsealed request.
+
 Why JSON and not pickle: a broker is shared by many machines and by tenant code running on the
 workers. Unpickling a message runs code chosen by whoever wrote it, so a task could take over the
 scheduler (which holds the DB credentials) by publishing to its reply queue. JSON messages are
@@ -20,11 +24,13 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import json
 from datetime import datetime
 from typing import Any, TypeVar
 
 from zonda.core.outputs import ArtifactRef
 from zonda.errors import ZondaError
+from zonda.executors.celery.sealing import Opener, Sealer, SealError
 from zonda.worker.protocol import (
     PROTOCOL_VERSION,
     SCHEDULER_ONLY,
@@ -86,20 +92,71 @@ def decode_request(data: Any) -> TaskRequest:
     return decode(data, TaskRequest)
 
 
-def encode_task_message(members: list[tuple[str, TaskRequest]]) -> Any:
-    """The argument of a `zonda.run_task` message: one request, or several (each with its attempt's
-    Celery task id, which revokes name)."""
+CLEAR_FIELDS = ("run_id", "dag_id", "task_id", "map_index", "try_number", "reply_to")
+"""What a sealed request shows in clear: enough for a worker to report an attempt it cannot open."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Unopened:
+    """A request a worker could not open or read: its attempt, from the fields in clear, and why."""
+
+    run_id: str
+    dag_id: str
+    task_id: str
+    map_index: int
+    try_number: int
+    reply_to: str
+    error: str
+
+
+def seal_request(request: TaskRequest, sealer: Sealer) -> dict[str, Any]:
+    """The request as it crosses the broker: sealed for its tenant's scope, a few fields in clear."""
+    scope = sealer.scope(request.tenant)
+    body = json.dumps(encode(request), separators=(",", ":")).encode()
+    clear = {name: getattr(request, name) for name in CLEAR_FIELDS}
+    return {"type": "SealedTaskRequest", **clear, "scope": scope, "sealed": sealer.seal(scope, body)}
+
+
+def open_request(data: Any, opener: Opener) -> TaskRequest | Unopened:
+    """The request in a sealed one, or `Unopened` (its attempt and why) when it cannot be opened or read,
+    or is not sealed (a scheduler of an earlier release). ProtocolError when not even the fields in
+    clear can be read."""
+    kind = data.get("type") if isinstance(data, dict) else type(data).__name__
+    if kind not in ("SealedTaskRequest", "TaskRequest"):
+        raise ProtocolError(f"expected a sealed task request, got {kind!r}")
+    try:
+        clear = {name: data[name] for name in CLEAR_FIELDS}
+        attempt = Unopened(**clear, error="")
+    except (KeyError, TypeError) as exc:
+        raise ProtocolError(f"malformed task request: {exc}") from exc
+    if kind == "TaskRequest":
+        return dataclasses.replace(
+            attempt,
+            error="UnsealedRequest: workers run only requests sealed by a scheduler (ADR 0015); upgrade the "
+            "schedulers to this worker's release",
+        )
+    try:
+        return decode_request(
+            json.loads(opener.open(str(data.get("sealed", "")), str(data.get("scope", "?"))))
+        )
+    except (SealError, ProtocolError, ValueError) as exc:
+        return dataclasses.replace(attempt, error=f"{type(exc).__name__}: {exc}")
+
+
+def encode_task_message(members: list[tuple[str, TaskRequest]], sealer: Sealer) -> Any:
+    """The argument of a `zonda.run_task` message: one sealed request, or several (each with its
+    attempt's Celery task id, which revokes name)."""
     if len(members) == 1:
-        return encode(members[0][1])
-    return [{"id": task_id, "request": encode(request)} for task_id, request in members]
+        return seal_request(members[0][1], sealer)
+    return [{"id": task_id, "request": seal_request(request, sealer)} for task_id, request in members]
 
 
-def decode_task_message(task_id: str, data: Any) -> list[tuple[str, TaskRequest]]:
+def decode_task_message(task_id: str, data: Any, opener: Opener) -> list[tuple[str, TaskRequest | Unopened]]:
     """The (attempt's task id, request) pairs of a `zonda.run_task` message whose own id is `task_id`."""
     if not isinstance(data, list):
-        return [(task_id, decode_request(data))]
+        return [(task_id, open_request(data, opener))]
     try:
-        return [(str(item["id"]), decode_request(item["request"])) for item in data]
+        return [(str(item["id"]), open_request(item["request"], opener)) for item in data]
     except (KeyError, TypeError) as exc:
         raise ProtocolError(f"malformed message of several requests: {exc}") from exc
 

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from kombu.utils.url import maybe_sanitize_url
 
+from zonda.auth.keys import secret_keys
 from zonda.db.workers import Worker
 from zonda.errors import ConfigError
 from zonda.executors.base import QueuedAttempt, TIRef
@@ -46,6 +47,7 @@ from zonda.executors.celery.events import WorkerHeartbeat, publish_report, reply
 from zonda.executors.celery.listener import Listener
 from zonda.executors.celery.publisher import TaskMessage, TaskPublisher
 from zonda.executors.celery.routing import DEFAULT_HOOKS, RouteInfo, RoutingHook, hooks_from, route
+from zonda.executors.celery.sealing import Sealer
 from zonda.executors.celery.tracker import LostWorkerTracker
 from zonda.worker.protocol import TaskFinished, TaskRequest, TaskStarted, WorkerMessage
 
@@ -94,6 +96,7 @@ class CeleryExecutor:
         app: Celery,
         scheduler_id: str,
         *,
+        sealer: Sealer,
         max_in_flight: int = 1000,
         queued_per_slot: float = 4.0,
         queued_seconds: float = 0.1,
@@ -117,7 +120,7 @@ class CeleryExecutor:
         self._deliveries = Deliveries(settle=SETTLE_HEARTBEATS * heartbeat_interval)
         self._inflight: dict[TIRef, TaskRequest] = {}
         self._republished: set[tuple[TIRef, int]] = set()
-        self._publisher = TaskPublisher(app)
+        self._publisher = TaskPublisher(app, sealer)
         self._unsent: list[tuple[list[TaskRequest], str]] = []
         self._next_resend = 0.0
         self._unacked: list[tuple[int, Any]] = []
@@ -143,6 +146,7 @@ class CeleryExecutor:
         return cls(
             make_app(settings),
             scheduler_id,
+            sealer=Sealer(secret_keys(settings), settings.tenant_queues),
             max_in_flight=settings.celery_max_in_flight,
             queued_per_slot=settings.celery_queued_per_slot,
             queued_seconds=settings.celery_queued_seconds,

@@ -9,7 +9,7 @@ and body a `send_task` call makes (Celery protocol 2), on a producer the executo
 When Celery's `task-sent` events are on (`ZONDA_CELERY_EVENTS`), publishing goes through
 `send_task`, which sends them.
 
-A message carries one request (its task id is the attempt's) or several of one queue
+Each request goes sealed for its tenant's scope (`sealing.py`). A message carries one request (its task id is the attempt's) or several of one queue
 (`backlog.bundle`; its task id is the first one's with `+<how many more>`). Each attempt keeps its
 own task id, which revokes name (`codec.encode_task_message`; `task.py` honours them per attempt).
 """
@@ -26,6 +26,7 @@ from celery.utils.nodenames import anon_nodename
 
 from zonda.executors.celery.app import TASK_NAME
 from zonda.executors.celery.codec import encode_task_message
+from zonda.executors.celery.sealing import Sealer
 from zonda.worker.protocol import TaskRequest
 
 if TYPE_CHECKING:
@@ -55,10 +56,6 @@ class TaskMessage:
         return first if len(self.members) == 1 else f"{first}+{len(self.members) - 1}"
 
     @property
-    def payload(self) -> Any:
-        return encode_task_message(self.members)
-
-    @property
     def argsrepr(self) -> str:
         return "(" + ", ".join(f"{r.dag_id}/{r.run_id}/{r.task_id}" for _, r in self.members) + ")"
 
@@ -67,8 +64,9 @@ class TaskPublisher:
     """Publishes requests as `zonda.run_task` on one connection, one thread at a time (the loop's
     dispatches and the listener's refills share it)."""
 
-    def __init__(self, app: Celery) -> None:
+    def __init__(self, app: Celery, sealer: Sealer) -> None:
         self.app = app
+        self.sealer = sealer
         self.origin = anon_nodename()
         self._producer: Producer | None = None
         self._declared: set[str] = set()
@@ -96,7 +94,7 @@ class TaskPublisher:
             for message in items:
                 task_id = message.task_id
                 producer.publish(
-                    ([message.payload], {}, _EMBED),
+                    ([encode_task_message(message.members, self.sealer)], {}, _EMBED),
                     exchange="",
                     routing_key=message.queue,
                     serializer="json",
@@ -112,7 +110,7 @@ class TaskPublisher:
         """Publish through `Celery.send_task`, which also sends the `task-sent` event."""
         self.app.send_task(
             TASK_NAME,
-            args=[message.payload],
+            args=[encode_task_message(message.members, self.sealer)],
             queue=message.queue,
             task_id=message.task_id,
             argsrepr=message.argsrepr,

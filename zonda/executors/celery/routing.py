@@ -25,8 +25,7 @@ class RouteInfo:
 
     @classmethod
     def of(cls, request: TaskRequest) -> RouteInfo:
-        tenant, qualified, _ = request.dag_id.partition("/")
-        return cls(queue=request.queue or "default", pool=request.pool, tenant=tenant if qualified else None)
+        return cls(queue=request.queue or "default", pool=request.pool, tenant=request.tenant)
 
 
 class RoutingHook:

@@ -9,6 +9,9 @@ executor. Reports go to the request's `reply_to` queue on one producer the slot 
 send only their end, which carries the start time), `TaskFinished` at its end. Reports name the
 `zonda worker` (the supervisor), whose heartbeats list the attempt, not the slot.
 
+A request this worker cannot open (sealed for a scope whose keys it lacks, or altered on the way,
+ADR 0015) is not run either: it is reported failed as `WorkerCannotOpen`, naming the fix.
+
 Two failures never reach the task body, and are reported as `WorkerLostError` instead:
 - the slot process died: its supervisor reports the attempt it was running;
 - the broker delivers the message again because the slot that had it died or lost its
@@ -35,9 +38,10 @@ from celery.worker import state as worker_state
 
 from zonda.artifacts.store import ArtifactStore
 from zonda.executors.celery.app import TASK_NAME
-from zonda.executors.celery.codec import decode_task_message
-from zonda.executors.celery.events import ReportPublisher, lost_report, running_task
+from zonda.executors.celery.codec import Unopened, decode_task_message
+from zonda.executors.celery.events import ReportPublisher, RunningTask, lost_report, running_task
 from zonda.executors.celery.logs import attempt_log
+from zonda.executors.celery.sealing import Opener
 from zonda.executors.celery.slots import SlotReporter, SlotTask
 from zonda.executors.local.started import StartedReporter
 from zonda.executors.local.worker_main import STARTED_DELAY
@@ -70,6 +74,7 @@ class SlotRuntime:
         self._capture = ExitStack()
         self._reporter_: StartedReporter | None = None
         self._reports = ReportPublisher(app)
+        self.opener = Opener(settings.worker_keys)
 
     @property
     def _reporter(self) -> StartedReporter:
@@ -119,18 +124,30 @@ def register_task(
     def run_task(task: Task, payload: Any) -> None:
         message_id = str(task.request.id)
         redelivered = bool((task.request.delivery_info or {}).get("redelivered"))
-        for task_id, request in decode_task_message(message_id, payload):
+        for task_id, request in decode_task_message(message_id, payload, runtime.opener):
             with terminable_as(task_id, message_id):
                 if task_id != message_id and task_id in worker_state.revoked:
                     continue  # withdrawn or killed before it started (Celery checks a message's own id)
-                run_one(task_id, request, redelivered)
+                if isinstance(request, Unopened):
+                    not_run(request)
+                else:
+                    run_one(task_id, request, redelivered)
+
+    def not_run(request: Unopened) -> None:
+        """Report an attempt whose request this worker cannot open (another scope's key, or altered)."""
+        error = f"WorkerCannotOpen: worker {worker_id} did not run this task: {request.error}"
+        log.error("did not run %s/%s: %s", request.dag_id, request.task_id, error)
+        attempt = RunningTask(
+            request.run_id, request.task_id, request.map_index, request.try_number, request.reply_to
+        )
+        runtime.report(request.reply_to, lost_report(attempt, error, worker_id))
 
     def run_one(task_id: str, request: TaskRequest, redelivered: bool) -> None:
         attempt = running_task(request)
         if redelivered:
             runtime.report(request.reply_to, lost_report(attempt, REDELIVERED, worker_id))
             return
-        owner = request.dag_id.partition("/")[0] if "/" in request.dag_id else None
+        owner = request.tenant
         if tenant is not None and owner != tenant:
             refused = (
                 f"WorkerRefused: worker {worker_id} serves tenant {tenant} only and did not run this task of "
