@@ -26,7 +26,8 @@ from zonda.artifacts.store import output_path
 from zonda.dag_processing.code_store import store_source
 from zonda.executors.celery.app import make_app
 from zonda.executors.celery.executor import CeleryExecutor
-from zonda.executors.celery.sealing import SHARED, Sealer, worker_keys
+from zonda.executors.celery.sealing import SHARED, Sealer, WorkerKeys
+from zonda.executors.celery.sealing import worker_keys as scope_keys
 from zonda.settings import Settings
 from zonda.worker.logs import log_path
 from zonda.worker.protocol import TaskFinished, TaskRequest, WorkerMessage
@@ -47,6 +48,11 @@ SERVER_KEY = os.environ.setdefault("ZONDA_TEST_SERVER_KEY", Fernet.generate_key(
 def sealer(per_tenant: bool = False) -> Sealer:
     """What the tests' executors seal with: the shared scope, or each tenant's (ZONDA_TENANT_QUEUES)."""
     return Sealer([SERVER_KEY], per_tenant)
+
+
+def worker_keys(scope: str = SHARED) -> WorkerKeys:
+    """The keys a worker of `scope` gets (`zonda secrets worker-keys`), to seal reports as it would."""
+    return WorkerKeys(scope_keys([SERVER_KEY], scope))
 
 
 HEARTBEAT = 0.5
@@ -235,7 +241,7 @@ class Worker:
             ZONDA_ARTIFACT_URL=str(root / "artifacts"),
             ZONDA_HEARTBEAT_INTERVAL=str(HEARTBEAT),
             ZONDA_TEST_MARKS=str(root / "marks"),
-            ZONDA_WORKER_KEYS=worker_keys([SERVER_KEY], scope),
+            ZONDA_WORKER_KEYS=scope_keys([SERVER_KEY], scope),
         )
         args = [ZONDA, "worker", "--queues", ",".join(queues), "-c", str(concurrency), "--name", self.id]
         args += ["--loglevel", loglevel]

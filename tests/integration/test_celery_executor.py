@@ -36,6 +36,7 @@ from tests.integration.celery_helpers import (
     sealer,
     unique,
     waiting,
+    worker_keys,
 )
 from tests.waiting import wait_until
 from zonda.api.app import create_app
@@ -44,8 +45,9 @@ from zonda.db.engine import write_txn
 from zonda.db.workers import Worker as WorkerRow
 from zonda.db.workers import record_heartbeats
 from zonda.executors.celery.app import make_app
-from zonda.executors.celery.codec import encode
+from zonda.executors.celery.codec import encode, seal_report
 from zonda.executors.celery.cpus import usable_cpus
+from zonda.executors.celery.events import publish_report
 from zonda.executors.celery.executor import CeleryExecutor, celery_task_id
 from zonda.executors.celery.sealing import tenant_scope
 from zonda.scheduler.wakeup import NullWaker
@@ -330,6 +332,33 @@ def test_with_tenant_queues_a_tenants_worker_cannot_open_another_tenants_task_me
         and "zonda secrets worker-keys --tenant team-b" in refused.error
     )
     assert not Path(misrouted.log_path).exists(), "the task did not run"
+
+
+def test_a_report_sealed_by_another_tenants_worker_cannot_pass_for_a_success(broker: str, dag: Dag) -> None:
+    executor = make_executor(broker, sealer=sealer(per_tenant=True))
+    request = replace(dag.request("hello", queue=unique("nobody")), dag_id="team-b/celery_dag")
+    now = datetime.now(UTC)
+    forged = TaskFinished(*request.ti_key, request.try_number, ok=True, started_at=now, ended_at=now)
+    failed = replace(forged, ok=False, error="WorkerCannotOpen: ...")
+    try:
+        executor.submit([request])
+        with make_app(Settings(broker_url=broker)).producer_or_acquire() as producer:
+            publish_report(
+                producer, executor.reply_to, seal_report(forged, worker_keys(tenant_scope("team-a")))
+            )
+            publish_report(
+                producer, executor.reply_to, seal_report(failed, worker_keys(tenant_scope("team-a")))
+            )
+        assert finished(collect(executor, lambda m: len(m) == 1)) == [failed], "a failure only"
+        executor.submit([replace(request, try_number=2)])
+        genuine = replace(forged, try_number=2)
+        with make_app(Settings(broker_url=broker)).producer_or_acquire() as producer:
+            publish_report(
+                producer, executor.reply_to, seal_report(genuine, worker_keys(tenant_scope("team-b")))
+            )
+        assert finished(collect(executor, lambda m: len(m) == 1)) == [genuine]
+    finally:
+        executor.stop()
 
 
 def test_task_messages_cross_the_broker_sealed(broker: str, dag: Dag) -> None:

@@ -26,7 +26,7 @@ from zonda.db.engine import make_engine, read_txn, write_txn
 from zonda.db.migrate import upgrade
 from zonda.db.schema import runs, task_instances
 from zonda.executors.celery.codec import Unopened, open_request, seal_request
-from zonda.executors.celery.sealing import Opener, Sealer
+from zonda.executors.celery.sealing import Sealer, WorkerKeys
 from zonda.scheduler.wakeup import NullWaker
 from zonda.settings import Settings
 from zonda.worker.logs import log_path
@@ -468,7 +468,7 @@ def test_worker_keys_open_the_messages_the_schedulers_seal_for_that_scope() -> N
     request = TaskRequest("r1", "team-a/etl", "load", -1, 1, 1, "/code/x.py", "x", "/dags/etl.py", "l", "o")
     for per_tenant, printed in ((False, shared), (True, team_a)):
         sealed = seal_request(request, Sealer([new, old], per_tenant))
-        assert open_request(sealed, Opener(printed.stdout.strip())) == request
+        assert open_request(sealed, WorkerKeys(printed.stdout.strip())) == request
     assert isinstance(
-        open_request(seal_request(request, Sealer([new], False)), Opener(team_a.stdout)), Unopened
+        open_request(seal_request(request, Sealer([new], False)), WorkerKeys(team_a.stdout)), Unopened
     )

@@ -19,11 +19,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from tests.integration.celery_helpers import BROKERS, collect, rabbitmq_vhost, sealer, unique
+from tests.integration.celery_helpers import BROKERS, collect, rabbitmq_vhost, sealer, unique, worker_keys
 from tests.integration.cluster import Cluster, assert_each_task_ran_once, celery_cluster, owners
 from tests.integration.server import free_port
 from tests.services import drop_pg_database, fresh_pg_database
 from zonda.executors.celery.app import make_app
+from zonda.executors.celery.codec import seal_report
 from zonda.executors.celery.events import publish_report, reply_queue_name
 from zonda.executors.celery.executor import CeleryExecutor
 from zonda.settings import Settings
@@ -193,7 +194,7 @@ def test_a_report_sent_to_a_scheduler_frozen_then_killed_reaches_its_successor(b
         time.sleep(0.5)  # its consumer is waiting for reports
         crashing.send_signal(signal.SIGSTOP)
         with app.producer_or_acquire() as producer:
-            publish_report(producer, reply_queue_name(dead_id), report)
+            publish_report(producer, reply_queue_name(dead_id), seal_report(report, worker_keys()))
         time.sleep(0.5)  # the broker hands the report to the frozen consumer, if it takes it that way
     finally:
         crashing.kill()

@@ -8,12 +8,15 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from cryptography.fernet import Fernet
+
 from tests.unit.test_celery_parts import request
 from zonda.executors.celery.app import make_app
 from zonda.executors.celery.backlog import MAX_BUNDLE, RECENT_HORIZON, Backlog, QueueCapacity
 from zonda.executors.celery.cpus import cgroup_cpu_quota, usable_cpus
 from zonda.executors.celery.events import RunningTask, WorkerHeartbeat
 from zonda.executors.celery.heartbeat import HeartbeatSender
+from zonda.executors.celery.sealing import SHARED, worker_keys
 from zonda.executors.celery.slots import SlotReporter, SlotState, SlotTask
 from zonda.executors.celery.supervisor import WorkerSupervisor, slot_node
 from zonda.executors.celery.tracker import LostWorkerTracker
@@ -293,7 +296,9 @@ def test_slots_are_named_after_their_worker() -> None:
 
 
 def test_a_slot_that_keeps_dying_is_started_again_later_and_later() -> None:
-    supervisor = WorkerSupervisor(Settings(broker_url="redis://127.0.0.1:1/0"), "w@host", ["default"], 2)
+    keys = worker_keys([Fernet.generate_key()], SHARED)
+    settings = Settings(broker_url="redis://127.0.0.1:1/0", worker_keys=keys)
+    supervisor = WorkerSupervisor(settings, "w@host", ["default"], 2)
     delays = [supervisor._next_delay(0) for _ in range(9)]
     assert delays == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]
     assert supervisor._next_delay(1) == 0.5, "each slot has its own back-off"

@@ -25,7 +25,7 @@ from zonda.executors.celery.codec import (
 from zonda.executors.celery.events import RunningTask, WorkerHeartbeat
 from zonda.executors.celery.logs import attempt_log, is_local
 from zonda.executors.celery.routing import PoolRouting, RouteInfo, RoutingHook, TenantRouting, route
-from zonda.executors.celery.sealing import SHARED, Opener, Sealer, worker_keys
+from zonda.executors.celery.sealing import SHARED, Sealer, WorkerKeys, worker_keys
 from zonda.executors.celery.tracker import LostWorkerTracker
 from zonda.executors.local.pool import LocalExecutor
 from zonda.executors.registry import make_executor
@@ -101,15 +101,15 @@ def test_messages_it_cannot_read_are_refused_with_a_reason() -> None:
 
 def test_a_message_carries_one_request_or_several_each_with_its_task_id() -> None:
     key = Fernet.generate_key()
-    sealer, opener = Sealer([key], per_tenant=False), Opener(worker_keys([key], SHARED))
+    sealer, keys = Sealer([key], per_tenant=False), WorkerKeys(worker_keys([key], SHARED))
     one, two = request(), request(task_id="other")
     single = encode_task_message([("a:1", one)], sealer)
     assert single["type"] == "SealedTaskRequest", "one request: the request itself, sealed"
-    assert decode_task_message("a:1", single, opener) == [("a:1", one)]
+    assert decode_task_message("a:1", single, keys) == [("a:1", one)]
     several = encode_task_message([("a:1", one), ("b:1", two)], sealer)
-    assert decode_task_message("a:1+1", several, opener) == [("a:1", one), ("b:1", two)]
+    assert decode_task_message("a:1+1", several, keys) == [("a:1", one), ("b:1", two)]
     with pytest.raises(ProtocolError, match="several requests"):
-        decode_task_message("a:1+1", [{"request": single}], opener)
+        decode_task_message("a:1+1", [{"request": single}], keys)
 
 
 def test_heartbeats_survive_their_json_frame() -> None:

@@ -1,20 +1,41 @@
-"""Sealed task messages (ADR 0015): what a request shows on the broker, and who can open it."""
+"""Sealed task messages (ADR 0015): what requests and reports show on the broker, and who can open them."""
 
 from __future__ import annotations
 
 import base64
 import dataclasses
 import json
+from datetime import UTC, datetime
 
 import pytest
 from cryptography.fernet import Fernet
 
+from zonda.core.outputs import ArtifactRef
 from zonda.errors import ConfigError
-from zonda.executors.celery.codec import ProtocolError, Unopened, encode, open_request, seal_request
-from zonda.executors.celery.sealing import SHARED, Opener, Sealer, derive_key, tenant_scope, worker_keys
-from zonda.worker.protocol import TaskRequest
+from zonda.executors.celery.codec import (
+    ProtocolError,
+    Unopened,
+    encode,
+    foreign_report,
+    forwarded_report,
+    open_report,
+    open_request,
+    seal_report,
+    seal_request,
+)
+from zonda.executors.celery.sealing import (
+    SCHEDULERS,
+    SHARED,
+    Sealer,
+    WorkerKeys,
+    derive_key,
+    tenant_scope,
+    worker_keys,
+)
+from zonda.worker.protocol import TaskFinished, TaskRequest, TaskStarted
 
 KEY = Fernet.generate_key()
+NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 
 
 def request(dag_id: str = "team-a/etl", **changes: object) -> TaskRequest:
@@ -38,8 +59,8 @@ def request(dag_id: str = "team-a/etl", **changes: object) -> TaskRequest:
     return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
 
 
-def tenant_opener(tenant: str, *keys: bytes) -> Opener:
-    return Opener(worker_keys(list(keys or (KEY,)), tenant_scope(tenant)))
+def tenant_keys(tenant: str, *keys: bytes) -> WorkerKeys:
+    return WorkerKeys(worker_keys(list(keys or (KEY,)), tenant_scope(tenant)))
 
 
 def test_the_broker_sees_the_attempt_but_not_its_secrets_token_or_params() -> None:
@@ -54,9 +75,9 @@ def test_the_broker_sees_the_attempt_but_not_its_secrets_token_or_params() -> No
 def test_a_tenants_worker_opens_its_own_tenants_requests_only() -> None:
     sealer = Sealer([KEY], per_tenant=True)
     mine, theirs = request(), request(dag_id="team-b/etl")
-    opener = tenant_opener("team-a")
-    assert open_request(seal_request(mine, sealer), opener) == mine
-    unopened = open_request(seal_request(theirs, sealer), opener)
+    keys = tenant_keys("team-a")
+    assert open_request(seal_request(mine, sealer), keys) == mine
+    unopened = open_request(seal_request(theirs, sealer), keys)
     assert isinstance(unopened, Unopened)
     assert (unopened.run_id, unopened.task_id, unopened.try_number, unopened.reply_to) == (
         "r1",
@@ -64,7 +85,9 @@ def test_a_tenants_worker_opens_its_own_tenants_requests_only() -> None:
         2,
         "zonda.events.s1",
     )
-    assert "no key for messages of scope 'tenant:team-b'" in unopened.error
+    assert "holds the keys of scope 'tenant:team-a', not those of this message's scope 'tenant:team-b'" in (
+        unopened.error
+    )
     assert "zonda secrets worker-keys --tenant team-b" in unopened.error
 
 
@@ -72,38 +95,38 @@ def test_without_tenant_queues_every_request_is_sealed_for_the_shared_workers() 
     sealer = Sealer([KEY], per_tenant=False)
     sealed = seal_request(request(), sealer)
     assert sealed["scope"] == SHARED
-    assert open_request(sealed, Opener(worker_keys([KEY], SHARED))) == request()
-    assert isinstance(open_request(sealed, tenant_opener("team-a")), Unopened)
+    assert open_request(sealed, WorkerKeys(worker_keys([KEY], SHARED))) == request()
+    assert isinstance(open_request(sealed, tenant_keys("team-a")), Unopened)
 
 
 def test_the_fields_in_clear_are_never_what_runs() -> None:
     sealed = seal_request(request(), Sealer([KEY], per_tenant=True))
     altered = {**sealed, "run_id": "someone-elses-run", "reply_to": "zonda.events.elsewhere"}
-    assert open_request(altered, tenant_opener("team-a")) == request()
+    assert open_request(altered, tenant_keys("team-a")) == request()
     rescoped = {**sealed, "scope": "tenant:team-b"}
-    assert isinstance(open_request(rescoped, tenant_opener("team-b")), Unopened), "the scope is sealed in"
+    assert isinstance(open_request(rescoped, tenant_keys("team-b")), Unopened), "the scope is sealed in"
 
 
 def test_an_altered_or_unsealed_request_is_not_run() -> None:
     sealed = seal_request(request(), Sealer([KEY], per_tenant=True))
     tampered = {**sealed, "sealed": sealed["sealed"][:-8] + "AAAAAAAA"}
-    assert isinstance(open_request(tampered, tenant_opener("team-a")), Unopened)
-    unsealed = open_request(encode(request()), tenant_opener("team-a"))
+    assert isinstance(open_request(tampered, tenant_keys("team-a")), Unopened)
+    unsealed = open_request(encode(request()), tenant_keys("team-a"))
     assert isinstance(unsealed, Unopened) and unsealed.error.startswith("UnsealedRequest: ")
     assert "upgrade the schedulers" in unsealed.error and unsealed.run_id == "r1"
     with pytest.raises(ProtocolError, match="malformed task request"):
-        open_request({"type": "SealedTaskRequest", "run_id": "r1"}, tenant_opener("team-a"))
+        open_request({"type": "SealedTaskRequest", "run_id": "r1"}, tenant_keys("team-a"))
     with pytest.raises(ProtocolError, match="expected a sealed task request"):
-        open_request({"type": "TaskStarted"}, tenant_opener("team-a"))
+        open_request({"type": "TaskStarted"}, tenant_keys("team-a"))
 
 
 def test_workers_keep_opening_requests_while_the_server_keys_rotate() -> None:
     new = Fernet.generate_key()
     before = seal_request(request(), Sealer([KEY], per_tenant=True))
     after = seal_request(request(), Sealer([new, KEY], per_tenant=True))
-    both = tenant_opener("team-a", new, KEY)
+    both = tenant_keys("team-a", new, KEY)
     assert open_request(before, both) == request() and open_request(after, both) == request()
-    assert isinstance(open_request(after, tenant_opener("team-a", KEY)), Unopened)
+    assert isinstance(open_request(after, tenant_keys("team-a", KEY)), Unopened)
 
 
 def test_keys_are_derived_per_scope_and_server_key() -> None:
@@ -111,7 +134,9 @@ def test_keys_are_derived_per_scope_and_server_key() -> None:
     assert derive_key(KEY, "tenant:a") == derive_key(KEY, "tenant:a")
     assert len({derive_key(KEY, "tenant:a"), derive_key(KEY, "tenant:b"), derive_key(other, "tenant:a")}) == 3
     assert len(derive_key(KEY, SHARED)) == 32 and derive_key(KEY, SHARED) not in base64.urlsafe_b64decode(KEY)
-    printed = worker_keys([other, KEY], SHARED).split(",")
+    scope, _, keys = worker_keys([other, KEY], SHARED).rpartition(":")
+    printed = keys.split(",")
+    assert scope == SHARED
     assert [base64.urlsafe_b64decode(k) for k in printed] == [
         derive_key(other, SHARED),
         derive_key(KEY, SHARED),
@@ -120,6 +145,76 @@ def test_keys_are_derived_per_scope_and_server_key() -> None:
 
 def test_a_worker_without_keys_is_told_how_to_get_them() -> None:
     with pytest.raises(ConfigError, match="zonda secrets worker-keys"):
-        Opener("")
-    with pytest.raises(ConfigError, match="ZONDA_WORKER_KEYS must be"):
-        Opener("not-a-key")
+        WorkerKeys("")
+    for malformed in (
+        "not-a-key",
+        "shared:not-a-key",
+        "shared:",
+        base64.urlsafe_b64encode(bytes(32)).decode(),
+    ):
+        with pytest.raises(ConfigError, match="ZONDA_WORKER_KEYS must be"):
+            WorkerKeys(malformed)
+    assert WorkerKeys(worker_keys([KEY], tenant_scope("team-a"))).scope == "tenant:team-a"
+
+
+# Reports, from workers to schedulers -------------------------------------------------------------
+
+
+def finished(ok: bool = True) -> TaskFinished:
+    output = ArtifactRef("json", 22, data=b'{"rows": "report-data"}') if ok else None
+    return TaskFinished("r1", "load", -1, 2, ok=ok, started_at=NOW, ended_at=NOW, output=output, error=None)
+
+
+def test_a_report_crosses_the_broker_sealed_for_its_workers_scope() -> None:
+    sealed = seal_report(finished(), tenant_keys("team-a"))
+    assert "report-data" not in json.dumps(sealed) and base64.b64encode(
+        b"report-data"
+    ).decode() not in json.dumps(sealed)
+    assert open_report(sealed, Sealer([KEY], per_tenant=True)) == (finished(), "tenant:team-a")
+    started = TaskStarted("r1", "load", -1, 2, NOW, 42, worker="w@h")
+    assert open_report(seal_report(started, tenant_keys("team-a")), Sealer([KEY], True))[0] == started
+
+
+def test_schedulers_open_reports_sealed_with_any_server_key_and_pass_them_on_in_their_own_scope() -> None:
+    new = Fernet.generate_key()
+    scheduler = Sealer([new, KEY], per_tenant=True)
+    assert open_report(seal_report(finished(), tenant_keys("team-a", KEY)), scheduler)[0] == finished()
+    passed_on = forwarded_report(finished(), scheduler)
+    assert open_report(passed_on, Sealer([new], True)) == (finished(), SCHEDULERS)
+
+
+def test_a_forged_altered_or_unsealed_report_is_refused() -> None:
+    scheduler = Sealer([KEY], per_tenant=True)
+    other_server = WorkerKeys(worker_keys([Fernet.generate_key()], tenant_scope("team-a")))
+    posing = WorkerKeys("schedulers:" + worker_keys([KEY], SHARED).partition(":")[2])
+    sealed = seal_report(finished(), tenant_keys("team-a"))
+    for forged in (
+        seal_report(finished(), other_server),
+        seal_report(finished(), posing),
+        {**sealed, "scope": "tenant:team-b"},
+        {**sealed, "sealed": sealed["sealed"][:-8] + "AAAAAAAA"},
+    ):
+        with pytest.raises(ProtocolError, match="no server key opens"):
+            open_report(forged, scheduler)
+    with pytest.raises(ProtocolError, match="expected a sealed report"):
+        open_report(encode(finished()), scheduler)
+    request_as_report = {
+        "type": "SealedReport",
+        "scope": "shared",
+        "sealed": seal_request(request(), Sealer([KEY], False))["sealed"],
+    }
+    with pytest.raises(ProtocolError, match="no server key opens"):
+        open_report(request_as_report, scheduler)
+
+
+def test_only_a_failure_may_come_from_a_worker_of_another_scope() -> None:
+    started = TaskStarted("r1", "load", -1, 2, NOW, 42)
+    assert foreign_report(finished(), "tenant:team-a", "tenant:team-a") == ""
+    assert foreign_report(finished(), SCHEDULERS, "tenant:team-a") == "", "passed on by a scheduler"
+    assert foreign_report(finished(), "tenant:team-b", None) == "", "an attempt the executor does not track"
+    assert foreign_report(finished(ok=False), "tenant:team-b", "tenant:team-a") == "", "could not open it"
+    for forged in (finished(), started):
+        reason = foreign_report(forged, "tenant:team-b", "tenant:team-a")
+        assert (
+            "r1/load/-1 try 2 was sealed for scope 'tenant:team-b'" in reason and "'tenant:team-a'" in reason
+        )

@@ -9,9 +9,10 @@ plus `"type"` (the class name) and `"version"`. Datetimes are ISO-8601 strings w
 offset; an `ArtifactRef` is an object whose inline `data` is base64. Each field is converted by name, never by sniffing values, so a
 run param that happens to look like a tagged value stays what the user passed.
 
-A task request travels sealed (`sealing.py`, ADR 0015): the whole request encrypted, plus a copy in
-clear of what a worker needs to report on an attempt it cannot open (`Unopened`). Only the sealed
-copy is read; a worker refuses an unsealed request.
+Requests and reports travel sealed (`sealing.py`, ADR 0015): the whole message encrypted, plus, for
+a request, a copy in clear of what a worker needs to report on an attempt it cannot open
+(`Unopened`). Only the sealed copy is read; a worker refuses an unsealed request, a scheduler
+drops an unsealed report.
 
 Why JSON and not pickle: a broker is shared by many machines and by tenant code running on the
 workers. Unpickling a message runs code chosen by whoever wrote it, so a task could take over the
@@ -30,7 +31,7 @@ from typing import Any, TypeVar
 
 from zonda.core.outputs import ArtifactRef
 from zonda.errors import ZondaError
-from zonda.executors.celery.sealing import Opener, Sealer, SealError
+from zonda.executors.celery.sealing import REPORT, REQUEST, SCHEDULERS, Sealer, SealError, WorkerKeys
 from zonda.worker.protocol import (
     PROTOCOL_VERSION,
     SCHEDULER_ONLY,
@@ -82,10 +83,61 @@ def decode(data: Any, kind: type[T]) -> T:
 
 
 def decode_report(data: Any) -> WorkerMessage:
-    """A `TaskStarted` or `TaskFinished` read from a reply queue."""
+    """A `TaskStarted` or `TaskFinished` from its JSON object."""
     if isinstance(data, dict) and data.get("type") == "TaskStarted":
         return decode(data, TaskStarted)
     return decode(data, TaskFinished)
+
+
+def seal_report(message: WorkerMessage, keys: WorkerKeys) -> dict[str, Any]:
+    """A worker's report as it crosses the broker: sealed for the worker's scope."""
+    scope, token = keys.seal(REPORT, _json(encode(message)))
+    return {"type": "SealedReport", "scope": scope, "sealed": token}
+
+
+def forwarded_report(message: WorkerMessage, sealer: Sealer) -> dict[str, Any]:
+    """A report one scheduler passes on to another: sealed for the schedulers' own scope."""
+    return {
+        "type": "SealedReport",
+        "scope": SCHEDULERS,
+        "sealed": sealer.seal(SCHEDULERS, REPORT, _json(encode(message))),
+    }
+
+
+def open_report(data: Any, sealer: Sealer) -> tuple[WorkerMessage, str]:
+    """The report in a sealed one, and the scope it was sealed for; ProtocolError if it is not a
+    sealed report, no server key opens it (forged or altered), or its content is not a report."""
+    if not isinstance(data, dict) or data.get("type") != "SealedReport":
+        found = data.get("type") if isinstance(data, dict) else type(data).__name__
+        raise ProtocolError(f"expected a sealed report, got {found!r} (a worker of an earlier release?)")
+    scope = str(data.get("scope", ""))
+    try:
+        return decode_report(json.loads(sealer.open(scope, REPORT, str(data.get("sealed", ""))))), scope
+    except SealError as exc:
+        raise ProtocolError(str(exc)) from exc
+    except ValueError as exc:
+        raise ProtocolError(f"malformed sealed report: {exc}") from exc
+
+
+def foreign_report(message: WorkerMessage, scope: str, expected: str | None) -> str:
+    """Why a report sealed for `scope` cannot be about its attempt, whose request was sealed for
+    `expected` ("" if it can; None: an attempt the executor does not track, left to the scheduler,
+    which drops reports of attempts it does not run). A worker of one scope may report failing an
+    attempt of another (a misrouted request it could not open); any other report about another
+    scope's attempt is forged."""
+    if expected is None or scope in (SCHEDULERS, expected):
+        return ""
+    if isinstance(message, TaskFinished) and not message.ok and message.output is None:
+        return ""
+    attempt = "/".join(map(str, message.ti_key))
+    return (
+        f"{type(message).__name__} of {attempt} try {message.try_number} was sealed for scope '{scope}', "
+        f"but that attempt's request is of scope '{expected}'"
+    )
+
+
+def _json(data: dict[str, Any]) -> bytes:
+    return json.dumps(data, separators=(",", ":")).encode()
 
 
 def decode_request(data: Any) -> TaskRequest:
@@ -112,12 +164,12 @@ class Unopened:
 def seal_request(request: TaskRequest, sealer: Sealer) -> dict[str, Any]:
     """The request as it crosses the broker: sealed for its tenant's scope, a few fields in clear."""
     scope = sealer.scope(request.tenant)
-    body = json.dumps(encode(request), separators=(",", ":")).encode()
     clear = {name: getattr(request, name) for name in CLEAR_FIELDS}
-    return {"type": "SealedTaskRequest", **clear, "scope": scope, "sealed": sealer.seal(scope, body)}
+    sealed = sealer.seal(scope, REQUEST, _json(encode(request)))
+    return {"type": "SealedTaskRequest", **clear, "scope": scope, "sealed": sealed}
 
 
-def open_request(data: Any, opener: Opener) -> TaskRequest | Unopened:
+def open_request(data: Any, keys: WorkerKeys) -> TaskRequest | Unopened:
     """The request in a sealed one, or `Unopened` (its attempt and why) when it cannot be opened or read,
     or is not sealed (a scheduler of an earlier release). ProtocolError when not even the fields in
     clear can be read."""
@@ -136,9 +188,8 @@ def open_request(data: Any, opener: Opener) -> TaskRequest | Unopened:
             "schedulers to this worker's release",
         )
     try:
-        return decode_request(
-            json.loads(opener.open(str(data.get("sealed", "")), str(data.get("scope", "?"))))
-        )
+        opened = keys.open(str(data.get("scope", "")), REQUEST, str(data.get("sealed", "")))
+        return decode_request(json.loads(opened))
     except (SealError, ProtocolError, ValueError) as exc:
         return dataclasses.replace(attempt, error=f"{type(exc).__name__}: {exc}")
 
@@ -151,12 +202,14 @@ def encode_task_message(members: list[tuple[str, TaskRequest]], sealer: Sealer) 
     return [{"id": task_id, "request": seal_request(request, sealer)} for task_id, request in members]
 
 
-def decode_task_message(task_id: str, data: Any, opener: Opener) -> list[tuple[str, TaskRequest | Unopened]]:
+def decode_task_message(
+    task_id: str, data: Any, keys: WorkerKeys
+) -> list[tuple[str, TaskRequest | Unopened]]:
     """The (attempt's task id, request) pairs of a `zonda.run_task` message whose own id is `task_id`."""
     if not isinstance(data, list):
-        return [(task_id, open_request(data, opener))]
+        return [(task_id, open_request(data, keys))]
     try:
-        return [(str(item["id"]), open_request(item["request"], opener)) for item in data]
+        return [(str(item["id"]), open_request(item["request"], keys)) for item in data]
     except (KeyError, TypeError) as exc:
         raise ProtocolError(f"malformed message of several requests: {exc}") from exc
 

@@ -10,7 +10,8 @@
   fanout exchange `zonda.workers`; each executor binds its own exclusive queue to it, so every
   scheduler sees every worker. Heartbeats are not durable: only the latest one matters.
 
-Both are JSON objects (`codec.py` frames the reports; heartbeats frame themselves below).
+Both are JSON objects: reports sealed for the worker's scope (`codec.seal_report`, ADR 0015),
+heartbeats framed below (they name attempts, not what they carry).
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 from kombu import Exchange, Producer, Queue
 
-from zonda.executors.celery.codec import ProtocolError, encode
+from zonda.executors.celery.codec import ProtocolError, seal_report
+from zonda.executors.celery.sealing import WorkerKeys
 from zonda.worker.protocol import PROTOCOL_VERSION, TaskFinished, TaskRequest, WorkerMessage
 
 if TYPE_CHECKING:
@@ -130,12 +132,13 @@ class WorkerHeartbeat:
 
 
 def publish_report(
-    producer: Producer, reply_to: str, message: WorkerMessage, queue: Queue | None = None
+    producer: Producer, reply_to: str, sealed: dict[str, Any], queue: Queue | None = None
 ) -> None:
-    """Send a report to a scheduler's reply queue (persistent; retried through broker hiccups).
-    `queue`: the reply queue's declaration bound to a channel, if the caller keeps one."""
+    """Send a sealed report (`codec.seal_report`) to a scheduler's reply queue (persistent; retried
+    through broker hiccups). `queue`: the reply queue's declaration bound to a channel, if the
+    caller keeps one."""
     producer.publish(
-        encode(message),
+        sealed,
         exchange="",
         routing_key=reply_to,
         serializer="json",
@@ -147,7 +150,7 @@ def publish_report(
 
 
 class ReportPublisher:
-    """A slot's reports, on one producer it keeps, with each reply queue's declaration bound to a channel.
+    """A slot's reports, sealed for its scope, on one producer it keeps, with each reply queue's declaration bound to a channel.
 
     Taking a producer from Celery's pool and declaring a new queue object for each report cost a
     slot as much as sending it (0.56 ms of CPU per report on Redis, 0.28 ms without). kombu checks
@@ -157,8 +160,9 @@ class ReportPublisher:
     the task's thread and from the "started" reporter's thread, one at a time (the lock makes sure).
     """
 
-    def __init__(self, app: Celery) -> None:
+    def __init__(self, app: Celery, keys: WorkerKeys) -> None:
         self.app = app
+        self.keys = keys
         self._producer: Producer | None = None
         self._queues: dict[str, Queue] = {}
         self._lock = threading.Lock()
@@ -172,7 +176,7 @@ class ReportPublisher:
                 if len(self._queues) >= BOUND_QUEUES:
                     self._queues.clear()
                 queue = self._queues[reply_to] = reply_queue(reply_to).bind(self._producer.channel)
-            publish_report(self._producer, reply_to, message, queue)
+            publish_report(self._producer, reply_to, seal_report(message, self.keys), queue)
 
 
 def publish_heartbeat(producer: Producer, beat: WorkerHeartbeat) -> None:

@@ -41,7 +41,7 @@ from zonda.errors import ConfigError
 from zonda.executors.base import QueuedAttempt, TIRef
 from zonda.executors.celery.app import make_app
 from zonda.executors.celery.backlog import Backlog
-from zonda.executors.celery.codec import ProtocolError, decode_report
+from zonda.executors.celery.codec import ProtocolError, foreign_report, forwarded_report, open_report
 from zonda.executors.celery.deliveries import Deliveries
 from zonda.executors.celery.events import WorkerHeartbeat, publish_report, reply_queue_name
 from zonda.executors.celery.listener import Listener
@@ -120,6 +120,7 @@ class CeleryExecutor:
         self._deliveries = Deliveries(settle=SETTLE_HEARTBEATS * heartbeat_interval)
         self._inflight: dict[TIRef, TaskRequest] = {}
         self._republished: set[tuple[TIRef, int]] = set()
+        self._sealer = sealer
         self._publisher = TaskPublisher(app, sealer)
         self._unsent: list[tuple[list[TaskRequest], str]] = []
         self._next_resend = 0.0
@@ -313,7 +314,7 @@ class CeleryExecutor:
         other holds, e.g. when two schedulers took over runs of the same dead one). Publish first,
         then let `checkpoint` acknowledge the original: nothing is lost in between."""
         with self.app.producer_or_acquire() as producer:
-            publish_report(producer, reply_queue_name(scheduler_id), message)
+            publish_report(producer, reply_queue_name(scheduler_id), forwarded_report(message, self._sealer))
 
     # -- worker registry -----------------------------------------------------------------------
 
@@ -326,14 +327,20 @@ class CeleryExecutor:
     # -- listener thread -----------------------------------------------------------------------
 
     def _on_report(self, body: Any, handle: Any) -> None:
+        queue = str(handle.delivery_info.get("routing_key") or self.reply_to)
         try:
-            message = decode_report(body)
+            message, scope = open_report(body, self._sealer)
         except ProtocolError as exc:
-            log.error("dropped a message on %s: %s", handle.delivery_info.get("routing_key"), exc)
+            log.error("dropped a message on %s: %s", queue, exc)
             handle.ack()
             return
-        queue = str(handle.delivery_info.get("routing_key") or self.reply_to)
         with self._lock:
+            request = self._inflight.get(message.ti_key)
+            mismatch = foreign_report(message, scope, self._sealer.scope(request.tenant) if request else None)
+            if mismatch:
+                log.error("dropped a report on %s: %s", queue, mismatch)
+                handle.ack()
+                return
             if isinstance(message, TaskStarted):
                 now = time.monotonic()
                 self._tracker.started(message, queue, now)

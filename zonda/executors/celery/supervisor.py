@@ -25,9 +25,11 @@ from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING
 
 from zonda.executors.celery.app import make_app
+from zonda.executors.celery.codec import seal_report
 from zonda.executors.celery.cpus import usable_cpus
 from zonda.executors.celery.events import RunningTask, lost_report, publish_report
 from zonda.executors.celery.heartbeat import HeartbeatSender
+from zonda.executors.celery.sealing import WorkerKeys
 from zonda.executors.celery.slot import SlotSpec, run_slot
 from zonda.executors.celery.slots import SlotState
 from zonda.executors.forkserver import preload
@@ -77,6 +79,7 @@ class WorkerSupervisor:
         loglevel: str = "INFO",
         tenant: str | None = None,
     ) -> None:
+        self.keys = WorkerKeys(settings.worker_keys)  # ConfigError before anything starts
         self.worker_id = worker_id
         self.queues = queues
         self.concurrency = concurrency
@@ -217,7 +220,8 @@ class WorkerSupervisor:
     def _report_lost(self, task: RunningTask, error: str) -> None:
         try:
             with self.app.producer_or_acquire() as producer:
-                publish_report(producer, task.reply_to, lost_report(task, error, self.worker_id))
+                report = seal_report(lost_report(task, error, self.worker_id), self.keys)
+                publish_report(producer, task.reply_to, report)
         except Exception:  # the scheduler's tracker still finds the attempt missing from heartbeats
             log.exception("could not report the lost attempt of %s/%s", task.run_id, task.task_id)
 

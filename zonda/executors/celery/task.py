@@ -41,7 +41,7 @@ from zonda.executors.celery.app import TASK_NAME
 from zonda.executors.celery.codec import Unopened, decode_task_message
 from zonda.executors.celery.events import ReportPublisher, RunningTask, lost_report, running_task
 from zonda.executors.celery.logs import attempt_log
-from zonda.executors.celery.sealing import Opener
+from zonda.executors.celery.sealing import WorkerKeys
 from zonda.executors.celery.slots import SlotReporter, SlotTask
 from zonda.executors.local.started import StartedReporter
 from zonda.executors.local.worker_main import STARTED_DELAY
@@ -73,8 +73,8 @@ class SlotRuntime:
         self._store: ArtifactStore | None = None
         self._capture = ExitStack()
         self._reporter_: StartedReporter | None = None
-        self._reports = ReportPublisher(app)
-        self.opener = Opener(settings.worker_keys)
+        self.keys = WorkerKeys(settings.worker_keys)
+        self._reports = ReportPublisher(app, self.keys)
 
     @property
     def _reporter(self) -> StartedReporter:
@@ -124,7 +124,7 @@ def register_task(
     def run_task(task: Task, payload: Any) -> None:
         message_id = str(task.request.id)
         redelivered = bool((task.request.delivery_info or {}).get("redelivered"))
-        for task_id, request in decode_task_message(message_id, payload, runtime.opener):
+        for task_id, request in decode_task_message(message_id, payload, runtime.keys):
             with terminable_as(task_id, message_id):
                 if task_id != message_id and task_id in worker_state.revoked:
                     continue  # withdrawn or killed before it started (Celery checks a message's own id)

@@ -17,7 +17,6 @@ from celery.utils.nodenames import default_nodename, host_format
 
 from zonda.errors import ConfigError
 from zonda.executors.celery.cpus import usable_cpus
-from zonda.executors.celery.sealing import Opener
 from zonda.executors.celery.supervisor import WorkerSupervisor
 from zonda.executors.local.tenancy import server_only
 from zonda.settings import Settings
@@ -57,7 +56,6 @@ def run_worker(
     With `tenant`, only that tenant's tasks run; any other is reported failed without running.
     """
     refuse_server_credentials()
-    Opener(settings.worker_keys)  # ConfigError at start, not a failure in every slot
     logging.basicConfig(level=loglevel, format=LOG_FORMAT)
     supervisor = WorkerSupervisor(
         settings, worker_id(name), queues, concurrency or usable_cpus(), loglevel, tenant
