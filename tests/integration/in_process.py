@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 
 from tests.waiting import wait_until
 from zonda.api.schemas import RunRecord, TriggerRequest
+from zonda.clock import utc_now
 from zonda.core.states import RunState
 from zonda.dag_processing.processor import DagProcessor, TenantFolders
 from zonda.db.engine import make_engine, write_txn
@@ -47,17 +48,22 @@ class Zonda:
             create_tenant(conn, tenant, fields, datetime.now(UTC))
         DagProcessor(self.settings, self.engine, NullWaker(), TenantFolders(tenant, (folder,))).process_once()
 
-    def start_scheduler(self, workers: int, listen: bool = True) -> None:
+    def start_scheduler(
+        self, workers: int, listen: bool = True, clock: Callable[[], datetime] = utc_now
+    ) -> str:
+        """A scheduler on a thread, with `workers` local workers; `clock`: its machine's clock. Returns its id."""
         settings = self.settings.model_copy(update={"workers": workers})
         scheduler_id = f"{new_scheduler_id()}-{len(self.stops)}"
         listener = make_listener(settings, self.engine) if listen else None
+        executor = make_executor(settings, scheduler_id)
         scheduler = Scheduler(
-            settings, self.engine, make_executor(settings, scheduler_id), listener, scheduler_id=scheduler_id
+            settings, self.engine, executor, listener, clock=clock, scheduler_id=scheduler_id
         )
         stop = threading.Event()
         thread = threading.Thread(target=scheduler.serve, args=(stop,), daemon=True)
         thread.start()
         self.stops.append((thread, stop))
+        return scheduler_id
 
     def trigger(self, dag_id: str) -> str:
         return runs.trigger_run(self.svc, dag_id, TriggerRequest()).run_id

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection
 
 from zonda.db import components, workers
+from zonda.db.clock import DbClock
 
 log = logging.getLogger(__name__)
 
@@ -20,19 +21,22 @@ PRUNE_INTERVAL = timedelta(minutes=1)
 
 
 def heartbeat_write(
+    clock: DbClock,
     component_id: str,
     now: datetime,
     seen: Sequence[workers.Worker],
     forget_before: datetime | None,
     waiting: Mapping[tuple[str, str], int] | None = None,
 ) -> Callable[[Connection], None]:
-    """The write of one heartbeat; with `forget_before`, also drop what has been silent since then.
-    `waiting`: queued tasks not started, per (tenant, broker queue), from an executor that knows."""
+    """The write of one heartbeat, which also measures the scheduler's `clock` against the DB's again;
+    with `forget_before`, also drop what has been silent since then. `waiting`: queued tasks not
+    started, per (tenant, broker queue), from an executor that knows."""
     items = None
     if waiting is not None:
         items = [{"tenant": t, "queue": q, "tasks": n} for (t, q), n in sorted(waiting.items())]
 
     def write(conn: Connection) -> None:
+        clock.sync(conn)
         components.heartbeat(conn, component_id, now, items)
         if seen:
             workers.record_heartbeats(conn, seen)

@@ -28,6 +28,7 @@ from zonda.core.quotas import admit
 from zonda.core.run_graph import RunGraph, TaskInstance, TIKey
 from zonda.core.states import RunState, TaskState
 from zonda.db import components, leases, quotas
+from zonda.db.clock import DbClock
 from zonda.db.commands import pending_commands
 from zonda.db.engine import read_txn, write_txn
 from zonda.db.pools import pool_sizes
@@ -73,7 +74,7 @@ class Scheduler:
         self.settings, self.engine, self.executor, self.listener = settings, engine, executor, listener
         self.secrets = TenantSecrets(settings)
         self.api = ApiAccess.of(settings)
-        self.clock = clock
+        self.clock = DbClock(clock)
         self.runs: dict[str, ActiveRun] = {}
         self.ready = ReadyQueue()
         self.timers = Timers()
@@ -86,17 +87,17 @@ class Scheduler:
         self._applying: set[int] = set()
         self._write_window = timedelta(seconds=settings.scheduler_write_window)
         self._seq = itertools.count()
-        self._next_poll = self._next_heartbeat = clock()
+        self._next_poll = self._next_heartbeat = self.clock()
         self._schedule_timer: datetime | None = None
         self._topics: set[str] = set(TOPICS)
         self.writer = Writer(engine)
         self._lease = timedelta(seconds=settings.scheduler_lease_seconds)
         self._queued_timeout = timedelta(seconds=settings.queued_timeout)
-        self._next_orphan_check = clock()
-        self._next_renewal = clock()
+        self._next_orphan_check = self.clock()
+        self._next_renewal = self.clock()
         self._reaching = True
-        self._next_prune = clock()
-        self._db_retry_at = clock()
+        self._next_prune = self.clock()
+        self._db_retry_at = self.clock()
         self._followed: set[str] = set()
         self._outbox: list[TaskRequest] = []
         self.component_id = scheduler_id or new_scheduler_id()
@@ -655,6 +656,7 @@ class Scheduler:
             self._next_prune = now + PRUNE_INTERVAL
             forget_before = now - timedelta(seconds=self.settings.gone_retention)
         return heartbeat_write(
+            self.clock,
             self.component_id,
             now,
             take() if take is not None else [],
@@ -712,8 +714,9 @@ class Scheduler:
         return max(0.0, min(max_wait, *((d - now).total_seconds() for d in deadlines)))
 
     def _register(self) -> None:
-        now = self.clock()
         with write_txn(self.engine) as conn:
+            self.clock.sync(conn)
+            now = self.clock()
             components.register(
                 conn,
                 components.Component(
