@@ -110,7 +110,8 @@ def test_the_fields_in_clear_are_never_what_runs() -> None:
 def test_an_altered_or_unsealed_request_is_not_run() -> None:
     sealed = seal_request(request(), Sealer([KEY], per_tenant=True))
     tampered = {**sealed, "sealed": sealed["sealed"][:-8] + "AAAAAAAA"}
-    assert isinstance(open_request(tampered, tenant_keys("team-a")), Unopened)
+    altered = open_request(tampered, tenant_keys("team-a"))
+    assert isinstance(altered, Unopened) and "or the message was altered on the way" in altered.error
     unsealed = open_request(encode(request()), tenant_keys("team-a"))
     assert isinstance(unsealed, Unopened) and unsealed.error.startswith("UnsealedRequest: ")
     assert "upgrade the schedulers" in unsealed.error and unsealed.run_id == "r1"
@@ -126,7 +127,10 @@ def test_workers_keep_opening_requests_while_the_server_keys_rotate() -> None:
     after = seal_request(request(), Sealer([new, KEY], per_tenant=True))
     both = tenant_keys("team-a", new, KEY)
     assert open_request(before, both) == request() and open_request(after, both) == request()
-    assert isinstance(open_request(after, tenant_keys("team-a", KEY)), Unopened)
+    stale = open_request(after, tenant_keys("team-a", KEY))
+    assert isinstance(stale, Unopened)
+    assert "none of this worker's keys of scope 'tenant:team-a' opens this message" in stale.error
+    assert "zonda secrets worker-keys --tenant team-a` again" in stale.error
 
 
 def test_keys_are_derived_per_scope_and_server_key() -> None:

@@ -6,8 +6,9 @@ queue). Workers' heartbeats are framed the same way by `events.py`. No DB URL, n
 
 Framing: a JSON object with every dataclass field by name (but those marked `SCHEDULER_ONLY`),
 plus `"type"` (the class name) and `"version"`. Datetimes are ISO-8601 strings with their UTC
-offset; an `ArtifactRef` is an object whose inline `data` is base64. Each field is converted by name, never by sniffing values, so a
-run param that happens to look like a tagged value stays what the user passed.
+offset; an `ArtifactRef` is an object whose inline `data` is base64. Each field is converted by
+name, never by sniffing values, so a run param that happens to look like a tagged value stays what
+the user passed.
 
 Requests and reports travel sealed (`sealing.py`, ADR 0015): the whole message encrypted, plus, for
 a request, a copy in clear of what a worker needs to report on an attempt it cannot open

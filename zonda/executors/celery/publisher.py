@@ -9,9 +9,10 @@ and body a `send_task` call makes (Celery protocol 2), on a producer the executo
 When Celery's `task-sent` events are on (`ZONDA_CELERY_EVENTS`), publishing goes through
 `send_task`, which sends them.
 
-Each request goes sealed for its tenant's scope (`sealing.py`). A message carries one request (its task id is the attempt's) or several of one queue
-(`backlog.bundle`; its task id is the first one's with `+<how many more>`). Each attempt keeps its
-own task id, which revokes name (`codec.encode_task_message`; `task.py` honours them per attempt).
+Each request goes sealed for its tenant's scope (`sealing.py`). A message carries one request (its
+task id is the attempt's) or several of one queue (`backlog.bundle`; its task id is the first
+one's with `+<how many more>`). Each attempt keeps its own task id, which revokes name
+(`codec.encode_task_message`; `task.py` honours them per attempt).
 """
 
 from __future__ import annotations

@@ -128,12 +128,18 @@ class WorkerKeys:
         self._ciphers = [AESGCM(_worker_key(k)) for k in parsed]
 
     def open(self, scope: str, kind: bytes, token: str) -> bytes:
-        opened = _open(self._ciphers, kind, scope, token) if scope == self.scope else None
-        if opened is None:
+        if scope != self.scope:
             raise SealError(
                 f"this worker holds the keys of scope '{self.scope}', not those of this message's scope "
                 f"'{scope}': give it the keys `zonda secrets worker-keys{_tenant_option(scope)}` prints "
                 "(ZONDA_WORKER_KEYS), and check that its queues are that scope's"
+            )
+        opened = _open(self._ciphers, kind, scope, token)
+        if opened is None:
+            raise SealError(
+                f"none of this worker's keys of scope '{scope}' opens this message: they come from other server "
+                f"keys than the schedulers' (run `zonda secrets worker-keys{_tenant_option(scope)}` again where "
+                "ZONDA_SECRET_KEYS is set), or the message was altered on the way"
             )
         return opened
 
