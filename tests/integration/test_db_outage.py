@@ -1,11 +1,13 @@
 """While the metadata DB refuses connections, the API and the UI answer 503 with Retry-After, log
-one line per request instead of a traceback, and serve again once it is back. The outage is real:
-the PostgreSQL database stops taking connections and its sessions are ended."""
+one line per request instead of a traceback, and serve again once it is back; a scheduler asked
+to stop does so within seconds, and the one that takes its runs over finishes them. The outage is
+real: the PostgreSQL database stops taking connections and its sessions are ended."""
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,6 +17,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, create_engine, select, text
 
 from tests.identity import admin_token, ensure_tenant
+from tests.integration.in_process import in_process_zonda
 from tests.services import drop_pg_database, fresh_pg_database
 from tests.waiting import wait_until
 from zonda.api.app import create_app
@@ -23,6 +26,7 @@ from zonda.dag_processing.tenants import TenantProcessors
 from zonda.db.engine import make_engine, read_txn
 from zonda.db.migrate import upgrade
 from zonda.db.schema import dags as dags_table
+from zonda.scheduler.loop import STOP_WRITE_TIMEOUT
 from zonda.scheduler.wakeup import NullWaker
 from zonda.settings import Settings
 from zonda.web.session import SESSION_COOKIE
@@ -141,3 +145,62 @@ def say() -> str:
 def {name}() -> None:
     say()
 """
+
+
+TWO_STEPS = """
+import time
+
+from zonda import dag, task
+
+
+@task
+def first() -> int:
+    with open({marks!r}, "a") as marks:
+        marks.write("first\\n")
+    time.sleep(1.0)
+    return 1
+
+
+@task
+def second(value: int) -> int:
+    with open({marks!r}, "a") as marks:
+        marks.write("second\\n")
+    return value + 1
+
+
+@dag
+def two_steps() -> None:
+    second(first())
+"""
+
+
+def test_a_scheduler_stops_within_seconds_while_the_db_is_down_and_its_successor_finishes_its_runs(
+    pg_server: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    url, name = fresh_pg_database(pg_server)
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    marks = tmp_path / "marks"
+    try:
+        with in_process_zonda(url, tmp_path, scheduler_lease_seconds=2.0) as zonda:
+            zonda.tenant("team-a", TWO_STEPS.format(marks=str(marks)))
+            zonda.start_scheduler(workers=1)
+            run_id = zonda.trigger("team-a/two_steps")
+            zonda.wait_until(marks.exists, timeout=15)
+            thread, stop = zonda.stops[-1]
+            with outage(pg_server, name), caplog.at_level(logging.WARNING):
+                time.sleep(1.5)  # `first` ends: its outcome waits for a commit the DB refuses
+                began = time.monotonic()
+                stop.set()
+                thread.join(STOP_WRITE_TIMEOUT + 20)
+                stopped_in = time.monotonic() - began
+            assert not thread.is_alive(), "the scheduler is still retrying its writes"
+            zonda.start_scheduler(workers=1)
+            (record,) = zonda.wait([run_id], timeout=60)
+    finally:
+        drop_pg_database(pg_server, name)
+    assert stopped_in < STOP_WRITE_TIMEOUT + 5
+    assert "stopping without writing the last changes of 1 run(s)" in caplog.text
+    assert record.state == "success"
+    assert marks.read_text().splitlines() == ["first", "second"], "the outcome of first was not lost"

@@ -55,6 +55,9 @@ DEADLINE_GRACE = timedelta(seconds=5)
 QUEUED_RECHECKS = 4
 """A queued attempt whose request is not (yet) lost is checked again after this part of `queued_timeout`."""
 DB_RETRY_DELAY = timedelta(seconds=1)
+STOP_WRITE_TIMEOUT = 10.0
+"""Seconds a stopping scheduler waits for its last changes to commit (an unreachable DB): nothing is
+lost when it gives up, since workers' outcomes stay journaled or on the broker until committed."""
 
 Clock = Callable[[], datetime]
 
@@ -117,12 +120,20 @@ class Scheduler:
         finally:
             for message in self.executor.poll():
                 self._on_message(message, self.clock())
-            self._flush(self.clock(), force=True)
+            self._flush(self.clock(), force=True, wait=STOP_WRITE_TIMEOUT)
+            stored = not self.writer.busy
             self.writer.stop()
             self.executor.stop()
-            with write_txn(self.engine) as conn:
-                leases.release(conn, self.component_id, self.clock())
-                components.unregister(conn, self.component_id)
+            if stored:
+                self._unregister()
+            else:
+                log.error(
+                    "stopping without writing the last changes of %d run(s): the DB did not answer for %.0f s. "
+                    "Their outcomes stay where the workers left them (journals, or reports the broker keeps), "
+                    "and the scheduler that takes these runs over once their leases run out records them",
+                    len(self.runs),
+                    STOP_WRITE_TIMEOUT,
+                )
             if self.listener is not None:
                 self.listener.close()
 
@@ -557,7 +568,7 @@ class Scheduler:
             )
         return True
 
-    def _flush(self, now: datetime, force: bool = False) -> None:
+    def _flush(self, now: datetime, force: bool = False, wait: float | None = None) -> None:
         """Hand the gathered changes to the writer (one batch in flight): at once when something waits
         for their commit (work to dispatch, applied commands, a run that started or ended), else once
         they are `scheduler_write_window` old, so that outcomes nobody waits for share a transaction.
@@ -565,7 +576,8 @@ class Scheduler:
         A batch renews the leases of the runs it writes, which fences those writes (ADR 0005); the
         leases of every run held are renewed with the heartbeat, and at least every third of the
         lease, by a batch of its own if nothing else is due (the gathered changes keep waiting),
-        but not while the executor cannot reach the workers (`_note_reach`)."""
+        but not while the executor cannot reach the workers (`_note_reach`). `force`: write now and
+        wait for the commit, at most `wait` seconds if given."""
         heartbeat = now >= self._next_heartbeat
         renew_all = (heartbeat or now >= self._next_renewal) and self._reaching
         due = self._dirty_since is not None and (
@@ -595,7 +607,7 @@ class Scheduler:
         if renew_all:
             self._next_renewal = now + self._lease / 3
         if force:
-            self._on_committed(self.writer.wait_idle())
+            self._on_committed(self.writer.wait_idle(wait))
 
     def _fenced(self, batch: list[ActiveRun], commands: list[tuple[int, str]]) -> list[str]:
         """The held runs whose leases a batch must renew: those it writes rows or commands for."""
@@ -712,6 +724,19 @@ class Scheduler:
         if self._topics and self.clock() >= self._db_retry_at:
             return 0.0
         return max(0.0, min(max_wait, *((d - now).total_seconds() for d in deadlines)))
+
+    def _unregister(self) -> None:
+        """Release this scheduler's leases, so that another takes its runs over at once, and leave."""
+        try:
+            with write_txn(self.engine) as conn:
+                leases.release(conn, self.component_id, self.clock())
+                components.unregister(conn, self.component_id)
+        except DBAPIError as exc:
+            log.warning(
+                "could not release this scheduler's leases (%s): another scheduler takes its runs over once "
+                "they run out (ZONDA_SCHEDULER_LEASE_SECONDS)",
+                type(exc).__name__,
+            )
 
     def _register(self) -> None:
         with write_txn(self.engine) as conn:

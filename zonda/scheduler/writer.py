@@ -7,7 +7,6 @@ until it commits; batches are idempotent, so an unconfirmed commit is safe to re
 
 from __future__ import annotations
 
-import itertools
 import logging
 import queue
 import socket
@@ -71,6 +70,7 @@ class Writer:
         self.pending_requests = 0
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
+        self._give_up = threading.Event()
         self._thread = threading.Thread(target=self._run, name="zonda-scheduler-writer", daemon=True)
         self._thread.start()
 
@@ -101,17 +101,26 @@ class Writer:
         self.pending_requests -= sum(len(b.requests) for b in done)
         return done
 
-    def wait_idle(self) -> list[Batch]:
-        """Block until every submitted batch is committed; returns them."""
+    def wait_idle(self, timeout: float | None = None) -> list[Batch]:
+        """Block until every submitted batch is committed, or `timeout` seconds passed (the DB does
+        not answer; `busy` then stays true); returns the batches committed."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         done: list[Batch] = []
         while self.busy:
-            batch = self._done.get()
+            try:
+                batch = self._done.get(
+                    timeout=None if deadline is None else max(0.0, deadline - time.monotonic())
+                )
+            except queue.Empty:
+                break
             done.append(batch)
             self._in_flight -= 1
             self.pending_requests -= len(batch.requests)
         return done + self.committed()
 
     def stop(self) -> None:
+        """End the thread; a batch it is still retrying (the DB does not answer) is given up, not committed."""
+        self._give_up.set()
         self._todo.put(None)
         self._thread.join(timeout=30)
         self._wake_r.close()
@@ -119,12 +128,14 @@ class Writer:
 
     def _run(self) -> None:
         while (batch := self._todo.get()) is not None:
-            self._commit(batch)
-            self._done.put(batch)
-            self._wake_w.send(b"!")
+            if self._commit(batch):
+                self._done.put(batch)
+                self._wake_w.send(b"!")
 
-    def _commit(self, batch: Batch) -> None:
-        for attempt in itertools.count():
+    def _commit(self, batch: Batch) -> bool:
+        """Commit the batch, retrying while the DB is unreachable; False if `stop` gave it up meanwhile."""
+        failures = 0
+        while True:
             try:
                 with write_txn(self.engine) as conn:
                     rows = batch.rows
@@ -138,8 +149,10 @@ class Writer:
                     mark_done(conn, applied, utc_now())
                     if batch.extra is not None:
                         batch.extra(conn)
-                return
+                return True
             except DBAPIError as exc:
-                delay = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)]
+                delay = RETRY_DELAYS[min(failures, len(RETRY_DELAYS) - 1)]
+                failures += 1
                 log.warning("writing a batch failed (%s); retrying in %.1f s", exc.__class__.__name__, delay)
-                time.sleep(delay)
+                if self._give_up.wait(delay):
+                    return False

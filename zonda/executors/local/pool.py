@@ -167,7 +167,9 @@ class LocalExecutor:
 
     def stop(self) -> None:
         """Ask every worker to exit after its task; those still busy after STOP_GRACE are killed
-        (their tasks run again when the scheduler's runs resume). The grace is for all of them together."""
+        (their tasks run again when the scheduler's runs resume). The grace is for all of them together.
+        A journal goes only once its outcomes are stored (`checkpoint`): a scheduler that stops while the
+        DB does not answer leaves them to the scheduler that takes its runs over."""
         for worker in self._workers:
             try:
                 worker.conn.send(None)
@@ -179,7 +181,8 @@ class LocalExecutor:
             if worker.process.is_alive():
                 worker.process.kill()
                 worker.process.join()
-            Path(worker.config.journal_path).unlink(missing_ok=True)
+            if worker.outcome_epoch < 0:
+                Path(worker.config.journal_path).unlink(missing_ok=True)
         for process in self._retiring:
             process.join(timeout=2)
         self._workers, self._idle, self._retiring = [], [], []
