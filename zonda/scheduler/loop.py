@@ -63,7 +63,8 @@ Clock = Callable[[], datetime]
 
 
 class Scheduler:
-    """Owns the active runs, decides with `RunGraph`, dispatches to an executor, persists in batches."""
+    """Owns the active runs, decides with `RunGraph`, dispatches to an executor, persists in batches.
+    `clock` is this machine's; the scheduler reads the time through it as the DB's (`DbClock`)."""
 
     def __init__(
         self,
