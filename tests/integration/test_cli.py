@@ -18,7 +18,7 @@ from typer.testing import CliRunner, Result
 
 from tests.identity import admin_token
 from tests.integration.dag_seed import load_dags, seed_dag
-from tests.integration.server import ZONDA, free_port, serve_in_thread
+from tests.integration.server import ZONDA, ZondaServer, free_port, serve_in_thread
 from zonda.api.app import create_app
 from zonda.api.schemas import DagRecord, RunPage, RunRecord
 from zonda.cli.main import app
@@ -405,6 +405,31 @@ def test_up_on_a_port_in_use_stops_at_once_and_says_why(tmp_path: Path) -> None:
     assert up.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in up.stderr and "--port" in up.stderr
     assert "Zonda is starting" not in up.stdout
+
+
+def test_a_second_up_on_the_same_home_is_refused_while_the_first_runs(tmp_path: Path) -> None:
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    (dags / "two.py").write_text(TWO_DAGS)
+    first = ZondaServer(tmp_path / "home", dags, f"sqlite:///{tmp_path / 'home' / 'zonda.db'}", workers=1)
+    first.start(expect_dags=2)
+    try:
+        assert first.proc is not None
+        second = subprocess.run(
+            [ZONDA, "up", "--home", str(first.home), "--dags", str(dags), "--port", str(free_port())],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert second.returncode == 1
+        assert f"another `zonda up` (pid {first.proc.pid}) serves the home {first.home}" in second.stderr
+        assert "--home" in second.stderr and "Zonda is starting" not in second.stdout
+        assert first.client.get("/health").status_code == 200, "the first one goes on"
+        first.stop()
+        first.start(expect_dags=2)  # the lock ends with the process that held it
+    finally:
+        first.stop()
 
 
 def test_an_unreachable_metadata_db_says_how_to_fix_it(tmp_path: Path) -> None:

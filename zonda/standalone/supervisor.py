@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import multiprocessing
 import os
@@ -10,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 
 from zonda.db.engine import make_engine
 from zonda.db.migrate import upgrade
@@ -22,6 +24,8 @@ from zonda.standalone.components import run_api, run_dag_processor, run_schedule
 from zonda.stopping import on_stop_signals
 
 log = logging.getLogger(__name__)
+UP_LOCK = "up.lock"
+"""The file in ZONDA_HOME that a running `zonda up` holds locked (with its pid in it)."""
 _ctx = multiprocessing.get_context("spawn")
 Entry = Callable[[Settings, int], None]
 COMPONENTS: dict[str, Entry] = {
@@ -34,19 +38,43 @@ COMPONENTS: dict[str, Entry] = {
 def serve(settings: Settings, on_ready: Callable[[Settings], None] | None = None) -> None:
     """Run Zonda in the foreground until SIGINT/SIGTERM; unfinished runs resume on the next start."""
     check_port_free(settings.host, settings.port)
-    prepare(settings, embedded=True)
-    stop = on_stop_signals().stop
-    children = {name: _start(name, entry, settings) for name, entry in COMPONENTS.items()}
-    restarts = {name: RestartPolicy() for name in COMPONENTS}
-    print(banner(settings), flush=True)
-    if on_ready is not None:
-        on_ready(settings)
-    while not stop.wait(0.5):
-        now = time.monotonic()
-        for name, proc in list(children.items()):
-            if not proc.is_alive() and restarts[name].due(now, proc.exitcode, name):
-                children[name] = _start(name, COMPONENTS[name], settings)
-    _stop_all(children)
+    make_folders(settings)
+    with home_lock(settings.home):
+        prepare(settings, embedded=True)
+        stop = on_stop_signals().stop
+        children = {name: _start(name, entry, settings) for name, entry in COMPONENTS.items()}
+        restarts = {name: RestartPolicy() for name in COMPONENTS}
+        print(banner(settings), flush=True)
+        if on_ready is not None:
+            on_ready(settings)
+        while not stop.wait(0.5):
+            now = time.monotonic()
+            for name, proc in list(children.items()):
+                if not proc.is_alive() and restarts[name].due(now, proc.exitcode, name):
+                    children[name] = _start(name, COMPONENTS[name], settings)
+        _stop_all(children)
+
+
+@contextmanager
+def home_lock(home: Path) -> Iterator[None]:
+    """Hold ZONDA_HOME for this `zonda up`; ConfigError if another one holds it. A home's SQLite DB,
+    journals and code store belong to one server: a second one on the same home (on another port)
+    would run a second scheduler and DAG processor on them. The lock ends with the process."""
+    fd = os.open(home / UP_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise ConfigError(
+                f"another `zonda up` (pid {holder}) serves the home {home}: stop it first, or start this one "
+                "with another --home (or ZONDA_HOME)"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -122,14 +150,7 @@ def admin_notice(first: Bootstrapped) -> str:
 def prepare(settings: Settings, *, embedded: bool = False) -> Bootstrapped:
     """Create ZONDA_HOME, bring the metadata DB schema up to date, and create what a first start needs:
     the `default` tenant (embedded, or when a DAG folder is configured) and the first superuser."""
-    try:
-        for folder in (settings.home, settings.logs_dir, settings.code_dir, settings.run_dir):
-            folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot create the folder {exc.filename} ({exc.strerror}): choose a folder this user may "
-            "write with --home (or ZONDA_HOME)"
-        ) from exc
+    make_folders(settings)
     engine = make_engine(settings.resolved_db_url)
     try:
         upgrade(engine)
@@ -141,6 +162,18 @@ def prepare(settings: Settings, *, embedded: bool = False) -> Bootstrapped:
         engine.dispose()
     print(admin_notice(first), end="", flush=True)
     return first
+
+
+def make_folders(settings: Settings) -> None:
+    """ZONDA_HOME and the folders under it; ConfigError naming the one this user cannot create."""
+    try:
+        for folder in (settings.home, settings.logs_dir, settings.code_dir, settings.run_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot create the folder {exc.filename} ({exc.strerror}): choose a folder this user may "
+            "write with --home (or ZONDA_HOME)"
+        ) from exc
 
 
 @contextmanager
