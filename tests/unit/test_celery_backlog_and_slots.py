@@ -349,3 +349,25 @@ def test_cgroup_quotas_are_read_from_v1_v2_and_a_containers_own_view(tmp_path: P
     assert cgroup_cpu_quota(proc, fs) == 1.5, "v2, from inside a container"
     proc.write_text("1:name=systemd:/\n")
     assert cgroup_cpu_quota(proc, fs) is None, "no cpu controller at all"
+
+
+def test_a_parent_groups_quota_limits_its_children(tmp_path: Path) -> None:
+    proc, fs = tmp_path / "cgroup", tmp_path / "fs"
+    pod = fs / "kubepods.slice" / "pod1"
+    container = pod / "cri-containerd-1.scope"
+    container.mkdir(parents=True)
+    (fs / "cpu.max").write_text("garbage\n")
+    (pod / "cpu.max").write_text("150000 100000\n")
+    (container / "cpu.max").write_text("max 100000\n")
+    proc.write_text("0::/kubepods.slice/pod1/cri-containerd-1.scope\n")
+    assert cgroup_cpu_quota(proc, fs) == 1.5, "the pod's quota, the container having none"
+    (container / "cpu.max").write_text("100000 100000\n")
+    assert cgroup_cpu_quota(proc, fs) == 1.0, "the smallest of the group's and its ancestors'"
+    v1 = fs / "cpu,cpuacct" / "kubepods" / "pod1"
+    v1.mkdir(parents=True)
+    (v1 / "cpu.cfs_quota_us").write_text("-1\n")
+    (v1 / "cpu.cfs_period_us").write_text("100000\n")
+    (v1.parent / "cpu.cfs_quota_us").write_text("300000\n")
+    (v1.parent / "cpu.cfs_period_us").write_text("100000\n")
+    proc.write_text("4:cpu,cpuacct:/kubepods/pod1\n")
+    assert cgroup_cpu_quota(proc, fs) == 3.0, "v1 too"

@@ -25,9 +25,9 @@ def usable_cpus(proc_cgroup: Path = Path("/proc/self/cgroup"), cgroup_root: Path
 def cgroup_cpu_quota(proc_cgroup: Path, cgroup_root: Path) -> float | None:
     """CPUs' worth of time the process's cgroup may use (quota / period): cgroup v1's
     `cpu.cfs_quota_us` / `cpu.cfs_period_us` where the `cpu` controller is on v1, else v2's
-    `cpu.max`. None where no quota is set or none can be read. The group is looked for at its path
-    under the mount, then at the mount itself: a container that does not see the host's path sees
-    its own group there."""
+    `cpu.max`, the smallest of the group's and its ancestors'. None where no quota is set or none
+    can be read. The group is looked for at its path under the mount, then at the mount itself: a
+    container that does not see the host's path sees its own group there."""
     try:
         lines = proc_cgroup.read_text().splitlines()
     except OSError:
@@ -48,14 +48,23 @@ def cgroup_cpu_quota(proc_cgroup: Path, cgroup_root: Path) -> float | None:
 
 
 def _read_quota(mount: Path, group: str, read: Callable[[Path], float | None]) -> float | None:
-    for folder in (mount / group.lstrip("/"), mount):
+    """The smallest quota of the group and of its ancestors up to the mount (a parent's quota
+    limits its children too: a Kubernetes pod's, above its containers'). A level whose quota
+    cannot be read counts as none."""
+    folder = mount / group.lstrip("/")
+    if not folder.is_dir():
+        folder = mount
+    quotas: list[float] = []
+    while True:
         try:
-            return read(folder)
-        except FileNotFoundError:
-            continue
+            quota = read(folder)
         except (OSError, ValueError, ZeroDivisionError):
-            return None
-    return None
+            quota = None
+        if quota is not None:
+            quotas.append(quota)
+        if folder == mount or mount not in folder.parents:
+            return min(quotas, default=None)
+        folder = folder.parent
 
 
 def _v1_quota(folder: Path) -> float | None:
