@@ -1,8 +1,8 @@
 """How many CPUs a worker's slot processes can run on: its default concurrency, and what its
 heartbeats tell schedulers so that short tasks go to no more slots at once than there are CPUs.
 
-The process's CPU affinity, lowered to the CPU quota of its cgroup (v1 or v2), where one is set:
-a container limited to 2 CPUs on a 64-CPU machine has 2.
+The process's CPU affinity, lowered to the smallest CPU quota of its cgroup and the cgroup's
+parents (v1 or v2), where one is set: a container or pod limited to 2 CPUs on a 64-CPU machine has 2.
 """
 
 from __future__ import annotations
