@@ -60,22 +60,26 @@ def amqp_url() -> str:
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """An empty, migrated metadata DB URL: once on SQLite, once on a fresh PostgreSQL database."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'zonda.db'}"
-        engine = make_engine(url)
-        upgrade(engine)
-        engine.dispose()
-        yield url
-        return
-    server = request.getfixturevalue("pg_server")
-    url, name = fresh_pg_database(server)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty, migrated metadata DB URL: once on SQLite, once on a fresh PostgreSQL database (`pg_url`)."""
+    if request.param == "postgres":
+        return str(request.getfixturevalue("pg_url"))
+    url = f"sqlite:///{tmp_path / 'zonda.db'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    return url
+
+
+@pytest.fixture
+def pg_url(pg_server: str) -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database's URL (dropped afterwards), for tests of PostgreSQL only."""
+    url, name = fresh_pg_database(pg_server)
     engine = make_engine(url)
     upgrade(engine)
     engine.dispose()
     yield url
-    drop_pg_database(server, name)
+    drop_pg_database(pg_server, name)
 
 
 @pytest.fixture

@@ -14,10 +14,8 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from tests.integration.server import ZONDA
-from tests.services import drop_pg_database, fresh_pg_database
 from tests.waiting import wait_until
 from zonda.db.engine import make_engine, read_txn
-from zonda.db.migrate import upgrade
 from zonda.db.schema import dag_versions, import_errors
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -36,13 +34,10 @@ def d{n}() -> None:
 
 
 @pytest.fixture
-def pg_db(pg_server: str) -> Iterator[tuple[str, Engine]]:
-    url, name = fresh_pg_database(pg_server)
-    engine = make_engine(url)
-    upgrade(engine)
-    yield url, engine
+def pg_db(pg_url: str) -> Iterator[tuple[str, Engine]]:
+    engine = make_engine(pg_url)
+    yield pg_url, engine
     engine.dispose()
-    drop_pg_database(pg_server, name)
 
 
 def test_a_second_processor_stands_by_and_takes_over_when_the_first_dies(

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, create_engine, select, text
+from sqlalchemy import Engine, create_engine, make_url, select, text
 
 from tests.identity import admin_token, ensure_tenant
 from tests.integration.in_process import in_process_zonda
@@ -175,31 +175,26 @@ def two_steps() -> None:
 
 
 def test_a_scheduler_stops_within_seconds_while_the_db_is_down_and_its_successor_finishes_its_runs(
-    pg_server: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    pg_server: str, pg_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    url, name = fresh_pg_database(pg_server)
-    engine = make_engine(url)
-    upgrade(engine)
-    engine.dispose()
+    name = make_url(pg_url).database
+    assert name is not None
     marks = tmp_path / "marks"
-    try:
-        with in_process_zonda(url, tmp_path, scheduler_lease_seconds=2.0) as zonda:
-            zonda.tenant("team-a", TWO_STEPS.format(marks=str(marks)))
-            zonda.start_scheduler(workers=1)
-            run_id = zonda.trigger("team-a/two_steps")
-            zonda.wait_until(marks.exists, timeout=15)
-            thread, stop = zonda.stops[-1]
-            with outage(pg_server, name), caplog.at_level(logging.WARNING):
-                time.sleep(1.5)  # `first` ends: its outcome waits for a commit the DB refuses
-                began = time.monotonic()
-                stop.set()
-                thread.join(STOP_WRITE_TIMEOUT + 20)
-                stopped_in = time.monotonic() - began
-            assert not thread.is_alive(), "the scheduler is still retrying its writes"
-            zonda.start_scheduler(workers=1)
-            (record,) = zonda.wait([run_id], timeout=60)
-    finally:
-        drop_pg_database(pg_server, name)
+    with in_process_zonda(pg_url, tmp_path, scheduler_lease_seconds=2.0) as zonda:
+        zonda.tenant("team-a", TWO_STEPS.format(marks=str(marks)))
+        zonda.start_scheduler(workers=1)
+        run_id = zonda.trigger("team-a/two_steps")
+        zonda.wait_until(marks.exists, timeout=15)
+        thread, stop = zonda.stops[-1]
+        with outage(pg_server, name), caplog.at_level(logging.WARNING):
+            time.sleep(1.5)  # `first` ends: its outcome waits for a commit the DB refuses
+            began = time.monotonic()
+            stop.set()
+            thread.join(STOP_WRITE_TIMEOUT + 20)
+            stopped_in = time.monotonic() - began
+        assert not thread.is_alive(), "the scheduler is still retrying its writes"
+        zonda.start_scheduler(workers=1)
+        (record,) = zonda.wait([run_id], timeout=60)
     assert stopped_in < STOP_WRITE_TIMEOUT + 5
     assert "stopping without writing the last changes of 1 run(s)" in caplog.text
     assert record.state == "success"

@@ -22,11 +22,9 @@ import pytest
 from sqlalchemy import Engine, select, update
 
 from tests.integration.in_process import in_process_zonda
-from tests.services import drop_pg_database, fresh_pg_database
 from zonda.clock import utc_now
 from zonda.db.clock import DbClock
-from zonda.db.engine import make_engine, read_txn, write_txn
-from zonda.db.migrate import upgrade
+from zonda.db.engine import read_txn, write_txn
 from zonda.db.schema import runs as db_runs
 
 pytestmark = pytest.mark.slow
@@ -77,31 +75,22 @@ def test_a_scheduler_does_not_take_over_its_own_runs_when_their_leases_ran_out(
 
 
 def test_a_scheduler_whose_clock_runs_a_minute_ahead_leaves_a_live_schedulers_runs_alone(
-    pg_server: str, tmp_path: Path
+    pg_url: str, tmp_path: Path
 ) -> None:
-    url, name = fresh_pg_database(pg_server)
-    engine = make_engine(url)
-    upgrade(engine)
-    engine.dispose()
     marks = tmp_path / "marks"
-    try:
-        with in_process_zonda(url, tmp_path, heartbeat_interval=0.5, scheduler_lease_seconds=1.5) as zonda:
-            zonda.tenant("team-a", SOURCE.format(marks=str(marks)))
-            first = zonda.start_scheduler(workers=1)
-            run_id = zonda.trigger("team-a/stalled")
-            zonda.wait_until(marks.exists, timeout=15)
-            zonda.start_scheduler(workers=1, clock=lambda: utc_now() + timedelta(minutes=1))
-            owners = set()
-            until = time.monotonic() + 2.5  # five of its lease checks (every third of the lease)
-            while time.monotonic() < until:
-                with read_txn(zonda.engine) as conn:
-                    owners.add(
-                        conn.execute(select(db_runs.c.owner).where(db_runs.c.run_id == run_id)).scalar()
-                    )
-                time.sleep(0.05)
-            (record,) = zonda.wait([run_id], timeout=30)
-    finally:
-        drop_pg_database(pg_server, name)
+    with in_process_zonda(pg_url, tmp_path, heartbeat_interval=0.5, scheduler_lease_seconds=1.5) as zonda:
+        zonda.tenant("team-a", SOURCE.format(marks=str(marks)))
+        first = zonda.start_scheduler(workers=1)
+        run_id = zonda.trigger("team-a/stalled")
+        zonda.wait_until(marks.exists, timeout=15)
+        zonda.start_scheduler(workers=1, clock=lambda: utc_now() + timedelta(minutes=1))
+        owners = set()
+        until = time.monotonic() + 2.5  # five of its lease checks (every third of the lease)
+        while time.monotonic() < until:
+            with read_txn(zonda.engine) as conn:
+                owners.add(conn.execute(select(db_runs.c.owner).where(db_runs.c.run_id == run_id)).scalar())
+            time.sleep(0.05)
+        (record,) = zonda.wait([run_id], timeout=30)
     assert owners == {first}, "the scheduler whose clock runs ahead took the run of a live one"
     assert record.state == "success" and marks.read_text().splitlines() == ["ran"]
 
