@@ -26,7 +26,7 @@ from zonda.db.engine import make_engine, read_txn, write_txn
 from zonda.db.migrate import upgrade
 from zonda.db.schema import runs, task_instances
 from zonda.executors.celery.codec import Unopened, open_request, seal_request
-from zonda.executors.celery.sealing import Sealer, WorkerKeys
+from zonda.executors.celery.sealing import Sealer, WorkerKeys, tenant_scope, worker_keys
 from zonda.scheduler.wakeup import NullWaker
 from zonda.settings import Settings
 from zonda.worker.logs import log_path
@@ -496,4 +496,15 @@ def test_worker_keys_open_the_messages_the_schedulers_seal_for_that_scope() -> N
         assert open_request(sealed, WorkerKeys(printed.stdout.strip())) == request
     assert isinstance(
         open_request(seal_request(request, Sealer([new], False)), WorkerKeys(team_a.stdout)), Unopened
+    )
+
+
+def test_a_tenants_worker_with_another_tenants_keys_does_not_start() -> None:
+    keys = worker_keys([Fernet.generate_key()], tenant_scope("team-b"))
+    env = {"ZONDA_BROKER_URL": "redis://127.0.0.1:1/0", "ZONDA_WORKER_KEYS": keys}
+    result = runner.invoke(app, ["worker", "-c", "1", "--tenant", "team-a"], env=env)
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (
+        "error: zonda worker --tenant team-a holds the keys of scope 'tenant:team-b': give it those "
+        "`zonda secrets worker-keys --tenant team-a` prints (ZONDA_WORKER_KEYS)"
     )
