@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import base64
-import dataclasses
 import json
 from datetime import UTC, datetime
 
 import pytest
 from cryptography.fernet import Fernet
 
+from tests.unit.test_celery_parts import request as celery_request
 from zonda.core.outputs import ArtifactRef
 from zonda.errors import ConfigError
 from zonda.executors.celery.codec import (
@@ -39,24 +39,17 @@ NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 
 
 def request(dag_id: str = "team-a/etl", **changes: object) -> TaskRequest:
-    base = TaskRequest(
-        run_id="r1",
+    """A request of tenant team-a's task `load`, try 2, with a secret, a param and a run token to look for."""
+    return celery_request(
         dag_id=dag_id,
         task_id="load",
         map_index=-1,
         try_number=2,
-        dag_version=1,
-        code_uri="/code/abc.py",
-        code_hash="abc",
-        fileloc="/dags/etl.py",
-        log_path="/logs/attempt-2.log",
-        output_path="team-a/etl/r1/load/2",
         params={"customer": "acme-params-value"},
         secrets={"DB_PASSWORD": "hunter2-secret-value"},
         api_token="zondarun_r1_signature-value",
-        reply_to="zonda.events.s1",
+        **changes,
     )
-    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
 
 
 def tenant_keys(tenant: str, *keys: bytes) -> WorkerKeys:
