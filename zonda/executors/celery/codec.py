@@ -92,17 +92,16 @@ def decode_report(data: Any) -> WorkerMessage:
 
 def seal_report(message: WorkerMessage, keys: WorkerKeys) -> dict[str, Any]:
     """A worker's report as it crosses the broker: sealed for the worker's scope."""
-    scope, token = keys.seal(REPORT, _json(encode(message)))
-    return {"type": "SealedReport", "scope": scope, "sealed": token}
+    return _sealed_report(*keys.seal(REPORT, _json(encode(message))))
 
 
 def forwarded_report(message: WorkerMessage, sealer: Sealer) -> dict[str, Any]:
     """A report one scheduler passes on to another: sealed for the schedulers' own scope."""
-    return {
-        "type": "SealedReport",
-        "scope": SCHEDULERS,
-        "sealed": sealer.seal(SCHEDULERS, REPORT, _json(encode(message))),
-    }
+    return _sealed_report(SCHEDULERS, sealer.seal(SCHEDULERS, REPORT, _json(encode(message))))
+
+
+def _sealed_report(scope: str, token: str) -> dict[str, Any]:
+    return {"type": "SealedReport", "scope": scope, "sealed": token}
 
 
 def open_report(data: Any, sealer: Sealer) -> tuple[WorkerMessage, str]:
