@@ -29,6 +29,7 @@ from zonda.executors.celery.sealing import (
     Sealer,
     WorkerKeys,
     derive_key,
+    scope_tenant,
     tenant_scope,
     worker_keys,
 )
@@ -152,6 +153,7 @@ def test_a_worker_without_keys_is_told_how_to_get_them() -> None:
         with pytest.raises(ConfigError, match="ZONDA_WORKER_KEYS must be"):
             WorkerKeys(malformed)
     assert WorkerKeys(worker_keys([KEY], tenant_scope("team-a"))).scope == "tenant:team-a"
+    assert [scope_tenant(s) for s in (tenant_scope("team-a"), SHARED, SCHEDULERS)] == ["team-a", None, None]
 
 
 # Reports, from workers to schedulers -------------------------------------------------------------

@@ -56,6 +56,12 @@ def tenant_scope(tenant: str) -> str:
     return f"tenant:{tenant}"
 
 
+def scope_tenant(scope: str) -> str | None:
+    """The tenant of a tenant's scope (None for `shared` or `schedulers`)."""
+    kind, _, name = scope.partition(":")
+    return name if kind == "tenant" else None
+
+
 def scope_for(tenant: str | None, per_tenant: bool) -> str:
     """The scope of a message to a task of `tenant`: its own when tenants have their own workers."""
     return tenant_scope(tenant) if per_tenant and tenant else SHARED
@@ -114,14 +120,14 @@ class WorkerKeys:
     the newest, for its own scope."""
 
     def __init__(self, value: str) -> None:
-        scope, _, keys = value.strip().rpartition(":")
-        parsed = [k.strip() for k in keys.split(",") if k.strip()]
         if not value.strip():
             raise ConfigError(
                 "zonda worker needs ZONDA_WORKER_KEYS to open its task messages: run `zonda secrets worker-keys` "
                 "(or `zonda secrets worker-keys --tenant T` for a worker started with --tenant T) where "
                 "ZONDA_SECRET_KEYS is set, and give the worker what it prints"
             )
+        scope, _, keys = value.strip().rpartition(":")
+        parsed = [k.strip() for k in keys.split(",") if k.strip()]
         if not scope or not parsed:
             raise ConfigError(_MALFORMED)
         self.scope = scope
@@ -183,5 +189,5 @@ def _worker_key(text: str) -> bytes:
 
 
 def _tenant_option(scope: str) -> str:
-    kind, _, name = scope.partition(":")
-    return f" --tenant {name}" if kind == "tenant" else ""
+    tenant = scope_tenant(scope)
+    return f" --tenant {tenant}" if tenant else ""

@@ -30,7 +30,7 @@ from zonda.executors.celery.codec import seal_report
 from zonda.executors.celery.cpus import usable_cpus
 from zonda.executors.celery.events import RunningTask, lost_report, publish_report
 from zonda.executors.celery.heartbeat import HeartbeatSender
-from zonda.executors.celery.sealing import WorkerKeys, tenant_scope
+from zonda.executors.celery.sealing import WorkerKeys, scope_tenant
 from zonda.executors.celery.slot import SlotSpec, run_slot
 from zonda.executors.celery.slots import SlotState
 from zonda.executors.forkserver import preload
@@ -81,11 +81,7 @@ class WorkerSupervisor:
         tenant: str | None = None,
     ) -> None:
         self.keys = WorkerKeys(settings.worker_keys)  # ConfigError before anything starts
-        if (
-            tenant is not None
-            and self.keys.scope.startswith("tenant:")
-            and self.keys.scope != tenant_scope(tenant)
-        ):
+        if tenant is not None and scope_tenant(self.keys.scope) not in (None, tenant):
             raise ConfigError(
                 f"zonda worker --tenant {tenant} holds the keys of scope '{self.keys.scope}': give it those "
                 f"`zonda secrets worker-keys --tenant {tenant}` prints (ZONDA_WORKER_KEYS)"
