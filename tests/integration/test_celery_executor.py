@@ -340,22 +340,22 @@ def test_a_report_sealed_by_another_tenants_worker_cannot_pass_for_a_success(bro
     now = datetime.now(UTC)
     forged = TaskFinished(*request.ti_key, request.try_number, ok=True, started_at=now, ended_at=now)
     failed = replace(forged, ok=False, error="WorkerCannotOpen: ...")
+    app = make_app(Settings(broker_url=broker))
+
+    def report(message: TaskFinished, tenant: str) -> None:
+        """Publish `message` as a worker of `tenant`'s scope would."""
+        with app.producer_or_acquire() as producer:
+            sealed = seal_report(message, worker_keys(tenant_scope(tenant)))
+            publish_report(producer, executor.reply_to, sealed)
+
     try:
         executor.submit([request])
-        with make_app(Settings(broker_url=broker)).producer_or_acquire() as producer:
-            publish_report(
-                producer, executor.reply_to, seal_report(forged, worker_keys(tenant_scope("team-a")))
-            )
-            publish_report(
-                producer, executor.reply_to, seal_report(failed, worker_keys(tenant_scope("team-a")))
-            )
+        report(forged, "team-a")
+        report(failed, "team-a")
         assert finished(collect(executor, lambda m: len(m) == 1)) == [failed], "a failure only"
         executor.submit([replace(request, try_number=2)])
         genuine = replace(forged, try_number=2)
-        with make_app(Settings(broker_url=broker)).producer_or_acquire() as producer:
-            publish_report(
-                producer, executor.reply_to, seal_report(genuine, worker_keys(tenant_scope("team-b")))
-            )
+        report(genuine, "team-b")
         assert finished(collect(executor, lambda m: len(m) == 1)) == [genuine]
     finally:
         executor.stop()
