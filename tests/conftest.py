@@ -1,4 +1,5 @@
-"""Shared fixtures: metadata DBs on SQLite and on the real PostgreSQL server."""
+"""Shared fixtures: metadata DBs on SQLite and on the real PostgreSQL server; and a check that
+pytest-xdist keeps each `xdist_group` on one worker."""
 
 from __future__ import annotations
 
@@ -23,6 +24,17 @@ from tests.services import (
 )
 from zonda.db.engine import make_engine
 from zonda.db.migrate import upgrade
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under `--dist loadgroup`, pytest-xdist 3 puts the tests of one `xdist_group` on one worker by
+    appending the group to their ids, which pytest 9 no longer lets it do: tests that restart the
+    machine's RabbitMQ would then run beside those that use it. Refuse such a pytest."""
+    if config.getoption("dist", "no") == "loadgroup" and pytest.version_tuple >= (9,):
+        raise pytest.UsageError(
+            f"pytest {pytest.__version__} breaks pytest-xdist's --dist loadgroup: install the pytest that "
+            "pyproject.toml pins (`pip install -e '.[test]'`)"
+        )
 
 
 @pytest.fixture(scope="session")
