@@ -1,9 +1,14 @@
 """W0: the physical floor. A committed single-row UPDATE (SQLite WAL + synchronous=NORMAL, and
 PostgreSQL over loopback) and a small-message round trip to a pre-started worker process over a pipe;
-for a Celery configuration also a round trip to a pre-started process through the broker."""
+for a Celery configuration also a round trip to a pre-started process through the broker.
+
+Also how fast the machine is at that hour, since the shared benchmark machine's speed varies
+by up to twice from hour to hour: a pure-Python loop (CPU) and the first touch of fresh memory
+(page faults, which the guest's memory balloon makes slow at times)."""
 
 from __future__ import annotations
 
+import mmap
 import multiprocessing
 import sqlite3
 import statistics
@@ -21,6 +26,10 @@ ROUND_TRIPS = 2000
 BROKER_ROUND_TRIPS = 1000
 BROKER_TIMEOUT = 30.0
 WARMUP = 50
+LOOP_STEPS = 10_000_000
+FRESH_MEMORY = 256 * 1024 * 1024
+PAGE = 4096
+SPEED_TRIES = 3
 MESSAGE = {"run_id": "r-0000", "task_id": "s3_2", "map_index": -1, "try_number": 1}
 
 
@@ -139,10 +148,39 @@ def broker_round_trip_us(url: str, count: int = BROKER_ROUND_TRIPS) -> float:
                 process.join()
 
 
+def python_loop_ms(steps: int = LOOP_STEPS) -> float:
+    """Fastest of a few runs of an empty Python loop of `steps` steps, in ms: the CPU's speed now."""
+    best = float("inf")
+    for _ in range(SPEED_TRIES):
+        start = time.perf_counter()
+        for _ in range(steps):
+            pass
+        best = min(best, time.perf_counter() - start)
+    return best * 1000.0
+
+
+def fresh_memory_ms(size: int = FRESH_MEMORY) -> float:
+    """Fastest of a few first writes to every 4 KiB page of `size` fresh bytes, in ms: the cost of
+    page faults now (huge pages are turned off for the mapping, so each page faults on its own)."""
+    best = float("inf")
+    for _ in range(SPEED_TRIES):
+        with mmap.mmap(-1, size) as fresh:
+            if hasattr(mmap, "MADV_NOHUGEPAGE"):
+                fresh.madvise(mmap.MADV_NOHUGEPAGE)
+            start = time.perf_counter()
+            fresh[::PAGE] = b"\x01" * len(range(0, size, PAGE))
+            best = min(best, time.perf_counter() - start)
+    return best * 1000.0
+
+
 def measure(db: str, pg_url: str | None, broker_url: str | None = None) -> dict[str, float]:
-    """W0 figures for one configuration: the commit floor of its DB (`commit_us`), the pipe floor, and
-    with a broker the broker floor."""
-    figures = {"pipe_round_trip_us": pipe_round_trip_us()}
+    """W0 figures for one configuration: the machine's speed now, the commit floor of its DB
+    (`commit_us`), the pipe floor, and with a broker the broker floor."""
+    figures = {
+        "python_loop_ms": python_loop_ms(),
+        "fresh_memory_ms": fresh_memory_ms(),
+        "pipe_round_trip_us": pipe_round_trip_us(),
+    }
     if broker_url is not None:
         figures["broker_round_trip_us"] = broker_round_trip_us(broker_url)
     if db == "sqlite":

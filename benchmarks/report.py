@@ -53,6 +53,10 @@ ROWS: dict[str, dict[str, Row]] = {
         "broker_round_trip_us": Row(
             "round trip to a process through the broker (publish, it consumes and publishes back), µs"
         ),
+        "python_loop_ms": Row("machine speed: an empty Python loop of 10 million steps, ms"),
+        "fresh_memory_ms": Row(
+            "machine speed: first write to each 4 KiB page of 256 MiB of fresh memory, ms"
+        ),
     },
     "W1a": {
         "transition_ms_p50": Row("transition p50, ms", ("<=", 1.0), "781 (244 with 1 s loops)", "in-process"),
@@ -323,7 +327,9 @@ executor), `celery-redis` and `celery-rabbitmq` (Celery executor on PostgreSQL).
 
 Each configuration gets a fresh server (`python -m benchmarks._server`: temp home, free port, 16
 workers; on PostgreSQL a fresh database `zonda_bench_*`, dropped afterwards). W0 is measured before
-the server starts. Then a warm-up pass (one W1, W2 and W3 round, not counted, so that every worker
+the server starts, with two readings of the machine's speed at that hour (an empty Python loop, and
+the page faults of fresh memory), which on the shared benchmark machine varies by up to twice and
+moves every other figure with it. Then a warm-up pass (one W1, W2 and W3 round, not counted, so that every worker
 has imported the DAG modules once), then N repetitions of the workloads in the order given; the
 tables show min / median / max over the repetitions, and a target is judged on the median. Raw JSON
 (figures and run records) goes to `benchmarks/results/` (git-ignored), as do profiles and the
