@@ -15,12 +15,14 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from tests.integration.in_process import Zonda, in_process_zonda
 from zonda.core.states import RunState
-from zonda.db.engine import read_txn
+from zonda.db.engine import make_engine, read_txn
 from zonda.db.schema import runs as db_runs
+from zonda.scheduler.persistence import Rows
+from zonda.scheduler.writer import Batch, Writer
 from zonda.services import runs
 
 pytestmark = pytest.mark.slow
@@ -198,3 +200,34 @@ def test_leases_are_renewed_every_third_of_the_lease_without_writing_what_waits_
         assert tasks["quick"] != "success", "renewing the lease wrote an outcome that waits for the window"
         (record,) = zonda.wait([run_id], timeout=20)
         assert record.state == "success"
+
+
+def test_the_writer_keeps_its_connection_and_takes_a_new_one_when_the_db_ends_it(pg_url: str) -> None:
+    """No pool checkout, hence no liveness ping, per batch; a connection the DB ended (a restart, a
+    failover, an admin's `pg_terminate_backend`) costs one retry, not the batch."""
+    engine = make_engine(pg_url)
+    writer = Writer(engine)
+    backends: list[int] = []
+
+    def commit_one() -> None:
+        writer.submit(
+            Batch(
+                Rows(),
+                epoch=0,
+                extra=lambda c: backends.append(c.execute(text("SELECT pg_backend_pid()")).scalar_one()),
+            )
+        )
+        assert len(writer.wait_idle(timeout=30)) == 1, "the batch was not committed"
+
+    try:
+        commit_one()
+        commit_one()
+        assert backends[0] == backends[1], "each batch took a connection of its own"
+        with engine.connect() as admin:
+            admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backends[0]})
+            admin.commit()
+        commit_one()
+        assert backends[2] != backends[0]
+    finally:
+        writer.stop()
+        engine.dispose()

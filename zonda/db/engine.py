@@ -91,10 +91,17 @@ def _sqlite_engine(url: str, database: str | None) -> Engine:
 def write_txn(engine: Engine) -> Iterator[Connection]:
     """A transaction that writes. On SQLite it takes the write lock at BEGIN, so it never fails midway,
     after queueing for it on the DB's file lock (`write_lock`)."""
-    lock_file = _lock_files.get(engine)
+    with engine.connect() as conn, write_txn_on(conn):
+        yield conn
+
+
+@contextmanager
+def write_txn_on(conn: Connection) -> Iterator[Connection]:
+    """`write_txn` on a connection the caller keeps across transactions (the scheduler's writer):
+    no pool checkout, and so no liveness ping, per transaction."""
+    lock_file = _lock_files.get(conn.engine)
     with (
         write_lock(lock_file) if lock_file is not None else nullcontext(),
-        engine.connect() as conn,
         conn.execution_options(**{WRITE: True}).begin(),
     ):
         yield conn

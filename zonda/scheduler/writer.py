@@ -2,7 +2,9 @@
 
 One batch is in flight at a time; changes made meanwhile wait for the next one, so batches grow
 when the DB is slow (group commit). A batch that fails because the DB is unreachable is retried
-until it commits; batches are idempotent, so an unconfirmed commit is safe to repeat.
+until it commits, on a new connection; batches are idempotent, so an unconfirmed commit is safe to
+repeat. The writer keeps its connection between batches: a pool checkout pings the DB first, one
+more round trip on the path of every task's dispatch.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from sqlalchemy.exc import DBAPIError
 from zonda.clock import utc_now
 from zonda.db import leases
 from zonda.db.commands import mark_done
-from zonda.db.engine import write_txn
+from zonda.db.engine import write_txn_on
 from zonda.scheduler.persistence import Rows, write
 from zonda.worker.protocol import TaskRequest
 
@@ -71,6 +73,7 @@ class Writer:
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._give_up = threading.Event()
+        self._conn: Connection | None = None
         self._thread = threading.Thread(target=self._run, name="zonda-scheduler-writer", daemon=True)
         self._thread.start()
 
@@ -127,17 +130,32 @@ class Writer:
         self._wake_w.close()
 
     def _run(self) -> None:
-        while (batch := self._todo.get()) is not None:
-            if self._commit(batch):
-                self._done.put(batch)
-                self._wake_w.send(b"!")
+        try:
+            while (batch := self._todo.get()) is not None:
+                if self._commit(batch):
+                    self._done.put(batch)
+                    self._wake_w.send(b"!")
+        finally:
+            self._drop_connection()
+
+    def _connection(self) -> Connection:
+        if self._conn is None:
+            self._conn = self.engine.connect()
+        return self._conn
+
+    def _drop_connection(self) -> None:
+        """Close the kept connection (after a failure: the next attempt starts on a fresh one)."""
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            conn.invalidate()
+            conn.close()
 
     def _commit(self, batch: Batch) -> bool:
         """Commit the batch, retrying while the DB is unreachable; False if `stop` gave it up meanwhile."""
         failures = 0
         while True:
             try:
-                with write_txn(self.engine) as conn:
+                with write_txn_on(self._connection()) as conn:
                     rows = batch.rows
                     if batch.lease is not None:
                         lease = batch.lease
@@ -151,6 +169,7 @@ class Writer:
                         batch.extra(conn)
                 return True
             except DBAPIError as exc:
+                self._drop_connection()
                 delay = RETRY_DELAYS[min(failures, len(RETRY_DELAYS) - 1)]
                 failures += 1
                 log.warning("writing a batch failed (%s); retrying in %.1f s", exc.__class__.__name__, delay)
