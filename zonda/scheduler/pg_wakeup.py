@@ -8,38 +8,67 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 
 import psycopg
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
 
 from zonda.scheduler.wakeup import TOPICS
 
 log = logging.getLogger(__name__)
 CHANNEL = "zonda_scheduler"
+CONNECT_TIMEOUT = 5
+WAKER_NAME = "zonda waker"
+"""The waker connection's `application_name` (`pg_stat_activity` shows it)."""
+"""Seconds a wake-up waits for a connection to an unreachable DB (the API's requests wait with it)."""
 
 
 class PostgresWaker:
-    """Sends NOTIFY on the metadata DB."""
+    """Sends NOTIFY on the metadata DB, on a connection of its own that it keeps open (autocommit:
+    one round trip per wake-up, where a pooled connection took four: its liveness ping, BEGIN, the
+    NOTIFY and COMMIT). Threads of one process take turns on it."""
 
     def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+        self.conninfo = conninfo(engine.url.render_as_string(hide_password=False))
+        self._lock = threading.Lock()
+        self._conn: psycopg.Connection[tuple[object, ...]] | None = None
 
     def wake(self, topic: str = "runs") -> None:
-        try:
-            with self.engine.connect() as conn:
-                conn.execute(text("SELECT pg_notify(:channel, :topic)"), {"channel": CHANNEL, "topic": topic})
-                conn.commit()
-        except DBAPIError as exc:
-            log.warning("could not notify the scheduler (%s); its poll will pick the change up", exc)
+        with self._lock:
+            try:
+                self._notify(topic)
+            except psycopg.Error:
+                self.close()  # the DB ended the kept connection (a restart, a failover): once more on a new one
+                try:
+                    self._notify(topic)
+                except psycopg.Error as exc:
+                    self.close()
+                    log.warning("could not notify the scheduler (%s); its poll will pick the change up", exc)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _notify(self, topic: str) -> None:
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(
+                self.conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT, application_name=WAKER_NAME
+            )
+        self._conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, topic))
+
+
+def conninfo(db_url: str) -> str:
+    """What psycopg connects with, from a SQLAlchemy URL of the metadata DB."""
+    return make_url(db_url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 class PostgresListener:
     """The scheduler's end: a LISTENing connection to wait on."""
 
     def __init__(self, db_url: str) -> None:
-        self.conninfo = make_url(db_url).set(drivername="postgresql").render_as_string(hide_password=False)
+        self.conninfo = conninfo(db_url)
         self._idle_r, self._idle_w = socket.socketpair()
         self._conn: psycopg.Connection[tuple[object, ...]] | None = None
         self.check()
