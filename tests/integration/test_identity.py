@@ -129,6 +129,32 @@ def test_a_run_token_reads_its_own_tenant_while_the_run_is_active(api: Api) -> N
     assert api.client.get(f"/api/v1/runs/{run_a}", headers=api.as_(token)).status_code == 401
 
 
+def test_a_token_carries_its_users_roles_and_stops_working_when_the_user_is_disabled_or_deleted(
+    api: Api,
+) -> None:
+    admin = api.as_(api.admin)
+    token = user_token(api.engine, api.settings, "ivo", {"team-a": Role.VIEWER, "team-b": Role.OPERATOR})
+    me = api.client.get("/api/v1/auth/me", headers=api.as_(token))
+    assert me.json() == {
+        "user_id": "ivo",
+        "kind": "user",
+        "superuser": False,
+        "roles": {"team-a": "viewer", "team-b": "operator"},
+    }, me.text
+    lone = user_token(api.engine, api.settings, "lea")
+    assert api.client.get("/api/v1/auth/me", headers=api.as_(lone)).json()["roles"] == {}
+
+    assert api.client.patch("/api/v1/users/ivo", json={"disabled": True}, headers=admin).status_code == 200
+    refused = api.client.get("/api/v1/auth/me", headers=api.as_(token))
+    assert refused.status_code == 401 and "disabled or was deleted" in refused.text, refused.text
+    assert api.client.patch("/api/v1/users/ivo", json={"disabled": False}, headers=admin).status_code == 200
+    assert api.client.get("/api/v1/auth/me", headers=api.as_(token)).status_code == 200
+
+    assert api.client.delete("/api/v1/users/ivo", headers=admin).status_code == 204
+    gone = api.client.get("/api/v1/auth/me", headers=api.as_(token))
+    assert gone.status_code == 401, gone.text
+
+
 def test_superusers_manage_tenants_users_and_members(api: Api) -> None:
     admin = api.as_(api.admin)
     created = api.client.post(

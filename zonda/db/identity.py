@@ -152,8 +152,18 @@ def insert_token(
     )
 
 
-def get_token(conn: Connection, token_id: str) -> StoredToken | None:
-    row = conn.execute(
+@dataclass(frozen=True)
+class TokenHolder:
+    """A token with the user it stands for (None: no such user any more) and that user's roles."""
+
+    token: StoredToken
+    user: StoredUser | None
+    roles: dict[str, Role]
+
+
+def token_holder(conn: Connection, token_id: str) -> TokenHolder | None:
+    """The token, its user and the user's roles in one query: every API request authenticates."""
+    query = (
         select(
             api_tokens.c.token_id,
             api_tokens.c.secret_hash,
@@ -164,9 +174,34 @@ def get_token(conn: Connection, token_id: str) -> StoredToken | None:
             api_tokens.c.expires_at,
             api_tokens.c.revoked_at,
             api_tokens.c.last_used_at,
-        ).where(api_tokens.c.token_id == token_id)
-    ).first()
-    return StoredToken(*row) if row else None
+            users.c.user_id.label("holder"),
+            users.c.password_hash,
+            users.c.superuser,
+            users.c.disabled,
+            memberships.c.tenant_id.label("member_of"),
+            memberships.c.role,
+        )
+        .select_from(
+            api_tokens.outerjoin(users, users.c.user_id == api_tokens.c.user_id).outerjoin(
+                memberships, memberships.c.user_id == users.c.user_id
+            )
+        )
+        .where(api_tokens.c.token_id == token_id)
+    )
+    rows = conn.execute(query).all()
+    if not rows:
+        return None
+    first = rows[0]
+    user = (
+        StoredUser(first.holder, first.password_hash, first.superuser, first.disabled)
+        if first.holder is not None
+        else None
+    )
+    return TokenHolder(
+        token=StoredToken(*first[:9]),
+        user=user,
+        roles={r.member_of: Role(r.role) for r in rows if r.member_of is not None},
+    )
 
 
 def token_record(conn: Connection, token_id: str) -> TokenRecord | None:

@@ -50,10 +50,15 @@ def authenticate(svc: Services, value: str) -> Principal:
         raise AuthenticationError(BAD_TOKEN)
     token_id, secret = parsed
     with read_txn(svc.engine) as conn:
-        stored = db.get_token(conn, token_id)
-        if stored is None or not tokens.secret_matches(secret, stored.secret_hash) or not _live(svc, stored):
-            raise AuthenticationError(BAD_TOKEN)
-        principal = _user_principal(conn, stored.user_id or "")
+        holder = db.token_holder(conn, token_id)
+    if (
+        holder is None
+        or not tokens.secret_matches(secret, holder.token.secret_hash)
+        or not _live(svc, holder.token)
+    ):
+        raise AuthenticationError(BAD_TOKEN)
+    stored = holder.token
+    principal = _user_principal(holder)
     if stored.last_used_at is None or svc.now() - stored.last_used_at > TOUCH_EVERY:
         with write_txn(svc.engine) as conn:
             db.touch_token(conn, token_id, svc.now())
@@ -208,11 +213,11 @@ def _live(svc: Services, stored: db.StoredToken) -> bool:
     return stored.expires_at is None or stored.expires_at > svc.now()
 
 
-def _user_principal(conn: Connection, user_id: str) -> Principal:
-    user = db.get_user(conn, user_id)
-    if user is None or user.disabled:
+def _user_principal(holder: db.TokenHolder) -> Principal:
+    user_id = holder.token.user_id or ""
+    if holder.user is None or holder.user.disabled:
         raise AuthenticationError(f"user '{user_id}' is disabled or was deleted; ask a platform admin")
-    return Principal(name=user_id, superuser=user.superuser, roles=db.roles_of(conn, user_id))
+    return Principal(name=user_id, superuser=holder.user.superuser, roles=holder.roles)
 
 
 def _run_principal(svc: Services, value: str) -> Principal:
