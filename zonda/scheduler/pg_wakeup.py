@@ -19,9 +19,9 @@ from zonda.scheduler.wakeup import TOPICS
 log = logging.getLogger(__name__)
 CHANNEL = "zonda_scheduler"
 CONNECT_TIMEOUT = 5
+"""Seconds a wake-up waits for a connection to an unreachable DB (the API's requests wait with it)."""
 WAKER_NAME = "zonda waker"
 """The waker connection's `application_name` (`pg_stat_activity` shows it)."""
-"""Seconds a wake-up waits for a connection to an unreachable DB (the API's requests wait with it)."""
 
 
 class PostgresWaker:
