@@ -4,7 +4,8 @@ for a Celery configuration also a round trip to a pre-started process through th
 
 Also how fast the machine is at that hour, since the shared benchmark machine's speed varies
 by up to twice from hour to hour: a pure-Python loop (CPU) and the first touch of fresh memory
-(page faults, which the guest's memory balloon makes slow at times)."""
+(page faults, which the guest's memory balloon makes slow at times). The pipe round trip, a
+wake-up of another process, is the figure that has followed those swings."""
 
 from __future__ import annotations
 

@@ -328,8 +328,10 @@ executor), `celery-redis` and `celery-rabbitmq` (Celery executor on PostgreSQL).
 Each configuration gets a fresh server (`python -m benchmarks._server`: temp home, free port, 16
 workers; on PostgreSQL a fresh database `zonda_bench_*`, dropped afterwards). W0 is measured before
 the server starts, with two readings of the machine's speed at that hour (an empty Python loop, and
-the page faults of fresh memory), which on the shared benchmark machine varies by up to twice and
-moves every other figure with it. Then a warm-up pass (one W1, W2 and W3 round, not counted, so that every worker
+the page faults of fresh memory). The shared benchmark machine's speed varies by up to twice from
+hour to hour and moves every other figure with it; of the W0 figures, the pipe round trip (a
+wake-up of another process) has followed those swings, the two speed readings not. Then a warm-up
+pass (one W1, W2 and W3 round, not counted, so that every worker
 has imported the DAG modules once), then N repetitions of the workloads in the order given; the
 tables show min / median / max over the repetitions, and a target is judged on the median. Raw JSON
 (figures and run records) goes to `benchmarks/results/` (git-ignored), as do profiles and the
