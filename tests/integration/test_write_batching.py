@@ -9,6 +9,7 @@ and a client sees its run end as soon as it ends. (The scheduler's heartbeat, ev
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -202,9 +203,11 @@ def test_leases_are_renewed_every_third_of_the_lease_without_writing_what_waits_
         assert record.state == "success"
 
 
-def test_the_writer_keeps_its_connection_and_takes_a_new_one_when_the_db_ends_it(pg_url: str) -> None:
+def test_the_writer_keeps_its_connection_and_takes_a_new_one_when_the_db_ends_it(
+    pg_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
     """No pool checkout, hence no liveness ping, per batch; a connection the DB ended (a restart, a
-    failover, an admin's `pg_terminate_backend`) costs one retry, not the batch."""
+    failover, an admin's `pg_terminate_backend`) is replaced at once, without a failed batch's wait."""
     engine = make_engine(pg_url)
     writer = Writer(engine)
     backends: list[int] = []
@@ -226,8 +229,11 @@ def test_the_writer_keeps_its_connection_and_takes_a_new_one_when_the_db_ends_it
         with engine.connect() as admin:
             admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backends[0]})
             admin.commit()
-        commit_one()
+        with caplog.at_level(logging.INFO, logger="zonda.scheduler.writer"):
+            commit_one()
         assert backends[2] != backends[0]
+        said = [(r.levelno, r.getMessage().split(" (")[0]) for r in caplog.records]
+        assert said == [(logging.INFO, "the DB closed the writer's connection")], said
     finally:
         writer.stop()
         engine.dispose()

@@ -4,7 +4,8 @@ One batch is in flight at a time; changes made meanwhile wait for the next one, 
 when the DB is slow (group commit). A batch that fails because the DB is unreachable is retried
 until it commits, on a new connection; batches are idempotent, so an unconfirmed commit is safe to
 repeat. The writer keeps its connection between batches: a pool checkout pings the DB first, one
-more round trip on the path of every task's dispatch.
+more round trip on the path of every task's dispatch. A kept connection the DB ended while it sat
+idle is replaced at once, as a ping would have found it.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from sqlalchemy.exc import DBAPIError
 from zonda.clock import utc_now
 from zonda.db import leases
 from zonda.db.commands import mark_done
-from zonda.db.engine import write_txn_on
+from zonda.db.engine import driver_reason, write_txn_on
 from zonda.scheduler.persistence import Rows, write
 from zonda.worker.protocol import TaskRequest
 
@@ -154,6 +155,7 @@ class Writer:
         """Commit the batch, retrying while the DB is unreachable; False if `stop` gave it up meanwhile."""
         failures = 0
         while True:
+            kept = self._conn is not None
             try:
                 with write_txn_on(self._connection()) as conn:
                     rows = batch.rows
@@ -170,6 +172,11 @@ class Writer:
                 return True
             except DBAPIError as exc:
                 self._drop_connection()
+                if kept and exc.connection_invalidated:
+                    # The DB ended the kept connection while it was idle (a restart, a failover):
+                    # what a pool's liveness ping would have found; try a fresh one at once.
+                    log.info("the DB closed the writer's connection (%s); reconnecting", driver_reason(exc))
+                    continue
                 delay = RETRY_DELAYS[min(failures, len(RETRY_DELAYS) - 1)]
                 failures += 1
                 log.warning("writing a batch failed (%s); retrying in %.1f s", exc.__class__.__name__, delay)
