@@ -110,11 +110,13 @@ def test_the_dag_processor_logs_an_outage_in_one_line_per_pass_and_parses_again_
                 lambda: len(outage_lines(caplog, "taking the DAG processor's lock")) >= 2, 30, "2 passes"
             )
             failed = [r for r in caplog.records if r.levelno >= logging.WARNING]
-        assert (
-            failed[0].getMessage().startswith("lost the connection that made this the active DAG processor")
-        )
+        lost = [
+            r for r in failed if r.getMessage().startswith("lost the connection that made this the active")
+        ]
+        assert len(lost) == 1, [r.getMessage() for r in failed]
         assert all(r.exc_info is None for r in failed)
-        assert all("failed: metadata DB unavailable (" in r.getMessage() for r in failed[1:])
+        # A pass that was under way when the sessions ended may log its line before the lock's.
+        assert all("failed: metadata DB unavailable (" in r.getMessage() for r in failed if r not in lost)
         wait_for_dags(engine, ["default/hello", "default/later"])
     finally:
         stop.set()
