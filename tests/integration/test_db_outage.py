@@ -18,13 +18,11 @@ from sqlalchemy import Engine, create_engine, make_url, select, text
 
 from tests.identity import admin_token, ensure_tenant
 from tests.integration.in_process import in_process_zonda
-from tests.services import drop_pg_database, fresh_pg_database
 from tests.waiting import wait_until
 from zonda.api.app import create_app
 from zonda.api.errors import DB_UNAVAILABLE
 from zonda.dag_processing.tenants import TenantProcessors
 from zonda.db.engine import make_engine, read_txn
-from zonda.db.migrate import upgrade
 from zonda.db.schema import dags as dags_table
 from zonda.scheduler.loop import STOP_WRITE_TIMEOUT
 from zonda.scheduler.wakeup import NullWaker
@@ -52,13 +50,20 @@ def outage(server_url: str, name: str) -> Iterator[None]:
         admin.dispose()
 
 
+@pytest.fixture
+def db(pg_url: str) -> tuple[str, str]:
+    """A fresh, migrated database's URL and its name (what `outage` cuts off)."""
+    name = make_url(pg_url).database
+    assert name is not None
+    return pg_url, name
+
+
 def test_the_api_and_the_ui_answer_503_while_the_db_is_down_and_serve_once_it_is_back(
-    pg_server: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    pg_server: str, db: tuple[str, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    url, name = fresh_pg_database(pg_server)
+    url, name = db
     engine = make_engine(url)
     try:
-        upgrade(engine)
         settings = Settings(home=tmp_path / "home")
         token = admin_token(engine, settings)
         app = create_app(settings, engine=engine, waker=NullWaker())
@@ -85,20 +90,18 @@ def test_the_api_and_the_ui_answer_503_while_the_db_is_down_and_serve_once_it_is
             assert client.get("/dags").status_code == 200
     finally:
         engine.dispose()
-        drop_pg_database(pg_server, name)
 
 
 def test_the_dag_processor_logs_an_outage_in_one_line_per_pass_and_parses_again_after_it(
-    pg_server: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    pg_server: str, db: tuple[str, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    url, name = fresh_pg_database(pg_server)
+    url, name = db
     engine = make_engine(url)
     folder = tmp_path / "dags"
     folder.mkdir()
     (folder / "hello.py").write_text(DAG_FILE.format(name="hello"))
     stop = threading.Event()
     try:
-        upgrade(engine)
         ensure_tenant(engine, "default", dag_folders=[str(folder)])
         settings = Settings(home=tmp_path / "home", parse_interval=0.2)
         processors = TenantProcessors(settings, engine, NullWaker())
@@ -121,7 +124,6 @@ def test_the_dag_processor_logs_an_outage_in_one_line_per_pass_and_parses_again_
     finally:
         stop.set()
         engine.dispose()
-        drop_pg_database(pg_server, name)
 
 
 def outage_lines(caplog: pytest.LogCaptureFixture, what: str) -> list[logging.LogRecord]:
@@ -177,12 +179,11 @@ def two_steps() -> None:
 
 
 def test_a_scheduler_stops_within_seconds_while_the_db_is_down_and_its_successor_finishes_its_runs(
-    pg_server: str, pg_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    pg_server: str, db: tuple[str, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    name = make_url(pg_url).database
-    assert name is not None
+    url, name = db
     marks = tmp_path / "marks"
-    with in_process_zonda(pg_url, tmp_path, scheduler_lease_seconds=2.0) as zonda:
+    with in_process_zonda(url, tmp_path, scheduler_lease_seconds=2.0) as zonda:
         zonda.tenant("team-a", TWO_STEPS.format(marks=str(marks)))
         zonda.start_scheduler(workers=1)
         run_id = zonda.trigger("team-a/two_steps")
