@@ -36,15 +36,19 @@ class PostgresWaker:
 
     def wake(self, topic: str = "runs") -> None:
         with self._lock:
-            try:
-                self._notify(topic)
-            except psycopg.Error:
-                self.close()  # the DB ended the kept connection (a restart, a failover): once more on a new one
+            # A kept connection may have been ended by the DB while idle (a restart, a failover):
+            # then once more on a new one, as a pool's liveness ping would; a new one is tried once.
+            for fresh in (self._conn is None, True):
                 try:
                     self._notify(topic)
+                    return
                 except psycopg.Error as exc:
                     self.close()
-                    log.warning("could not notify the scheduler (%s); its poll will pick the change up", exc)
+                    if fresh:
+                        log.warning(
+                            "could not notify the scheduler (%s); its poll will pick the change up", exc
+                        )
+                        return
 
     def close(self) -> None:
         if self._conn is not None:
