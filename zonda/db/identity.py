@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -161,19 +161,15 @@ class TokenHolder:
     roles: dict[str, Role]
 
 
+_TOKEN_COLUMNS = tuple(api_tokens.c[field.name] for field in fields(StoredToken))
+"""The columns of a `StoredToken`, in its fields' order."""
+
+
 def token_holder(conn: Connection, token_id: str) -> TokenHolder | None:
     """The token, its user and the user's roles in one query: every API request authenticates."""
     query = (
         select(
-            api_tokens.c.token_id,
-            api_tokens.c.secret_hash,
-            api_tokens.c.kind,
-            api_tokens.c.user_id,
-            api_tokens.c.tenant_id,
-            api_tokens.c.run_id,
-            api_tokens.c.expires_at,
-            api_tokens.c.revoked_at,
-            api_tokens.c.last_used_at,
+            *_TOKEN_COLUMNS,
             users.c.user_id.label("holder"),
             users.c.password_hash,
             users.c.superuser,
@@ -198,7 +194,7 @@ def token_holder(conn: Connection, token_id: str) -> TokenHolder | None:
         else None
     )
     return TokenHolder(
-        token=StoredToken(*first[:9]),
+        token=StoredToken(*first[: len(_TOKEN_COLUMNS)]),
         user=user,
         roles={r.member_of: Role(r.role) for r in rows if r.member_of is not None},
     )
