@@ -301,71 +301,11 @@ def terminal(report: ConfigReport) -> str:
 
 DOC_HEAD = """# Benchmarks
 
-The workloads are specified in BENCHMARKS.md: W0 floor, W1a/W1 `onboarding_40x20`, W2
-`fanout_1000`, W3 trigger latency, W4 scale (W1 on a DB with months of history). Their DAGs are in
-`benchmarks/dags/`. Every figure comes from
-Zonda's own recorded times (the run records of the REST API), except W0 (timed by the script), the
-start of W1's wall time and of W3's latency (the client's clock when it sends the trigger; same
-machine).
-
-## How to run
-
-```bash
-.venv/bin/python -m benchmarks.run                    # all four configurations, 5 repetitions, all workloads
-.venv/bin/python -m benchmarks.run --config sqlite --repeat 3 --workloads W1a,W1 --out /tmp/b.md
-.venv/bin/python -m benchmarks.run --config celery-redis,celery-rabbitmq --repeat 3 --wait-quiet 120
-.venv/bin/python -m benchmarks.run --wait-quiet 180   # first wait (up to 180 s) for an idle machine
-.venv/bin/python -m benchmarks.profile --db sqlite --workload W1   # py-spy: scheduler, API, a worker
-.venv/bin/python -m benchmarks.profile --workload W1a --idle       # wall-time view (waits included)
-.venv/bin/python -m benchmarks.profile --workload W2 --no-spy      # CPU per process role and per task
-.venv/bin/python -m benchmarks.profile --config celery-redis --workload W2 --gil  # + worker supervisor
-.venv/bin/python -m benchmarks.celery_pools --repeat 3  # Celery alone: prefork vs slot processes
-```
-
-Configurations (`--config`, alias `--db`; comma-separated, or `all`): `sqlite` and `postgres` (local
-executor), `celery-redis` and `celery-rabbitmq` (Celery executor on PostgreSQL).
-
-Each configuration gets a fresh server (`python -m benchmarks._server`: temp home, free port, 16
-workers; on PostgreSQL a fresh database `zonda_bench_*`, dropped afterwards). W0 is measured before
-the server starts, with two readings of the machine's speed at that hour (an empty Python loop, and
-the page faults of fresh memory). The shared benchmark machine's speed varies by up to twice from
-hour to hour and moves every other figure with it; of the W0 figures, the pipe round trip (a
-wake-up of another process) has followed those swings, the two speed readings not. Then a warm-up
-pass (one W1, W2 and W3 round, not counted, so that every worker
-has imported the DAG modules once), then N repetitions of the workloads in the order given; the
-tables show min / median / max over the repetitions, and a target is judged on the median. Raw JSON
-(figures and run records) goes to `benchmarks/results/` (git-ignored), as do profiles and the
-output of the server and its Celery workers (`<stamp>-<config>-logs/`).
-
-A Celery configuration's server runs with `ZONDA_EXECUTOR=celery` on a broker namespace of its
-own: Redis db 0 (`--redis-db`; flushed before and after, and refused if another client is connected
-to it; the test suite puts its Celery tests on random dbs 1-15) or a new RabbitMQ vhost
-`zonda-bench-*` (deleted afterwards). The benchmark starts the `zonda worker` processes itself, with
-the broker URL and the artifact and log folders it shares with the server (under the server's temp
-home), never the DB URL. W1a, W1 and W3 run on one worker with `-c 16` (up to 16 tasks at once, like
-the local executor's 16 workers); then that worker stops and W2 runs on a new worker with `-c 2`
-(the issue's W2 target is for 2 worker processes), each with its own warm-up. W0 adds a broker
-floor: a small message published to a queue, consumed by a pre-started process and published back
-to a second queue, then consumed (kombu, no acks): the shortest request-and-report path.
-Targets for these configurations are the issue's: W1 p50 <= 20 ms and p99 <= 100 ms, W2 >= 500
-tasks/s with 2 worker processes; W1a, W1 wall and W3 have none there.
-
-Definitions: transition = start(task) - max(end(upstreams)), over every task with upstreams;
-part 1 of it ends at the task's `queued_at` (the time the scheduler's loop woke up for the step that
-dispatched it), part 2 goes from there to the task's start in a worker. Makespan = run created ->
-last task ended. W1 wall = first trigger sent -> last task ended. W3 = trigger sent -> task
-`started_at`, split into API (-> run `created_at`), scheduler pickup (-> `queued_at`) and start.
-W2's 1000 tasks are one mapped task (`work.map(item=start())`), the idiomatic Zonda fan-out.
-W4 runs last on the same server: `benchmarks/history.py` writes 10,000 DAG versions (500 retired
-DAGs) and 25,000 ended `onboarding_40x20` runs with their 1,000,000 task instances and attempts,
-created over 30 days, into its DB (then, on PostgreSQL, `VACUUM ANALYZE` and a checkpoint, which
-autovacuum and the checkpointer would have done long since); after an untimed round, W1 runs again,
-and its p50 is judged against W1's median p50 on the empty DB (target: within 10 %).
-
-The machine is shared with other work: each section says how busy it was while measuring.
+How to run them and what each figure means: docs/benchmarks.md in the repository.
 
 ## Results
 """
+"""The head of a new results file (`--out` to a file that does not exist yet)."""
 
 
 def marker(config: str) -> tuple[str, str]:
@@ -376,6 +316,12 @@ def marker(config: str) -> tuple[str, str]:
 
 
 ANY_END = re.compile(r"<!-- results:[\w-]+:end -->")
+GLANCE = "glance"
+RESULTS_HEADING = "## Results\n"
+_DATE = re.compile(r"^- Date: (.+)$", re.MULTILINE)
+_CODE = re.compile(r"^- Code: commit (\w+)", re.MULTILINE)
+_WORKLOAD = re.compile(r"^#### (W\w+)", re.MULTILINE)
+VERDICTS = ("met", "**MISSED**")
 
 
 def update_doc(path: Path, reports: Sequence[ConfigReport]) -> None:
@@ -396,4 +342,56 @@ def update_doc(path: Path, reports: Sequence[ConfigReport]) -> None:
         else:
             text = text.rstrip("\n") + "\n\n" + block + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    path.write_text(with_glance(text))
+
+
+def with_glance(text: str) -> str:
+    """`text` with its targets-at-a-glance table (`glance`) replaced, or inserted under "## Results"."""
+    begin, end = marker(GLANCE)
+    block = f"{begin}\n{glance(text)}\n{end}"
+    found = re.search(re.escape(begin) + r".*?" + re.escape(end), text, re.DOTALL)
+    if found:
+        return text[: found.start()] + block + text[found.end() :]
+    at = text.find(RESULTS_HEADING)
+    at = len(text) if at < 0 else at + len(RESULTS_HEADING)
+    return f"{text[:at]}\n{block}\n{text[at:]}"
+
+
+def glance(text: str) -> str:
+    """Every figure with a target, as the generated section of each configuration in `text` shows it:
+    one table, so a reader sees what is met and what is missed without reading every section."""
+    lines = [
+        "### Targets at a glance",
+        "",
+        "The median of every figure that has a target, from the section of each configuration below.",
+        "",
+        "| configuration | measured | figure | median | target | status |",
+        "|---|---|---|---|---|---|",
+    ]
+    for config, title in CONFIG_TITLES.items():
+        begin, end = marker(config)
+        found = re.search(re.escape(begin) + r"(.*?)" + re.escape(end), text, re.DOTALL)
+        if found is None:
+            continue
+        section_text = found.group(1)
+        date = _DATE.search(section_text)
+        code = _CODE.search(section_text)
+        measured = f"{date.group(1) if date else '?'}{f', {code.group(1)}' if code else ''}"
+        headings = list(_WORKLOAD.finditer(section_text))
+        for index, heading in enumerate(headings):
+            stop = headings[index + 1].start() if index + 1 < len(headings) else len(section_text)
+            for figure, median, target, status in _targeted_rows(section_text[heading.end() : stop]):
+                lines.append(
+                    f"| {title} | {measured} | {heading.group(1)} {figure} | {median} | {target} | {status} |"
+                )
+    return "\n".join(lines) + "\n"
+
+
+def _targeted_rows(tables: str) -> list[tuple[str, str, str, str]]:
+    """(figure, median, target, status) of each table row in `tables` that is judged on a target."""
+    rows = []
+    for line in tables.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == len(HEADER) and cells[5] in VERDICTS:
+            rows.append((cells[0], cells[2], cells[4], cells[5]))
+    return rows
