@@ -173,7 +173,7 @@ def describe(label: str, path: Path, seconds: float, options: Options) -> str:
     return "\n".join(lines) + "\n"
 
 
-TASKS_PER_RUN = {"W1a": 40, "W1": 800, "W2": 1002, "W3": 20}
+TASKS_PER_RUN = {"W1a": 40, "W1": 800, "W1r3": 800, "W2": 1002, "W3": 20}
 
 
 def cpu_table(rec: Recording, tasks: int) -> str:

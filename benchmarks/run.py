@@ -1,7 +1,7 @@
 """Run the BENCHMARKS.md workloads on each configuration and write docs/benchmarks.md.
 
 python -m benchmarks.run [--config sqlite,postgres,celery-redis,celery-rabbitmq|all] [--repeat N]
-                         [--workloads W0,W1a,W1,W2,W3,W4] [--workers 16] [--out docs/benchmarks.md]
+                         [--workloads W0,W1a,W1,W1r3,W2,W3,W4] [--workers 16] [--out docs/benchmarks.md]
                          [--no-warmup] [--wait-quiet SECONDS] [--celery-concurrency 16]
                          [--w2-concurrency 2] [--redis-db 0]
 
@@ -34,7 +34,7 @@ from benchmarks import brokers, floor, history, load, report, server, stats, wor
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
-ALL_WORKLOADS = ("W0", "W1a", "W1", "W2", "W3", "W4")
+ALL_WORKLOADS = ("W0", "W1a", "W1", "W1r3", "W2", "W3", "W4")
 SETTLE_S = 0.5
 
 
@@ -102,7 +102,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
         "--celery-concurrency",
         type=int,
         default=16,
-        help="Celery: slot processes of the one `zonda worker` for W1a, W1 and W3",
+        help="Celery: slot processes of the one `zonda worker` for W1a, W1, W1r3 and W3",
     )
     parser.add_argument(
         "--w2-concurrency",
@@ -182,7 +182,7 @@ def broker_for(config: Config, redis_db: int = brokers.DEFAULT_REDIS_DB) -> Iter
 
 def warm_up(http: Any, chosen: list[str]) -> None:
     """One untimed round so every worker has imported the DAG modules (long-lived workers)."""
-    for name in ("W1", "W2", "W3"):
+    for name in ("W1", "W1r3", "W2", "W3"):
         if name in chosen or (name == "W1" and "W1a" in chosen):
             workloads.WORKLOADS[name](http)
 
@@ -197,7 +197,7 @@ class Pass:
 
 
 def passes(config: Config, options: Options, server_workloads: list[str]) -> list[Pass]:
-    """Local executor: one pass. Celery: W1a, W1 and W3 on a worker with `celery_concurrency` (16: up
+    """Local executor: one pass. Celery: W1a, W1, W1r3 and W3 on a worker with `celery_concurrency` (16: up
     to 16 tasks at once, as the local executor's 16 workers), then W2 on a fresh worker with
     `w2_concurrency` (the issue's target is for 2 worker processes)."""
     if config.broker is None:
@@ -347,7 +347,7 @@ def celery_notes(config: Config, options: Options) -> tuple[dict[str, str], list
     lines = [
         "Workers, in this order, each stopped before the next started: " + "; ".join(steps) + ". "
         "Targets: the issue's for Celery (W1 p50 <= 20 ms, p99 <= 100 ms; W2 >= 500 tasks/s with 2 "
-        "worker processes); W1a and W3 have none there.",
+        "worker processes); W1a, W1r3 and W3 have none there.",
     ]
     return titled, lines
 

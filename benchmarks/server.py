@@ -23,7 +23,7 @@ from benchmarks import workloads
 
 ROOT = Path(__file__).resolve().parent.parent
 DAGS_FOLDER = Path(__file__).resolve().parent / "dags"
-BENCH_DAGS = (workloads.ONBOARDING, workloads.FANOUT_DAG, workloads.ONE_TASK)
+BENCH_DAGS = (workloads.ONBOARDING, workloads.ONBOARDING_R3, workloads.FANOUT_DAG, workloads.ONE_TASK)
 PG_ADMIN_URL = os.environ.get("ZONDA_BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
 PG_SERVER = os.environ.get("ZONDA_BENCH_PG_SERVER", "postgres@127.0.0.1:5432")
 START_TIMEOUT = 120.0

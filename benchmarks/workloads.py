@@ -1,4 +1,4 @@
-"""W1a, W1, W2 and W3 against a running server, through its REST API. Each returns its figures
+"""W1a, W1, W1r3, W2 and W3 against a running server, through its REST API. Each returns its figures
 (named floats, from Zonda's recorded times) and the raw run records they were computed from."""
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ class Triggered:
 TENANT = "default"
 """The tenant of the server's DAG folder (`zonda up`'s embedded tenant); DAG ids are `tenant/name`."""
 ONBOARDING = f"{TENANT}/onboarding_40x20"
+ONBOARDING_R3 = f"{TENANT}/onboarding_40x20_r3"
 FANOUT_DAG = f"{TENANT}/fanout_1000"
 ONE_TASK = f"{TENANT}/one_task"
 
@@ -119,13 +120,23 @@ def trigger_together(http: httpx.Client, count: int, make: Callable[[], Triggere
 
 def w1(http: httpx.Client) -> Result:
     """20 onboarding_40x20 runs triggered at the same moment, distinct user_id and key."""
+    return twenty_runs(http, ONBOARDING)
+
+
+def w1r3(http: httpx.Client) -> Result:
+    """W1 on onboarding_40x20_r3: the same 20 runs, at most 3 under way at once."""
+    return twenty_runs(http, ONBOARDING_R3)
+
+
+def twenty_runs(http: httpx.Client, dag_id: str) -> Result:
+    """W1's figures for 20 runs of `dag_id` triggered at the same moment, distinct user_id and key."""
 
     def make() -> Triggered:
         params, key = onboarding_params()
-        return trigger(http, ONBOARDING, params, key)
+        return trigger(http, dag_id, params, key)
 
     triggered = trigger_together(http, W1_RUNS, make)
-    runs = wait_finished(http, ONBOARDING, triggered)
+    runs = wait_finished(http, dag_id, triggered)
     stats.check_success(runs)
     transitions = [ms for run in runs for ms in stats.transitions_ms(run)]
     makespans = [stats.makespan_ms(run) for run in runs]
@@ -208,4 +219,10 @@ def wait_one(http: httpx.Client, run_id: str) -> RunRecord:
     raise TimeoutError(f"run {run_id} not finished after {RUN_TIMEOUT:.0f} s")
 
 
-WORKLOADS: dict[str, Callable[[httpx.Client], Result]] = {"W1a": w1a, "W1": w1, "W2": w2, "W3": w3}
+WORKLOADS: dict[str, Callable[[httpx.Client], Result]] = {
+    "W1a": w1a,
+    "W1": w1,
+    "W1r3": w1r3,
+    "W2": w2,
+    "W3": w3,
+}

@@ -2,6 +2,9 @@
 
 Task `s{k}_{i}` receives the return values of `s{k-1}_{i}` and `s{k-1}_{(i+1)%5}` (data
 dependencies, so artifact passing is on the measured path) and returns a small dict.
+
+`onboarding_40x20_r3` is the same graph with at most `RUNS_AT_ONCE` runs under way (W1r3): what a
+DAG's `max_active_runs` does to W1 on a fleet that is busy with it.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from zonda import dag, task
 
 STAGES = 8
 WIDTH = 5
+RUNS_AT_ONCE = 3
 
 
 @task
@@ -26,12 +30,23 @@ def step(left: dict[str, Any], right: dict[str, Any], stage: int, lane: int) -> 
     return {"user_id": left["user_id"], "lane": lane, "stage": stage, "hops": left["hops"] + right["hops"]}
 
 
-@dag(max_active_runs=64, max_active_tasks=64, tags=["benchmark"])
-def onboarding_40x20(user_id: int) -> None:
-    """The W1 onboarding graph: s{k}_{i} <- s{k-1}_{i}, s{k-1}_{(i+1)%5}."""
+def lanes(user_id: int) -> None:
+    """s{k}_{i} <- s{k-1}_{i}, s{k-1}_{(i+1)%5}, for k = 1..7."""
     previous = [first.with_options(task_id=f"s0_{i}")(user_id, i) for i in range(WIDTH)]
     for k in range(1, STAGES):
         previous = [
             step.with_options(task_id=f"s{k}_{i}")(previous[i], previous[(i + 1) % WIDTH], k, i)
             for i in range(WIDTH)
         ]
+
+
+@dag(max_active_runs=64, max_active_tasks=64, tags=["benchmark"])
+def onboarding_40x20(user_id: int) -> None:
+    """The W1 onboarding graph, every run under way at once."""
+    lanes(user_id)
+
+
+@dag(max_active_runs=RUNS_AT_ONCE, max_active_tasks=64, tags=["benchmark"])
+def onboarding_40x20_r3(user_id: int) -> None:
+    """The W1 onboarding graph, at most three runs under way; the others wait queued (W1r3)."""
+    lanes(user_id)

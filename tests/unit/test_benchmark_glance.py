@@ -6,7 +6,6 @@ from pathlib import Path
 
 from benchmarks.report import ConfigReport, marker, update_doc
 
-
 LOAD = {
     "cpu_busy_s": 50.0,
     "cpu_available_s": 120.0,
