@@ -99,7 +99,6 @@ ROWS: dict[str, dict[str, Row]] = {
         "p50_x_pipe": Row("transition p50 / W0 pipe floor, x"),
         "p50_x_broker": Row("transition p50 / W0 broker floor, x"),
     },
-    "W1r3": {},
     "W2": {
         "tasks_per_s": Row(
             "tasks/s = 1000 / (start(join) - end(start))", (">=", 1000.0), "2.4", "91", "0.35"
