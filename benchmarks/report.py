@@ -173,12 +173,16 @@ def fmt(value: float) -> str:
     return f"{value:.2f}"
 
 
+MET = "met"
+MISSED = "**MISSED**"
+
+
 def verdict(row: Row, median: float) -> str:
     if row.target is None:
         return ""
     op, limit = row.target
     met = median <= limit if op == "<=" else median >= limit
-    return "met" if met else "**MISSED**"
+    return MET if met else MISSED
 
 
 def target_text(row: Row) -> str:
@@ -330,7 +334,6 @@ RESULTS_HEADING = "## Results\n"
 _DATE = re.compile(r"^- Date: (.+)$", re.MULTILINE)
 _CODE = re.compile(r"^- Code: commit (\w+)", re.MULTILINE)
 _WORKLOAD = re.compile(r"^#### (W\w+)", re.MULTILINE)
-VERDICTS = ("met", "**MISSED**")
 
 
 def update_doc(path: Path, reports: Sequence[ConfigReport]) -> None:
@@ -401,6 +404,6 @@ def _targeted_rows(tables: str) -> list[tuple[str, str, str, str]]:
     rows = []
     for line in tables.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == len(HEADER) and cells[5] in VERDICTS:
+        if len(cells) == len(HEADER) and cells[5] in (MET, MISSED):
             rows.append((cells[0], cells[2], cells[4], cells[5]))
     return rows
