@@ -18,6 +18,9 @@ from sqlalchemy import ColumnElement, Connection, insert, or_, select
 from zonda.api.schemas.audit import AuditEntry, AuditPage
 from zonda.db.schema import audit_log
 
+_INSERT = insert(audit_log)
+"""Built once: every change through the API writes an entry."""
+
 
 def add_entry(
     conn: Connection,
@@ -31,15 +34,16 @@ def add_entry(
     origin: str,
 ) -> None:
     conn.execute(
-        insert(audit_log).values(
-            at=at,
-            tenant_id=tenant_id,
-            actor=actor,
-            action=action,
-            target=target,
-            details=details,
-            origin=origin,
-        )
+        _INSERT,
+        {
+            "at": at,
+            "tenant_id": tenant_id,
+            "actor": actor,
+            "action": action,
+            "target": target,
+            "details": details,
+            "origin": origin,
+        },
     )
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Select, delete, insert, select, update
+from sqlalchemy import Connection, Select, bindparam, delete, insert, select, update
 
 from zonda.api.schemas.identity import MemberRecord, TokenRecord, UserRecord
 from zonda.core.permissions import Role
@@ -164,27 +164,29 @@ class TokenHolder:
 _TOKEN_COLUMNS = tuple(api_tokens.c[field.name] for field in fields(StoredToken))
 """The columns of a `StoredToken`, in its fields' order."""
 
+_TOKEN_HOLDER = (
+    select(
+        *_TOKEN_COLUMNS,
+        users.c.user_id.label("holder"),
+        users.c.password_hash,
+        users.c.superuser,
+        users.c.disabled,
+        memberships.c.tenant_id.label("member_of"),
+        memberships.c.role,
+    )
+    .select_from(
+        api_tokens.outerjoin(users, users.c.user_id == api_tokens.c.user_id).outerjoin(
+            memberships, memberships.c.user_id == users.c.user_id
+        )
+    )
+    .where(api_tokens.c.token_id == bindparam("token_id"))
+)
+"""Built once: every API request runs it, and building it cost seven times what running it does."""
+
 
 def token_holder(conn: Connection, token_id: str) -> TokenHolder | None:
     """The token, its user and the user's roles in one query: every API request authenticates."""
-    query = (
-        select(
-            *_TOKEN_COLUMNS,
-            users.c.user_id.label("holder"),
-            users.c.password_hash,
-            users.c.superuser,
-            users.c.disabled,
-            memberships.c.tenant_id.label("member_of"),
-            memberships.c.role,
-        )
-        .select_from(
-            api_tokens.outerjoin(users, users.c.user_id == api_tokens.c.user_id).outerjoin(
-                memberships, memberships.c.user_id == users.c.user_id
-            )
-        )
-        .where(api_tokens.c.token_id == token_id)
-    )
-    rows = conn.execute(query).all()
+    rows = conn.execute(_TOKEN_HOLDER, {"token_id": token_id}).all()
     if not rows:
         return None
     first = rows[0]

@@ -41,6 +41,11 @@ _TI_COLUMNS = (
 )
 
 
+_INSERT_RUN = insert(runs)
+_INSERT_INSTANCES = insert(task_instances)
+"""Built once, as every trigger inserts a run and its task instances."""
+
+
 def create_run(
     conn: Connection,
     *,
@@ -78,21 +83,22 @@ def create_run(
         ],
     )
     conn.execute(
-        insert(runs).values(
-            run_id=run_id,
-            tenant_id=run.tenant_id,
-            dag_id=spec.dag_id,
-            version=version,
-            state=run.state,
-            key=key,
-            params=params,
-            trigger=trigger,
-            logical_date=logical_date,
-            created_at=now,
-        )
+        _INSERT_RUN,
+        {
+            "run_id": run_id,
+            "tenant_id": run.tenant_id,
+            "dag_id": spec.dag_id,
+            "version": version,
+            "state": run.state,
+            "key": key,
+            "params": params,
+            "trigger": trigger,
+            "logical_date": logical_date,
+            "created_at": now,
+        },
     )
     conn.execute(
-        insert(task_instances),
+        _INSERT_INSTANCES,
         [
             {
                 "run_id": run_id,
