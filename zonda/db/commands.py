@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from zonda.db.schema import commands
 
@@ -39,14 +39,17 @@ def pending_commands(conn: Connection, limit: int = 500) -> list[Command]:
     return [Command(r.id, r.kind, r.run_id, r.payload) for r in rows]
 
 
+_PENDING_KINDS = (
+    select(commands.c.kind)
+    .where(commands.c.done_at.is_(None), commands.c.run_id == bindparam("run_id"))
+    .order_by(commands.c.id)
+)
+"""Built once: every read of a run asks."""
+
+
 def pending_kinds(conn: Connection, run_id: str) -> list[str]:
     """The kinds of the run's commands the scheduler has not applied yet (e.g. ["mark"])."""
-    rows = conn.execute(
-        select(commands.c.kind)
-        .where(commands.c.done_at.is_(None), commands.c.run_id == run_id)
-        .order_by(commands.c.id)
-    )
-    return list(rows.scalars())
+    return list(conn.execute(_PENDING_KINDS, {"run_id": run_id}).scalars())
 
 
 def mark_done(conn: Connection, ids: list[int], now: datetime) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, TypeAlias
 
-from sqlalchemy import ColumnElement, Connection, Row, and_, insert, or_, select
+from sqlalchemy import ColumnElement, Connection, Row, and_, bindparam, insert, or_, select
 
 from zonda.api.schemas import RunPage, RunRecord, RunSummary, TaskRecord
 from zonda.core.ids import tenant_of
@@ -114,13 +114,18 @@ def create_run(
     return run
 
 
+_RUN = select(runs).where(runs.c.run_id == bindparam("run_id"))
+_RUN_INSTANCES = select(*_TI_COLUMNS).where(task_instances.c.run_id == bindparam("run_id"))
+"""Built once: a run's page, `zonda trigger --wait` and API clients read runs again and again."""
+
+
 def get_run(conn: Connection, run_id: str) -> RunRecord | None:
     """The run with its task instances in the spec's topological order, or None."""
-    row = conn.execute(select(runs).where(runs.c.run_id == run_id)).first()
+    row = conn.execute(_RUN, {"run_id": run_id}).first()
     if row is None:
         return None
     spec = _spec(conn, row.dag_id, row.version)
-    ti_rows = conn.execute(select(*_TI_COLUMNS).where(task_instances.c.run_id == run_id)).all()
+    ti_rows = conn.execute(_RUN_INSTANCES, {"run_id": run_id}).all()
     tasks = [_task_record(r, spec) for r in _in_topological_order(ti_rows, spec)]
     return RunRecord(
         **_summary_fields(row),
