@@ -94,7 +94,7 @@ _VERSION = select(dag_versions).where(
     dag_versions.c.dag_id == bindparam("dag_id"), dag_versions.c.version == bindparam("version")
 )
 """Built once: every trigger and run read looks a DAG and its version up (building a statement
-cost three times what running it does)."""
+cost four times what running it does)."""
 
 
 def get_dag(conn: Connection, dag_id: str) -> DagRow | None:
