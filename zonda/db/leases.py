@@ -18,24 +18,32 @@ from zonda.db.schema import runs
 ACTIVE = (RunState.QUEUED.value, RunState.RUNNING.value)
 
 
+_CLAIM = (
+    update(runs)
+    .where(
+        and_(
+            runs.c.run_id.in_(bindparam("b_runs", expanding=True)),
+            or_(
+                runs.c.owner.is_(None),
+                runs.c.owner == bindparam("b_owner"),
+                runs.c.lease_until < bindparam("b_now"),
+                runs.c.state.not_in(ACTIVE),
+            ),
+        )
+    )
+    .values(owner=bindparam("b_owner"), lease_until=bindparam("b_until"))
+    .returning(runs.c.run_id)
+)
+"""Built once: every new run is claimed (building it cost more than running it)."""
+
+
 def claim(conn: Connection, run_ids: Collection[str], owner: str, until: datetime, now: datetime) -> set[str]:
     """Take those of `run_ids` that are free, expired, ended, or already ours, in one statement;
     returns the ids taken."""
     if not run_ids:
         return set()
-    free = or_(
-        runs.c.owner.is_(None),
-        runs.c.owner == owner,
-        runs.c.lease_until < now,
-        runs.c.state.not_in(ACTIVE),
-    )
-    stmt = (
-        update(runs)
-        .where(and_(runs.c.run_id.in_(list(run_ids)), free))
-        .values(owner=owner, lease_until=until)
-        .returning(runs.c.run_id)
-    )
-    return {row.run_id for row in conn.execute(stmt)}
+    params = {"b_runs": list(run_ids), "b_owner": owner, "b_now": now, "b_until": until}
+    return {row.run_id for row in conn.execute(_CLAIM, params)}
 
 
 def claim_from(conn: Connection, run_id: str, owner: str, until: datetime, dead: str) -> bool:

@@ -41,6 +41,9 @@ class RunRow:
 
 LOAD_CHUNK = 500
 """Runs loaded per pair of queries (a takeover may load thousands)."""
+_LOAD_RUNS = select(runs).where(runs.c.run_id.in_(bindparam("b_runs", expanding=True)))
+_LOAD_INSTANCES = select(task_instances).where(ti.run_id.in_(bindparam("b_runs", expanding=True)))
+"""Built once: every run a scheduler adopts is loaded (building them cost more than running them)."""
 
 
 def load_runs(conn: Connection, run_ids: Sequence[str]) -> list[tuple[RunRow, list[TaskInstance]]]:
@@ -49,9 +52,9 @@ def load_runs(conn: Connection, run_ids: Sequence[str]) -> list[tuple[RunRow, li
     loaded: list[tuple[RunRow, list[TaskInstance]]] = []
     for start in range(0, len(run_ids), LOAD_CHUNK):
         chunk = list(run_ids[start : start + LOAD_CHUNK])
-        rows = {r.run_id: r for r in conn.execute(select(runs).where(runs.c.run_id.in_(chunk)))}
+        rows = {r.run_id: r for r in conn.execute(_LOAD_RUNS, {"b_runs": chunk})}
         instances: dict[str, list[TaskInstance]] = {run_id: [] for run_id in rows}
-        for r in conn.execute(select(task_instances).where(ti.run_id.in_(list(rows)))):
+        for r in conn.execute(_LOAD_INSTANCES, {"b_runs": list(rows)}):
             instances[r.run_id].append(_instance(r))
         loaded.extend((_run_row(rows[run_id]), instances[run_id]) for run_id in chunk if run_id in rows)
     return loaded
