@@ -59,9 +59,8 @@ def test_wake_ups_arrive_on_one_kept_connection_and_after_the_db_ends_it(pg_url:
 def test_a_wake_up_the_db_cannot_take_is_logged_not_raised(
     pg_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    nowhere = make_engine(
-        make_url(pg_url).set(port=1).render_as_string(hide_password=False)
-    )  # nothing listens
+    nothing_listens = make_url(pg_url).set(port=1).render_as_string(hide_password=False)
+    nowhere = make_engine(nothing_listens)
     with caplog.at_level(logging.WARNING):
         PostgresWaker(nowhere).wake("runs")
     assert [r.getMessage().split(" (")[0] for r in caplog.records] == ["could not notify the scheduler"]

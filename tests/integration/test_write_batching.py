@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 
 from tests.integration.in_process import Zonda, in_process_zonda
 from zonda.core.states import RunState
@@ -209,6 +209,8 @@ def test_the_writer_keeps_its_connection_and_takes_a_new_one_when_the_db_ends_it
     """No pool checkout, hence no liveness ping, per batch; a connection the DB ended (a restart, a
     failover, an admin's `pg_terminate_backend`) is replaced at once, without a failed batch's wait."""
     engine = make_engine(pg_url)
+    checkouts: list[object] = []
+    event.listen(engine, "checkout", lambda *args: checkouts.append(args))
     writer = Writer(engine)
     backends: list[int] = []
 
@@ -225,7 +227,8 @@ def test_the_writer_keeps_its_connection_and_takes_a_new_one_when_the_db_ends_it
     try:
         commit_one()
         commit_one()
-        assert backends[0] == backends[1], "each batch took a connection of its own"
+        assert backends[0] == backends[1]
+        assert len(checkouts) == 1, "each batch took (and pinged) a pooled connection"
         with engine.connect() as admin:
             admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backends[0]})
             admin.commit()
