@@ -134,11 +134,7 @@ ROWS: dict[str, dict[str, Row]] = {
 }
 
 
-ROWS["W1r3"] = {
-    name: Row(row.label)
-    for name, row in ROWS["W1"].items()
-    if not name.startswith("p50_x_") and name != "trigger_spread_ms"
-}
+ROWS["W1r3"] = {name: Row(row.label) for name, row in ROWS["W1"].items()}
 """W1's figures without targets or reference figures: BENCHMARKS.md's W1 has every run under way."""
 
 
