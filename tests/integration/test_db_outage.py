@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -22,10 +23,13 @@ from tests.waiting import wait_until
 from zonda.api.app import create_app
 from zonda.api.errors import DB_UNAVAILABLE
 from zonda.dag_processing.tenants import TenantProcessors
+from zonda.db.components import list_components
 from zonda.db.engine import make_engine, read_txn
 from zonda.db.schema import dags as dags_table
+from zonda.db.schema import runs as runs_table
 from zonda.scheduler.loop import STOP_WRITE_TIMEOUT
 from zonda.scheduler.wakeup import NullWaker
+from zonda.services import runs
 from zonda.settings import Settings
 from zonda.web.session import SESSION_COOKIE
 
@@ -202,3 +206,68 @@ def test_a_scheduler_stops_within_seconds_while_the_db_is_down_and_its_successor
     assert "stopping without writing the last changes of 1 run(s)" in caplog.text
     assert record.state == "success"
     assert marks.read_text().splitlines() == ["first", "second"], "the outcome of first was not lost"
+
+
+LONG_TASK = """
+import time
+
+from zonda import dag, task
+
+
+@task
+def wait_a_while() -> int:
+    time.sleep(20)
+    return 1
+
+
+@dag
+def long_one() -> None:
+    wait_a_while()
+"""
+
+
+def test_a_scheduler_stopping_while_a_commit_is_held_up_waits_for_it_and_hands_its_runs_over(
+    db: tuple[str, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    url, _ = db
+    with in_process_zonda(url, tmp_path, heartbeat_interval=5.0) as zonda:
+        zonda.tenant("team-a", LONG_TASK)
+        scheduler_id = zonda.start_scheduler(workers=1)
+        run_id = zonda.trigger("team-a/long_one")
+        zonda.wait_until(lambda: runs.get_run(zonda.svc, run_id).tasks[0].state == "running", timeout=15)
+        admin = create_engine(url)
+        try:
+            with admin.connect() as blocker:
+                # The run's row locked: the heartbeat's batch, which renews its lease, waits for it.
+                blocker.execute(
+                    select(runs_table.c.run_id).where(runs_table.c.run_id == run_id).with_for_update()
+                )
+                wait_until(lambda: _sessions_waiting_on_a_lock(admin) > 0, 15, "the writer waits on the lock")
+                thread, stop = zonda.stops[-1]
+                with caplog.at_level(logging.WARNING):
+                    stop.set()  # nothing new to write: only the batch in flight
+                    time.sleep(1.0)
+                    blocker.rollback()
+                    thread.join(STOP_WRITE_TIMEOUT + 20)
+            assert not thread.is_alive()
+            assert "stopping without writing" not in caplog.text
+            with read_txn(zonda.engine) as conn:
+                assert scheduler_id not in {c.id for c in list_components(conn)}, "not unregistered"
+                lease_until = conn.execute(
+                    select(runs_table.c.lease_until).where(runs_table.c.run_id == run_id)
+                ).scalar_one()
+            assert lease_until <= datetime.now(UTC), "the run's lease was not released for a successor"
+        finally:
+            admin.dispose()
+
+
+def _sessions_waiting_on_a_lock(admin: Engine) -> int:
+    with admin.connect() as conn:
+        return int(
+            conn.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND wait_event_type = 'Lock'"
+                )
+            ).scalar_one()
+        )

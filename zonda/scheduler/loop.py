@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -121,8 +122,7 @@ class Scheduler:
         finally:
             for message in self.executor.poll():
                 self._on_message(message, self.clock())
-            self._flush(self.clock(), force=True, wait=STOP_WRITE_TIMEOUT)
-            stored = not self.writer.busy
+            stored = self._write_last_changes()
             self.writer.stop()
             self.executor.stop()
             if stored:
@@ -137,6 +137,14 @@ class Scheduler:
                 )
             if self.listener is not None:
                 self.listener.close()
+
+    def _write_last_changes(self) -> bool:
+        """Write what is gathered and wait, at most `STOP_WRITE_TIMEOUT` in all, for it and for a
+        batch already in flight (which nothing new to write would not wait for); True if all committed."""
+        deadline = time.monotonic() + STOP_WRITE_TIMEOUT
+        self._flush(self.clock(), force=True, wait=STOP_WRITE_TIMEOUT)
+        self._on_committed(self.writer.wait_idle(max(0.0, deadline - time.monotonic())))
+        return not self.writer.busy
 
     def recover(self) -> None:
         """Take over the runs of dead schedulers of this machine: journaled outcomes, in-flight work."""
