@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from tests.integration.server import ZONDA, ZondaServer
 from zonda.auth.keys import secret_keys
@@ -20,6 +20,12 @@ from zonda.executors.local.tenancy import server_only
 from zonda.settings import Settings
 
 DAGS = Path(__file__).with_name("dags")
+_SESSIONS = text(
+    "SELECT application_name, state, concat_ws(':', wait_event_type, wait_event) AS wait,"
+    " round(extract(epoch FROM now() - xact_start)::numeric, 1) AS xact_age, left(query, 160) AS query"
+    " FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    " ORDER BY xact_start NULLS LAST"
+)
 
 
 class Cluster(ZondaServer):
@@ -36,7 +42,8 @@ class Cluster(ZondaServer):
         self.home.mkdir(parents=True, exist_ok=True)
         log = (self.home / f"{name}.out").open("ab")
         command = [ZONDA, *args, *(["--home", str(self.home)] if home else [])]
-        proc = subprocess.Popen(command, env=env or self.env, stdout=log, stderr=log, start_new_session=True)
+        env = {**(env or self.env), "PGAPPNAME": name}  # names its sessions in pg_stat_activity
+        proc = subprocess.Popen(command, env=env, stdout=log, stderr=log, start_new_session=True)
         self.procs[name] = proc
         return proc
 
@@ -56,7 +63,26 @@ class Cluster(ZondaServer):
         self.start_process("dag-processor", "dag-processor", "--dags", str(self.dags))
         for i in range(schedulers):
             self.start_process(f"scheduler-{i}", "scheduler")
-        self.wait_until(lambda: self._cluster_ready(expect_dags, schedulers), 60, "cluster ready")
+        try:
+            self.wait_until(lambda: self._cluster_ready(expect_dags, schedulers), 60, "cluster ready")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; it last answered {self._seen}\n{self.diagnosis()}") from None
+
+    def diagnosis(self) -> str:
+        """What the DB's sessions wait for, and the end of each process's output: why a cluster
+        did not get ready."""
+        engine = make_engine(self.db_url)
+        try:
+            with read_txn(engine) as conn:
+                sessions = conn.execute(_SESSIONS).all()
+        finally:
+            engine.dispose()
+        lines = ["sessions (application, state, waiting on, transaction age s, query):"]
+        lines += [f"  {s.application_name} {s.state} {s.wait} {s.xact_age} {s.query}" for s in sessions]
+        for name in self.procs:
+            out = (self.home / f"{name}.out").read_text(errors="replace").splitlines()[-5:]
+            lines += [f"{name}.out ends:", *(f"  {line}" for line in out)]
+        return "\n".join(lines)
 
     def wait_workers_listed(self, *names: str, timeout: float = 60) -> None:
         """Wait until these `zonda worker`s heartbeat: a worker does once all its slots are ready."""
@@ -88,6 +114,7 @@ class Cluster(ZondaServer):
             return False
         health = self.client.get("/health").json()
         dags = self.client.get("/api/v1/dags").json()
+        self._seen = f"/health {health}, {len(dags)} DAG(s)"
         return bool(health["schedulers"] >= schedulers) and len(dags) >= expect_dags
 
 
