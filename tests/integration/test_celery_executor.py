@@ -47,8 +47,16 @@ from zonda.db.workers import record_heartbeats
 from zonda.executors.celery.app import make_app
 from zonda.executors.celery.codec import encode, seal_report
 from zonda.executors.celery.cpus import usable_cpus
-from zonda.executors.celery.events import publish_report
+from zonda.executors.celery.events import (
+    HEARTBEAT_EXCHANGE,
+    RunningTask,
+    WorkerHeartbeat,
+    publish_heartbeat,
+    publish_report,
+    running_task,
+)
 from zonda.executors.celery.executor import CeleryExecutor, celery_task_id
+from zonda.executors.celery.routing import tenant_queue
 from zonda.executors.celery.sealing import tenant_scope
 from zonda.scheduler.wakeup import NullWaker
 from zonda.settings import Settings
@@ -543,3 +551,54 @@ def test_a_worker_run_as_root_warns_once_not_once_per_slot(workers: dict[str, Wo
     output = workers["default"].output()
     assert output.count("superuser privileges") == 1
     assert "SecurityWarning" not in output
+
+
+def test_a_tenants_worker_cannot_vouch_for_another_tenants_task_nor_can_an_unsealed_heartbeat(
+    broker: str, dag: Dag
+) -> None:
+    executor = make_executor(broker, sealer=sealer(per_tenant=True))
+    own_queue, their_queue = tenant_queue("team-a", unique("q")), tenant_queue("team-b", unique("q"))
+    theirs = replace(dag.request("hello", queue=their_queue), dag_id="team-b/celery_dag")
+    own = RunningTask(unique("run"), "hello", -1, 1, "zonda.events.another-scheduler", "team-a/celery_dag")
+    claims = WorkerHeartbeat(
+        "celery@team-a-worker",
+        "h",
+        (own_queue, their_queue),
+        4,
+        (
+            own,
+            running_task(replace(theirs, reply_to=executor.reply_to)),
+            running_task(replace(theirs, reply_to=executor.reply_to, dag_id="team-a/celery_dag")),
+        ),
+        datetime.now(UTC),
+        datetime.now(UTC),
+    )
+    plain = replace(claims, worker_id="celery@unsealed")
+    app = make_app(Settings(broker_url=broker))
+    rows: dict[str, WorkerRow] = {}
+    messages: list[object] = []
+
+    def beat() -> None:
+        """Publish both heartbeats: one as a team-a worker seals it, one in clear."""
+        with app.producer_or_acquire() as producer:
+            publish_heartbeat(producer, claims, worker_keys(tenant_scope("team-a")))
+            producer.publish(plain.to_json(), exchange=HEARTBEAT_EXCHANGE, routing_key="", serializer="json")
+        rows.update({row.worker_id: row for row in executor.take_worker_heartbeats()})
+        messages.extend(executor.poll())
+
+    try:
+        executor.submit([theirs])  # on a queue no worker consumes: it waits there, never starting
+        wait_until(lambda: beat() or "celery@team-a-worker" in rows, 10, "the sealed heartbeat")
+        deadline = time.monotonic() + 4 * HEARTBEAT
+        while time.monotonic() < deadline:  # a while of claims that team-b's attempt runs
+            beat()
+            time.sleep(HEARTBEAT / 2)
+        time.sleep(4 * HEARTBEAT)  # the claims stop: an attempt they had shown running would be lost now
+        messages.extend(executor.poll())
+    finally:
+        executor.stop()
+    assert "celery@unsealed" not in rows
+    vouched = rows["celery@team-a-worker"]
+    assert vouched.queues == [own_queue]
+    assert [r["run_id"] for r in vouched.running] == [own.run_id]
+    assert messages == [], "team-b's queued task was never taken for one that started and was lost"

@@ -16,7 +16,7 @@ from zonda.executors.celery.backlog import MAX_BUNDLE, RECENT_HORIZON, Backlog, 
 from zonda.executors.celery.cpus import cgroup_cpu_quota, usable_cpus
 from zonda.executors.celery.events import RunningTask, WorkerHeartbeat
 from zonda.executors.celery.heartbeat import HeartbeatSender
-from zonda.executors.celery.sealing import SHARED, worker_keys
+from zonda.executors.celery.sealing import SHARED, WorkerKeys, worker_keys
 from zonda.executors.celery.slots import SlotReporter, SlotState, SlotTask
 from zonda.executors.celery.supervisor import WorkerSupervisor, slot_node
 from zonda.executors.celery.tracker import LostWorkerTracker
@@ -305,8 +305,9 @@ def test_a_slot_that_keeps_dying_is_started_again_later_and_later() -> None:
 
 
 def test_a_worker_stopped_before_it_was_ready_stops_its_heartbeat_cleanly() -> None:
+    keys = WorkerKeys(worker_keys([Fernet.generate_key()], SHARED))
     beats = HeartbeatSender(
-        make_app(Settings(broker_url="redis://127.0.0.1:1/0")), "w@host", ["q"], 1, 1.0, list
+        make_app(Settings(broker_url="redis://127.0.0.1:1/0")), "w@host", ["q"], 1, 1.0, list, keys
     )
     beats.stop()  # never started: nothing to join
     assert beats.beat().running == ()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -22,6 +23,13 @@ from zonda.executors.celery.codec import (
     open_request,
     seal_report,
     seal_request,
+)
+from zonda.executors.celery.events import (
+    RunningTask,
+    WorkerHeartbeat,
+    open_heartbeat,
+    seal_heartbeat,
+    vouched_for,
 )
 from zonda.executors.celery.sealing import (
     SCHEDULERS,
@@ -217,3 +225,55 @@ def test_only_a_failure_may_come_from_a_worker_of_another_scope() -> None:
         assert (
             "r1/load/-1 try 2 was sealed for scope 'tenant:team-b'" in reason and "'tenant:team-a'" in reason
         )
+
+
+def heartbeat(*running: RunningTask, queues: tuple[str, ...] = ("team-a.default",)) -> WorkerHeartbeat:
+    return WorkerHeartbeat("celery@w1", "h1", queues, 2, running, NOW, NOW, cpus=2)
+
+
+A_TASK = RunningTask("run-a-1", "load", -1, 2, "zonda.events.s1", "team-a/etl")
+B_TASK = RunningTask("run-b-1", "train", -1, 1, "zonda.events.s1", "team-b/ml")
+
+
+def test_a_heartbeat_crosses_the_broker_sealed_naming_no_attempt() -> None:
+    beat = heartbeat(A_TASK)
+    sealed = seal_heartbeat(beat, tenant_keys("team-a"))
+    assert "run-a-1" not in json.dumps(sealed) and "team-a/etl" not in json.dumps(sealed)
+    assert open_heartbeat(sealed, Sealer([KEY], per_tenant=True)) == (beat, "tenant:team-a")
+
+
+def test_a_forged_altered_or_unsealed_heartbeat_is_refused() -> None:
+    scheduler = Sealer([KEY], per_tenant=True)
+    sealed = seal_heartbeat(heartbeat(A_TASK), tenant_keys("team-a"))
+    other_server = WorkerKeys(worker_keys([Fernet.generate_key()], tenant_scope("team-a")))
+    for forged in (
+        seal_heartbeat(heartbeat(A_TASK), other_server),
+        {**sealed, "scope": "tenant:team-b"},
+        {**sealed, "sealed": sealed["sealed"][:-8] + "AAAAAAAA"},
+        {**seal_report(finished(), tenant_keys("team-a")), "type": "SealedHeartbeat"},
+    ):
+        with pytest.raises(ProtocolError, match="no server key opens"):
+            open_heartbeat(forged, scheduler)
+    with pytest.raises(ProtocolError, match="expected a sealed heartbeat"):
+        open_heartbeat(heartbeat(A_TASK).to_json(), scheduler)
+    with pytest.raises(ProtocolError, match="expected a sealed report"):
+        open_report(sealed, scheduler)
+
+
+def test_a_tenants_worker_speaks_for_its_own_tenants_queues_and_attempts_only() -> None:
+    claims = heartbeat(A_TASK, B_TASK, queues=("team-a.default", "team-b.default", "default", "team-ab.gpu"))
+    unknown: dict[tuple[str, str, int], str] = {}
+    assert vouched_for(claims, "tenant:team-a", unknown.get) == heartbeat(A_TASK, queues=("team-a.default",))
+    assert vouched_for(claims, SHARED, unknown.get) == claims, "the shared workers serve every tenant"
+    unnamed = heartbeat(replace(A_TASK, dag_id=""))
+    assert vouched_for(unnamed, "tenant:team-a", unknown.get).running == (), (
+        "an attempt of no DAG is no one's"
+    )
+
+
+def test_an_attempt_this_scheduler_sent_counts_only_from_its_own_scopes_workers() -> None:
+    posing = replace(B_TASK, dag_id="team-a/etl")  # team-b's attempt, under a DAG id of team-a's
+    sent = {B_TASK.ti_key: "tenant:team-b", A_TASK.ti_key: "tenant:team-a"}
+    assert vouched_for(heartbeat(A_TASK, posing), "tenant:team-a", sent.get).running == (A_TASK,)
+    assert vouched_for(heartbeat(B_TASK), "tenant:team-b", sent.get).running == (B_TASK,)
+    assert vouched_for(heartbeat(A_TASK, B_TASK), SHARED, sent.get).running == (), "sent to tenants' workers"

@@ -2,7 +2,7 @@
 
 What crosses the boundary: the three messages of `zonda.worker.protocol` (`TaskRequest` from the
 scheduler to a Celery worker; `TaskStarted` and `TaskFinished` back to the scheduler's reply
-queue). Workers' heartbeats are framed the same way by `events.py`. No DB URL, no pickles.
+queue). Workers' heartbeats are framed the same way by `events.py` and sealed like reports. No DB URL, no pickles.
 
 Framing: a JSON object with every dataclass field by name (but those marked `SCHEDULER_ONLY`),
 plus `"type"` (the class name) and `"version"`. Datetimes are ISO-8601 strings with their UTC
@@ -32,7 +32,15 @@ from typing import Any, TypeVar
 
 from zonda.core.outputs import ArtifactRef
 from zonda.errors import ZondaError
-from zonda.executors.celery.sealing import REPORT, REQUEST, SCHEDULERS, Sealer, SealError, WorkerKeys
+from zonda.executors.celery.sealing import (
+    HEARTBEAT,
+    REPORT,
+    REQUEST,
+    SCHEDULERS,
+    Sealer,
+    SealError,
+    WorkerKeys,
+)
 from zonda.worker.protocol import (
     PROTOCOL_VERSION,
     SCHEDULER_ONLY,
@@ -92,31 +100,45 @@ def decode_report(data: Any) -> WorkerMessage:
 
 def seal_report(message: WorkerMessage, keys: WorkerKeys) -> dict[str, Any]:
     """A worker's report as it crosses the broker: sealed for the worker's scope."""
-    return _sealed_report(*keys.seal(REPORT, _json(encode(message))))
+    return sealed_message(REPORT, *keys.seal(REPORT, _json(encode(message))))
 
 
 def forwarded_report(message: WorkerMessage, sealer: Sealer) -> dict[str, Any]:
     """A report one scheduler passes on to another: sealed for the schedulers' own scope."""
-    return _sealed_report(SCHEDULERS, sealer.seal(SCHEDULERS, REPORT, _json(encode(message))))
+    return sealed_message(REPORT, SCHEDULERS, sealer.seal(SCHEDULERS, REPORT, _json(encode(message))))
 
 
-def _sealed_report(scope: str, token: str) -> dict[str, Any]:
-    return {"type": "SealedReport", "scope": scope, "sealed": token}
+_SEALED_TYPES = {REPORT: "SealedReport", HEARTBEAT: "SealedHeartbeat"}
+
+
+def sealed_message(kind: bytes, scope: str, token: str) -> dict[str, Any]:
+    """What a worker's sealed report or heartbeat (`kind`) looks like on the broker."""
+    return {"type": _SEALED_TYPES[kind], "scope": scope, "sealed": token}
+
+
+def open_sealed(data: Any, kind: bytes, sealer: Sealer) -> tuple[Any, str]:
+    """The JSON sealed in a worker's report or heartbeat (`kind`), and the scope it was sealed for;
+    ProtocolError if it is not one, or no server key opens it (forged or altered)."""
+    expected = _SEALED_TYPES[kind]
+    if not isinstance(data, dict) or data.get("type") != expected:
+        found = data.get("type") if isinstance(data, dict) else type(data).__name__
+        raise ProtocolError(
+            f"expected a sealed {kind.decode()}, got {found!r} (a worker of an earlier release?)"
+        )
+    scope = str(data.get("scope", ""))
+    try:
+        return json.loads(sealer.open(scope, kind, str(data.get("sealed", "")))), scope
+    except SealError as exc:
+        raise ProtocolError(str(exc)) from exc
+    except ValueError as exc:
+        raise ProtocolError(f"malformed sealed {kind.decode()}: {exc}") from exc
 
 
 def open_report(data: Any, sealer: Sealer) -> tuple[WorkerMessage, str]:
     """The report in a sealed one, and the scope it was sealed for; ProtocolError if it is not a
     sealed report, no server key opens it (forged or altered), or its content is not a report."""
-    if not isinstance(data, dict) or data.get("type") != "SealedReport":
-        found = data.get("type") if isinstance(data, dict) else type(data).__name__
-        raise ProtocolError(f"expected a sealed report, got {found!r} (a worker of an earlier release?)")
-    scope = str(data.get("scope", ""))
-    try:
-        return decode_report(json.loads(sealer.open(scope, REPORT, str(data.get("sealed", ""))))), scope
-    except SealError as exc:
-        raise ProtocolError(str(exc)) from exc
-    except ValueError as exc:
-        raise ProtocolError(f"malformed sealed report: {exc}") from exc
+    opened, scope = open_sealed(data, REPORT, sealer)
+    return decode_report(opened), scope
 
 
 def foreign_report(message: WorkerMessage, scope: str, expected: str | None) -> str:

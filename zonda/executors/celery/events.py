@@ -10,22 +10,28 @@
   fanout exchange `zonda.workers`; each executor binds its own exclusive queue to it, so every
   scheduler sees every worker. Heartbeats are not durable: only the latest one matters.
 
-Both are JSON objects: reports sealed for the worker's scope (`codec.seal_report`, ADR 0015),
-heartbeats framed below (they name attempts, not what they carry).
+Both are JSON objects sealed for the worker's scope (`codec.seal_report`, `seal_heartbeat`, ADR
+0015). A heartbeat names the attempts its worker runs, so only schedulers read it; and a worker of a
+tenant's scope speaks only for that tenant's queues and attempts (`vouched_for`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import json
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from kombu import Exchange, Producer, Queue
 
-from zonda.executors.celery.codec import ProtocolError, seal_report
-from zonda.executors.celery.sealing import WorkerKeys
+from zonda.executors.base import TIRef
+from zonda.executors.celery.codec import ProtocolError, open_sealed, seal_report, sealed_message
+from zonda.executors.celery.routing import tenant_queue
+from zonda.executors.celery.sealing import HEARTBEAT, Sealer, WorkerKeys, scope_tenant
 from zonda.worker.protocol import PROTOCOL_VERSION, TaskFinished, TaskRequest, WorkerMessage
 
 if TYPE_CHECKING:
@@ -75,6 +81,8 @@ class RunningTask:
     map_index: int
     try_number: int
     reply_to: str = ""
+    dag_id: str = ""
+    """The attempt's DAG (its tenant's name first); "" where a report, not a request, named it."""
 
     @property
     def ti_key(self) -> tuple[str, str, int]:
@@ -180,10 +188,47 @@ class ReportPublisher:
             publish_report(self._producer, reply_to, seal_report(message, self.keys), queue)
 
 
-def publish_heartbeat(producer: Producer, beat: WorkerHeartbeat) -> None:
-    """Send a heartbeat to every scheduler (transient: a lost beat is replaced by the next one)."""
+def seal_heartbeat(beat: WorkerHeartbeat, keys: WorkerKeys) -> dict[str, Any]:
+    """A worker's heartbeat as it crosses the broker: sealed for the worker's scope."""
+    return sealed_message(HEARTBEAT, *keys.seal(HEARTBEAT, json.dumps(beat.to_json()).encode()))
+
+
+def open_heartbeat(data: Any, sealer: Sealer) -> tuple[WorkerHeartbeat, str]:
+    """The heartbeat in a sealed one, and the scope it was sealed for; ProtocolError if it is not a
+    sealed heartbeat, no server key opens it (forged or altered), or its content is not a heartbeat."""
+    opened, scope = open_sealed(data, HEARTBEAT, sealer)
+    return WorkerHeartbeat.from_json(opened), scope
+
+
+def vouched_for(
+    beat: WorkerHeartbeat, scope: str, scope_of: Callable[[TIRef], str | None]
+) -> WorkerHeartbeat:
+    """What a heartbeat sealed for `scope` may speak for. An attempt this scheduler sent (`scope_of`
+    gives its request's scope) counts only from a worker of that scope. Other attempts, and the
+    queues, count from the shared workers whatever their tenant, and from a tenant's workers only
+    where they are that tenant's: those workers' keys are within reach of the tenant's task code,
+    which could otherwise keep another tenant's dead attempt looking alive, or claim slots on its
+    queues."""
+    tenant = scope_tenant(scope)
+
+    def speaks_for(task: RunningTask) -> bool:
+        known = scope_of(task.ti_key)
+        if known is not None:
+            return known == scope
+        return tenant is None or task.dag_id.startswith(f"{tenant}/")
+
+    queues = (
+        beat.queues
+        if tenant is None
+        else tuple(q for q in beat.queues if q.startswith(tenant_queue(tenant, "")))
+    )
+    return dataclasses.replace(beat, queues=queues, running=tuple(filter(speaks_for, beat.running)))
+
+
+def publish_heartbeat(producer: Producer, beat: WorkerHeartbeat, keys: WorkerKeys) -> None:
+    """Send a heartbeat, sealed, to every scheduler (transient: a lost beat is replaced by the next one)."""
     producer.publish(
-        beat.to_json(),
+        seal_heartbeat(beat, keys),
         exchange=HEARTBEAT_EXCHANGE,
         routing_key="",
         serializer="json",
@@ -197,7 +242,12 @@ def publish_heartbeat(producer: Producer, beat: WorkerHeartbeat) -> None:
 def running_task(request: TaskRequest) -> RunningTask:
     """The heartbeat entry of a request a worker runs."""
     return RunningTask(
-        request.run_id, request.task_id, request.map_index, request.try_number, request.reply_to
+        request.run_id,
+        request.task_id,
+        request.map_index,
+        request.try_number,
+        request.reply_to,
+        request.dag_id,
     )
 
 

@@ -43,7 +43,13 @@ from zonda.executors.celery.app import make_app
 from zonda.executors.celery.backlog import Backlog
 from zonda.executors.celery.codec import ProtocolError, foreign_report, forwarded_report, open_report
 from zonda.executors.celery.deliveries import Deliveries
-from zonda.executors.celery.events import WorkerHeartbeat, publish_report, reply_queue_name
+from zonda.executors.celery.events import (
+    WorkerHeartbeat,
+    open_heartbeat,
+    publish_report,
+    reply_queue_name,
+    vouched_for,
+)
 from zonda.executors.celery.listener import Listener
 from zonda.executors.celery.publisher import TaskMessage, TaskPublisher
 from zonda.executors.celery.routing import DEFAULT_HOOKS, RouteInfo, RoutingHook, hooks_from, route
@@ -356,17 +362,23 @@ class CeleryExecutor:
 
     def _on_heartbeat(self, body: Any, handle: Any) -> None:
         try:
-            beat = WorkerHeartbeat.from_json(body)
+            beat, scope = open_heartbeat(body, self._sealer)
         except ProtocolError as exc:
             log.error("dropped a heartbeat: %s", exc)
             return
         now = time.monotonic()
         with self._lock:
+            beat = vouched_for(beat, scope, self._request_scope)
             self._tracker.heartbeat(beat, self._queues, now)
             self._deliveries.heartbeat(beat.worker_id, beat.queues, len(beat.running) < beat.concurrency, now)
             for task in beat.running:
                 self._deliveries.started(task.ti_key, task.try_number, now)
             self._beats[beat.worker_id] = _worker_row(beat)
+
+    def _request_scope(self, ti: TIRef) -> str | None:
+        """The scope this scheduler sealed an attempt's request for (None: not one it runs)."""
+        request = self._inflight.get(ti)
+        return None if request is None else self._sealer.scope(request.tenant)
 
     def _on_connected(self) -> None:
         """(Re)connected to the broker: silence while we were cut off says nothing about workers."""

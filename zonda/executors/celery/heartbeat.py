@@ -1,7 +1,7 @@
 """Worker heartbeats: the worker's main process tells every scheduler it is alive and what it runs.
 
-A daemon thread of the worker's supervisor publishes a `WorkerHeartbeat` every `interval` seconds
-on its own broker connection (kept open, reconnected after an error). The running attempts are
+A daemon thread of the worker's supervisor publishes a `WorkerHeartbeat`, sealed with the worker's
+keys, every `interval` seconds on its own broker connection (kept open, reconnected after an error). The running attempts are
 those its slot processes said they run (`slots.py`). Schedulers use the beats to find attempts
 whose worker died (`tracker.py`) and record them for `zonda workers list`.
 """
@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from zonda.executors.celery.events import RunningTask, WorkerHeartbeat, publish_heartbeat
+from zonda.executors.celery.sealing import WorkerKeys
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -34,9 +35,11 @@ class HeartbeatSender:
         concurrency: int,
         interval: float,
         running: Callable[[], Sequence[RunningTask]],
+        keys: WorkerKeys,
         cpus: int | None = None,
     ) -> None:
         self.app = app
+        self.keys = keys
         self.running = running
         self.worker_id = worker_id
         self.queues = tuple(queues)
@@ -74,7 +77,7 @@ class HeartbeatSender:
             try:
                 if connection is None:
                     connection = self.app.connection_for_write()
-                publish_heartbeat(connection.Producer(), self.beat())
+                publish_heartbeat(connection.Producer(), self.beat(), self.keys)
             except Exception as exc:  # the broker is down: try again at the next beat
                 log.warning("heartbeat not sent (%s); retrying in %.1f s", exc, self.interval)
                 if connection is not None:

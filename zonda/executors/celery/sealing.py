@@ -42,6 +42,7 @@ SCHEDULERS = "schedulers"
 
 REQUEST = b"request"
 REPORT = b"report"
+HEARTBEAT = b"heartbeat"
 """What a sealed message is, authenticated with it: a request can never pass for a report."""
 
 _INFO = b"zonda task messages\x00"

@@ -99,7 +99,14 @@ class WorkerSupervisor:
         self._delays: dict[int, float] = {}
         self._restart_at: dict[int, float] = {}
         self._heartbeat = HeartbeatSender(
-            self.app, worker_id, queues, concurrency, settings.heartbeat_interval, self.running, usable_cpus()
+            self.app,
+            worker_id,
+            queues,
+            concurrency,
+            settings.heartbeat_interval,
+            self.running,
+            self.keys,
+            usable_cpus(),
         )
 
     def run(self) -> int:

@@ -138,7 +138,12 @@ def register_task(
         error = f"WorkerCannotOpen: worker {worker_id} did not run this task: {request.error}"
         log.error("did not run %s/%s: %s", request.dag_id, request.task_id, error)
         attempt = RunningTask(
-            request.run_id, request.task_id, request.map_index, request.try_number, request.reply_to
+            request.run_id,
+            request.task_id,
+            request.map_index,
+            request.try_number,
+            request.reply_to,
+            request.dag_id,
         )
         runtime.report(request.reply_to, lost_report(attempt, error, worker_id))
 
