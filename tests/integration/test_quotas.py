@@ -6,19 +6,22 @@ Concurrency is read from the start and end times the workers recorded for each t
 
 from __future__ import annotations
 
+import itertools
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, insert, select, update
 
 from tests.integration.in_process import Zonda, in_process_zonda
 from zonda.api.schemas import PoolSpec, RunRecord, TaskRecord
 from zonda.core.states import RunState
 from zonda.db.components import list_components
 from zonda.db.engine import read_txn, write_txn
+from zonda.db.leases import dags_held_elsewhere
 from zonda.db.quotas import held_elsewhere
 from zonda.db.schema import runs as runs_table
 from zonda.db.schema import tenants
@@ -58,6 +61,16 @@ def pair() -> None:
 @dag
 def gpu_fan() -> None:
     train.map(i=[0, 1, 2])
+
+
+@dag(max_active_runs=1)
+def one_at_a_time() -> None:
+    nap.map(i=[0, 1])
+
+
+@dag(max_active_tasks=2)
+def two_tasks_at_a_time() -> None:
+    nap.map(i=[0, 1, 2, 3])
 """
 
 
@@ -159,6 +172,24 @@ def test_the_quota_holds_across_two_schedulers(zonda: Zonda) -> None:
     assert all(t.started_at and t.started_at < a_last_start for t in b_tasks), "team-b waited for team-a"
 
 
+def test_a_dags_max_active_runs_and_max_active_tasks_hold_across_two_schedulers(zonda: Zonda) -> None:
+    """Each scheduler counts what it holds: two of them must not each run a DAG to its limits."""
+    zonda.tenant("team-a", SOURCE)
+    zonda.start_scheduler(workers=4, listen=False)
+    first = zonda.trigger("team-a/one_at_a_time")
+    zonda.wait_until(lambda: runs.get_run(zonda.svc, first).state == RunState.RUNNING.value)
+    zonda.start_scheduler(workers=4)
+    zonda.wait_until(lambda: len(schedulers(zonda.engine)) == 2)
+    one_runs = [first] + [zonda.trigger("team-a/one_at_a_time") for _ in range(3)]
+    two_runs = [zonda.trigger("team-a/two_tasks_at_a_time") for _ in range(3)]
+
+    records = sorted(zonda.wait(one_runs), key=lambda r: r.started_at or r.created_at)
+    for earlier, later in itertools.pairwise(records):
+        assert earlier.ended_at and later.started_at
+        assert later.started_at >= earlier.ended_at, "two runs of a max_active_runs=1 DAG were active at once"
+    assert peak(tasks_of(zonda.wait(two_runs))) == 2, "a max_active_tasks=2 DAG ran more tasks at once"
+
+
 def test_held_elsewhere_sees_other_schedulers_active_runs_and_locked_tenants(engine: Engine) -> None:
     now = datetime.now(UTC)
     with write_txn(engine) as conn:
@@ -193,3 +224,55 @@ def test_held_elsewhere_sees_other_schedulers_active_runs_and_locked_tenants(eng
         with write_txn(engine) as conn:
             assert held_elsewhere(conn, ["team-b", "team-c"], "s1", skip_locked=True) == {"team-c"}
         other.rollback()
+
+
+def test_a_dag_whose_runs_another_scheduler_holds_is_left_to_it_and_claims_of_it_take_turns(
+    engine: Engine,
+) -> None:
+    now = datetime.now(UTC)
+    with write_txn(engine) as conn:
+        create_tenant(conn, "team-a", {"display_name": "team-a", "dag_folders": []}, now)
+        for run_id, dag, state, owner in (
+            ("r1", "team-a/held", "running", "s2"),
+            ("r2", "team-a/mine", "running", "s1"),
+            ("r3", "team-a/ended", "success", "s2"),
+            ("r4", "team-a/queued", "queued", None),
+        ):
+            conn.execute(
+                insert(runs_table).values(
+                    run_id=run_id,
+                    tenant_id="team-a",
+                    dag_id=dag,
+                    version=1,
+                    state=state,
+                    params={},
+                    trigger="api",
+                    created_at=now,
+                    owner=owner,
+                    lease_until=now,
+                )
+            )
+    every = ["team-a/held", "team-a/mine", "team-a/ended", "team-a/queued"]
+    with write_txn(engine) as conn:
+        assert dags_held_elsewhere(conn, every, "s1") == {"team-a/held"}
+        assert dags_held_elsewhere(conn, every, "s2") == {"team-a/mine"}
+    if engine.dialect.name != "postgresql":
+        return  # SQLite's write transactions take turns anyway
+    checked = threading.Event()
+    seen: list[set[str]] = []
+
+    def second_scheduler() -> None:
+        with write_txn(engine) as conn:
+            seen.append(dags_held_elsewhere(conn, ["team-a/queued"], "s2"))
+        checked.set()
+
+    with write_txn(engine) as conn:
+        assert dags_held_elsewhere(conn, ["team-a/queued"], "s1") == set()
+        thread = threading.Thread(target=second_scheduler, daemon=True)
+        thread.start()
+        assert not checked.wait(0.5), "the second scheduler did not wait for the first one's claim"
+        conn.execute(
+            update(runs_table).where(runs_table.c.run_id == "r4").values(owner="s1", state="running")
+        )
+    thread.join(10)
+    assert seen == [{"team-a/queued"}], "the second scheduler saw the first one's claim"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from datetime import datetime
 
-from sqlalchemy import Connection, and_, bindparam, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, or_, select, text, update
 
 from zonda.core.states import RunState
 from zonda.db.schema import runs
@@ -118,3 +118,40 @@ def owner_of(conn: Connection, run_id: str) -> str | None:
 def release(conn: Connection, owner: str, now: datetime) -> None:
     """End every lease of `owner` now, so that another scheduler can take its runs at once."""
     conn.execute(update(runs).where(runs.c.owner == owner).values(lease_until=now))
+
+
+def dags_held_elsewhere(conn: Connection, dag_ids: Collection[str], owner: str) -> set[str]:
+    """Of `dag_ids`, those with an active run that a scheduler other than `owner` holds.
+
+    A DAG is served by one scheduler at a time, so that its max_active_runs and max_active_tasks,
+    which each scheduler counts in memory, hold across schedulers (ADR 0005). On PostgreSQL each
+    DAG's advisory lock is taken first, in one order, until the transaction ends: a scheduler that
+    then claims one of their runs is the only one doing so. Expired leases count too: a dead
+    scheduler's runs go to one scheduler together (`claim_all_from`), which then serves the DAG.
+    """
+    if not dag_ids:
+        return set()
+    ids = sorted(dag_ids)
+    if conn.dialect.name == "postgresql":
+        conn.execute(_LOCK_DAGS, {"b_ids": ids})
+    return {row.dag_id for row in conn.execute(_DAGS_HELD, {"b_ids": ids, "b_owner": owner})}
+
+
+DAG_LOCKS = 7_426_002
+"""PostgreSQL advisory locks of DAGs being claimed: two-key form, this key, then the DAG id's hash."""
+
+_LOCK_DAGS = text(
+    f"SELECT count(pg_advisory_xact_lock({DAG_LOCKS}, hashtext(d))) FROM unnest(CAST(:b_ids AS text[])) AS d"
+)
+_DAGS_HELD = (
+    select(runs.c.dag_id)
+    .where(
+        and_(
+            runs.c.state.in_(ACTIVE),
+            runs.c.owner.is_not(None),
+            runs.c.owner != bindparam("b_owner"),
+            runs.c.dag_id.in_(bindparam("b_ids", expanding=True)),
+        )
+    )
+    .distinct()
+)

@@ -338,16 +338,22 @@ class Scheduler:
             self.timers.add(next_fire, "schedule")
 
     def _adopt_queued(self, conn: Connection, now: datetime) -> None:
-        """Claim queued runs within their DAG's max_active_runs and their tenant's quota."""
+        """Claim queued runs within their DAG's max_active_runs and their tenant's quota, of DAGs and
+        bounded tenants that no other scheduler serves now."""
         queued = runs_in_state(conn, RunState.QUEUED, set(self.runs), skip=self.limits.full_for_runs())
         elsewhere = self._served_elsewhere(conn, {tenant_of(dag_id) for _, dag_id, _ in queued})
+        dags_elsewhere = leases.dags_held_elsewhere(conn, {d for _, d, _ in queued}, self.component_id)
         counts: Counter[Hashable] = Counter(a.dag_id for a in self.runs.values())
         counts.update({("tenant", t): n for t, n in self.limits.runs_by_tenant.items()})
         limits: dict[Hashable, int | None] = {("tenant", t): n for t, n in self.limits.run_limits().items()}
         candidates: list[tuple[str, tuple[Hashable, ...]]] = []
         for run_id, dag_id, version in queued:
             limits[dag_id] = self._max_active_runs(conn, run_id, dag_id, version)
-            if limits[dag_id] is not None and tenant_of(dag_id) not in elsewhere:
+            if (
+                limits[dag_id] is not None
+                and tenant_of(dag_id) not in elsewhere
+                and dag_id not in dags_elsewhere
+            ):
                 candidates.append((run_id, (dag_id, ("tenant", tenant_of(dag_id)))))
         admitted = admit(candidates, counts, limits)
         taken = leases.claim(conn, admitted, self.component_id, self._lease_until(now), now)
