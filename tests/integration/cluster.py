@@ -93,6 +93,11 @@ class Cluster(ZondaServer):
 
         self.wait_until(listed, timeout, f"workers {', '.join(names)} listed from their heartbeats")
 
+    def process_of(self, scheduler_id: str) -> str:
+        """The name of the process of a scheduler (its id ends with its process id)."""
+        pid = int(scheduler_id.rsplit("-", 1)[1])
+        return next(name for name, p in self.procs.items() if p.pid == pid)
+
     def kill(self, name: str = "") -> None:
         """SIGKILL a process and everything it started (a worker's pool processes too)."""
         proc = self.procs.pop(name)

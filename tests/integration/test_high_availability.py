@@ -46,9 +46,8 @@ def test_survivor_takes_over_and_runs_each_task_once(cluster: Cluster, tmp_path:
         if owner:
             work[owner] = work.get(owner, 0) + waiting[run_id]
     victim_owner = max(work, key=lambda o: work[o])  # the scheduler with the most tasks yet to start
-    victim_pid = int(victim_owner.rsplit("-", 1)[1])
-    victim = next(name for name, p in cluster.procs.items() if p.pid == victim_pid)
-    victim_runs = [r for r, o in held.items() if o and o.endswith(f"-{victim_pid}")]
+    victim = cluster.process_of(victim_owner)
+    victim_runs = [r for r, o in held.items() if o == victim_owner]
     killed_at = datetime.now(UTC)
     cluster.kill(victim)
 
