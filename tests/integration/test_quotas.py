@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Connection, Engine, insert, select, update
 
 from tests.integration.in_process import Zonda, in_process_zonda
 from zonda.api.schemas import PoolSpec, RunRecord, TaskRecord
@@ -93,6 +93,25 @@ def schedulers(engine: Engine) -> list[str]:
 
 def tasks_of(records: list[RunRecord]) -> list[TaskRecord]:
     return [t for r in records for t in r.tasks]
+
+
+def add_runs(conn: Connection, now: datetime, rows: list[tuple[str, str, str, str | None]]) -> None:
+    """Store runs as (run id, DAG id, state, owner), created now, with leases that run out now."""
+    for run_id, dag_id, state, owner in rows:
+        conn.execute(
+            insert(runs_table).values(
+                run_id=run_id,
+                tenant_id=dag_id.split("/")[0],
+                dag_id=dag_id,
+                version=1,
+                state=state,
+                params={},
+                trigger="api",
+                created_at=now,
+                owner=owner,
+                lease_until=now,
+            )
+        )
 
 
 @pytest.fixture
@@ -195,25 +214,8 @@ def test_held_elsewhere_sees_other_schedulers_active_runs_and_locked_tenants(eng
     with write_txn(engine) as conn:
         for tenant in ("team-a", "team-b", "team-c"):
             create_tenant(conn, tenant, {"display_name": tenant, "dag_folders": []}, now)
-        for run_id, tenant, state, owner in (
-            ("r1", "team-a", "running", "s2"),
-            ("r2", "team-b", "running", "s1"),
-            ("r3", "team-c", "success", "s2"),
-        ):
-            conn.execute(
-                insert(runs_table).values(
-                    run_id=run_id,
-                    tenant_id=tenant,
-                    dag_id=f"{tenant}/d",
-                    version=1,
-                    state=state,
-                    params={},
-                    trigger="api",
-                    created_at=now,
-                    owner=owner,
-                    lease_until=now,
-                )
-            )
+        add_runs(conn, now, [("r1", "team-a/d", "running", "s2"), ("r2", "team-b/d", "running", "s1")])
+        add_runs(conn, now, [("r3", "team-c/d", "success", "s2")])
     with write_txn(engine) as conn:
         assert held_elsewhere(conn, ["team-a", "team-b", "team-c"], "s1") == {"team-a"}
         assert held_elsewhere(conn, ["team-b"], "s2") == {"team-b"}
@@ -232,26 +234,16 @@ def test_a_dag_whose_runs_another_scheduler_holds_is_left_to_it_and_claims_of_it
     now = datetime.now(UTC)
     with write_txn(engine) as conn:
         create_tenant(conn, "team-a", {"display_name": "team-a", "dag_folders": []}, now)
-        for run_id, dag, state, owner in (
-            ("r1", "team-a/held", "running", "s2"),
-            ("r2", "team-a/mine", "running", "s1"),
-            ("r3", "team-a/ended", "success", "s2"),
-            ("r4", "team-a/queued", "queued", None),
-        ):
-            conn.execute(
-                insert(runs_table).values(
-                    run_id=run_id,
-                    tenant_id="team-a",
-                    dag_id=dag,
-                    version=1,
-                    state=state,
-                    params={},
-                    trigger="api",
-                    created_at=now,
-                    owner=owner,
-                    lease_until=now,
-                )
-            )
+        add_runs(
+            conn,
+            now,
+            [
+                ("r1", "team-a/held", "running", "s2"),
+                ("r2", "team-a/mine", "running", "s1"),
+                ("r3", "team-a/ended", "success", "s2"),
+                ("r4", "team-a/queued", "queued", None),
+            ],
+        )
     every = ["team-a/held", "team-a/mine", "team-a/ended", "team-a/queued"]
     with write_txn(engine) as conn:
         assert dags_held_elsewhere(conn, every, "s1") == {"team-a/held"}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from datetime import datetime
+from typing import Literal
 
 from sqlalchemy import Connection, and_, bindparam, or_, select, text, update
 
@@ -134,7 +135,7 @@ def dags_held_elsewhere(conn: Connection, dag_ids: Collection[str], owner: str) 
     ids = sorted(dag_ids)
     if conn.dialect.name == "postgresql":
         conn.execute(_LOCK_DAGS, {"b_ids": ids})
-    return {row.dag_id for row in conn.execute(_DAGS_HELD, {"b_ids": ids, "b_owner": owner})}
+    return held_by_others(conn, "dag_id", ids, owner)
 
 
 DAG_LOCKS = 7_426_002
@@ -143,15 +144,26 @@ DAG_LOCKS = 7_426_002
 _LOCK_DAGS = text(
     f"SELECT count(pg_advisory_xact_lock({DAG_LOCKS}, hashtext(d))) FROM unnest(CAST(:b_ids AS text[])) AS d"
 )
-_DAGS_HELD = (
-    select(runs.c.dag_id)
+
+
+def held_by_others(
+    conn: Connection, column: Literal["dag_id", "tenant_id"], ids: list[str], owner: str
+) -> set[str]:
+    """Of `ids` (DAG or tenant ids, by `column`), those with an active run that a scheduler other
+    than `owner` holds, whose lease ran out or not."""
+    return {row[0] for row in conn.execute(_HELD_BY_OTHERS[column], {"b_ids": ids, "b_owner": owner})}
+
+
+_HELD_BY_OTHERS = {
+    name: select(runs.c[name])
     .where(
         and_(
             runs.c.state.in_(ACTIVE),
             runs.c.owner.is_not(None),
             runs.c.owner != bindparam("b_owner"),
-            runs.c.dag_id.in_(bindparam("b_ids", expanding=True)),
+            runs.c[name].in_(bindparam("b_ids", expanding=True)),
         )
     )
     .distinct()
-)
+    for name in ("dag_id", "tenant_id")
+}

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from sqlalchemy import Connection, and_, select
+from sqlalchemy import Connection, select
 
 from zonda.core.quotas import Quota
-from zonda.db.leases import ACTIVE
+from zonda.db.leases import held_by_others
 from zonda.db.schema import runs, tenants
 
 
@@ -38,19 +38,7 @@ def held_elsewhere(
     lock = select(tenants.c.tenant_id).where(tenants.c.tenant_id.in_(ids)).order_by(tenants.c.tenant_id)
     locked = {r.tenant_id for r in conn.execute(lock.with_for_update(skip_locked=skip_locked))}
     busy = set(ids) - locked if skip_locked else set()
-    query = (
-        select(runs.c.tenant_id)
-        .where(
-            and_(
-                runs.c.state.in_(ACTIVE),
-                runs.c.owner.is_not(None),
-                runs.c.owner != owner,
-                runs.c.tenant_id.in_(ids),
-            )
-        )
-        .distinct()
-    )
-    return busy | {r.tenant_id for r in conn.execute(query)}
+    return busy | held_by_others(conn, "tenant_id", ids, owner)
 
 
 def tenant_of_run(conn: Connection, run_id: str) -> str | None:

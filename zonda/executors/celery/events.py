@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from kombu import Exchange, Producer, Queue
 
 from zonda.executors.base import TIRef
-from zonda.executors.celery.codec import ProtocolError, open_sealed, seal_report, sealed_message
+from zonda.executors.celery.codec import ProtocolError, Unopened, open_sealed, seal_report, sealed_message
 from zonda.executors.celery.routing import tenant_queue
 from zonda.executors.celery.sealing import HEARTBEAT, Sealer, WorkerKeys, scope_tenant
 from zonda.worker.protocol import PROTOCOL_VERSION, TaskFinished, TaskRequest, WorkerMessage
@@ -239,8 +239,8 @@ def publish_heartbeat(producer: Producer, beat: WorkerHeartbeat, keys: WorkerKey
     )
 
 
-def running_task(request: TaskRequest) -> RunningTask:
-    """The heartbeat entry of a request a worker runs."""
+def running_task(request: TaskRequest | Unopened) -> RunningTask:
+    """The heartbeat entry of a request a worker runs (or reports it could not open)."""
     return RunningTask(
         request.run_id,
         request.task_id,

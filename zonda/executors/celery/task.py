@@ -39,7 +39,7 @@ from celery.worker import state as worker_state
 from zonda.artifacts.store import ArtifactStore
 from zonda.executors.celery.app import TASK_NAME
 from zonda.executors.celery.codec import Unopened, decode_task_message
-from zonda.executors.celery.events import ReportPublisher, RunningTask, lost_report, running_task
+from zonda.executors.celery.events import ReportPublisher, lost_report, running_task
 from zonda.executors.celery.logs import attempt_log
 from zonda.executors.celery.sealing import WorkerKeys
 from zonda.executors.celery.slots import SlotReporter, SlotTask
@@ -137,15 +137,7 @@ def register_task(
         """Report an attempt whose request this worker cannot open (another scope's key, or altered)."""
         error = f"WorkerCannotOpen: worker {worker_id} did not run this task: {request.error}"
         log.error("did not run %s/%s: %s", request.dag_id, request.task_id, error)
-        attempt = RunningTask(
-            request.run_id,
-            request.task_id,
-            request.map_index,
-            request.try_number,
-            request.reply_to,
-            request.dag_id,
-        )
-        runtime.report(request.reply_to, lost_report(attempt, error, worker_id))
+        runtime.report(request.reply_to, lost_report(running_task(request), error, worker_id))
 
     def run_one(task_id: str, request: TaskRequest, redelivered: bool) -> None:
         attempt = running_task(request)
