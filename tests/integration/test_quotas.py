@@ -17,8 +17,9 @@ import pytest
 from sqlalchemy import Connection, Engine, insert, select, update
 
 from tests.integration.in_process import Zonda, in_process_zonda
-from zonda.api.schemas import PoolSpec, RunRecord, TaskRecord
+from zonda.api.schemas import ClearRequest, PoolSpec, RunRecord, TaskRecord
 from zonda.core.states import RunState
+from zonda.db import leases
 from zonda.db.components import list_components
 from zonda.db.engine import read_txn, write_txn
 from zonda.db.leases import dags_held_elsewhere
@@ -207,6 +208,28 @@ def test_a_dags_max_active_runs_and_max_active_tasks_hold_across_two_schedulers(
         assert earlier.ended_at and later.started_at
         assert later.started_at >= earlier.ended_at, "two runs of a max_active_runs=1 DAG were active at once"
     assert peak(tasks_of(zonda.wait(two_runs))) == 2, "a max_active_tasks=2 DAG ran more tasks at once"
+
+
+def test_a_run_cleared_while_its_dag_has_runs_under_way_goes_to_the_scheduler_serving_the_dag(
+    zonda: Zonda,
+) -> None:
+    """The second scheduler hears of the clear first, while the first one serves the DAG."""
+    zonda.tenant("team-a", SOURCE)
+    zonda.start_scheduler(workers=4, listen=False)
+    (done,) = zonda.wait([zonda.trigger("team-a/two_tasks_at_a_time")])
+    under_way = [zonda.trigger("team-a/two_tasks_at_a_time") for _ in range(3)]
+    zonda.wait_until(
+        lambda: all(runs.get_run(zonda.svc, r).state == RunState.RUNNING.value for r in under_way)
+    )
+    zonda.start_scheduler(workers=4)
+    zonda.wait_until(lambda: len(schedulers(zonda.engine)) == 2)
+    runs.clear_run(zonda.svc, done.run_id, ClearRequest(task_id="nap"))
+
+    records = zonda.wait([*under_way, done.run_id])
+    with read_txn(zonda.engine) as conn:
+        holders = {leases.owner_of(conn, r.run_id) for r in records}
+    assert len(holders) == 1, "the cleared run went to a scheduler other than the one serving its DAG"
+    assert peak(tasks_of(records)) == 2, "the DAG ran more tasks at once than its max_active_tasks"
 
 
 def test_held_elsewhere_sees_other_schedulers_active_runs_and_locked_tenants(engine: Engine) -> None:

@@ -111,6 +111,11 @@ def held_by(conn: Connection, owners: Collection[str]) -> list[tuple[str, str]]:
     return [(r.run_id, r.owner) for r in conn.execute(query)]
 
 
+def dag_of(conn: Connection, run_id: str) -> str | None:
+    """The DAG of a stored run (None if there is no such run)."""
+    return conn.execute(select(runs.c.dag_id).where(runs.c.run_id == run_id)).scalar_one_or_none()
+
+
 def owner_of(conn: Connection, run_id: str) -> str | None:
     """The scheduler that holds `run_id` (None if none or no such run)."""
     return conn.execute(select(runs.c.owner).where(runs.c.run_id == run_id)).scalar_one_or_none()
@@ -121,7 +126,9 @@ def release(conn: Connection, owner: str, now: datetime) -> None:
     conn.execute(update(runs).where(runs.c.owner == owner).values(lease_until=now))
 
 
-def dags_held_elsewhere(conn: Connection, dag_ids: Collection[str], owner: str) -> set[str]:
+def dags_held_elsewhere(
+    conn: Connection, dag_ids: Collection[str], owner: str, skip_locked: bool = False
+) -> set[str]:
     """Of `dag_ids`, those with an active run that a scheduler other than `owner` holds.
 
     A DAG is served by one scheduler at a time, so that its max_active_runs and max_active_tasks,
@@ -129,13 +136,18 @@ def dags_held_elsewhere(conn: Connection, dag_ids: Collection[str], owner: str) 
     DAG's advisory lock is taken first, in one order, until the transaction ends: a scheduler that
     then claims one of their runs is the only one doing so. Expired leases count too: a dead
     scheduler's runs go to one scheduler together (`claim_all_from`), which then serves the DAG.
+    With `skip_locked` (for a caller that may already hold run rows), a DAG whose lock another
+    transaction holds counts as held elsewhere instead of being waited for.
     """
     if not dag_ids:
         return set()
     ids = sorted(dag_ids)
-    if conn.dialect.name == "postgresql":
+    busy: set[str] = set()
+    if conn.dialect.name == "postgresql" and skip_locked:
+        busy = set(conn.execute(_TRY_LOCK_DAGS, {"b_ids": ids}).scalars())
+    elif conn.dialect.name == "postgresql":
         conn.execute(_LOCK_DAGS, {"b_ids": ids})
-    return held_by_others(conn, "dag_id", ids, owner)
+    return busy | held_by_others(conn, "dag_id", ids, owner)
 
 
 DAG_LOCKS = 7_426_002
@@ -143,6 +155,9 @@ DAG_LOCKS = 7_426_002
 
 _LOCK_DAGS = text(
     f"SELECT count(pg_advisory_xact_lock({DAG_LOCKS}, hashtext(d))) FROM unnest(CAST(:b_ids AS text[])) AS d"
+)
+_TRY_LOCK_DAGS = text(
+    f"SELECT d FROM unnest(CAST(:b_ids AS text[])) AS d WHERE NOT pg_try_advisory_xact_lock({DAG_LOCKS}, hashtext(d))"
 )
 
 

@@ -9,7 +9,7 @@ from sqlalchemy import Connection, select
 
 from zonda.core.quotas import Quota
 from zonda.db.leases import held_by_others
-from zonda.db.schema import runs, tenants
+from zonda.db.schema import tenants
 
 
 def quotas(conn: Connection) -> dict[str, Quota]:
@@ -39,8 +39,3 @@ def held_elsewhere(
     locked = {r.tenant_id for r in conn.execute(lock.with_for_update(skip_locked=skip_locked))}
     busy = set(ids) - locked if skip_locked else set()
     return busy | held_by_others(conn, "tenant_id", ids, owner)
-
-
-def tenant_of_run(conn: Connection, run_id: str) -> str | None:
-    """The tenant of a stored run (None if there is no such run)."""
-    return conn.execute(select(runs.c.tenant_id).where(runs.c.run_id == run_id)).scalar_one_or_none()

@@ -522,9 +522,15 @@ class Scheduler:
         self._collect(active)
 
     def _may_take(self, conn: Connection, run_id: str) -> bool:
-        """Whether this scheduler may make a run active again (a clear) within its tenant's quota."""
-        tenant = quotas.tenant_of_run(conn, run_id)
-        if tenant is None or not self.limits.bounded(tenant):
+        """Whether this scheduler may make a run active again (a clear): no other scheduler serves its
+        DAG, nor its tenant if a quota or pools bound it, and the tenant's quota has room."""
+        dag_id = leases.dag_of(conn, run_id)
+        if dag_id is None:
+            return True
+        if leases.dags_held_elsewhere(conn, [dag_id], self.component_id, skip_locked=True):
+            return False
+        tenant = tenant_of(dag_id)
+        if not self.limits.bounded(tenant):
             return True
         if tenant in self.limits.full_for_runs():
             return False

@@ -2,7 +2,8 @@
 
 What crosses the boundary: the three messages of `zonda.worker.protocol` (`TaskRequest` from the
 scheduler to a Celery worker; `TaskStarted` and `TaskFinished` back to the scheduler's reply
-queue). Workers' heartbeats are framed the same way by `events.py` and sealed like reports. No DB URL, no pickles.
+queue). Workers' heartbeats are framed the same way by `events.py`, and sealed like reports. No DB
+URL, no pickles.
 
 Framing: a JSON object with every dataclass field by name (but those marked `SCHEDULER_ONLY`),
 plus `"type"` (the class name) and `"version"`. Datetimes are ISO-8601 strings with their UTC

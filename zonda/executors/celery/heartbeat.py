@@ -1,9 +1,10 @@
 """Worker heartbeats: the worker's main process tells every scheduler it is alive and what it runs.
 
 A daemon thread of the worker's supervisor publishes a `WorkerHeartbeat`, sealed with the worker's
-keys, every `interval` seconds on its own broker connection (kept open, reconnected after an error). The running attempts are
-those its slot processes said they run (`slots.py`). Schedulers use the beats to find attempts
-whose worker died (`tracker.py`) and record them for `zonda workers list`.
+keys, every `interval` seconds on its own broker connection (kept open, reconnected after an
+error). The running attempts are those its slot processes said they run (`slots.py`). Schedulers
+use the beats to find attempts whose worker died (`tracker.py`) and record them for `zonda workers
+list`.
 """
 
 from __future__ import annotations
