@@ -225,11 +225,27 @@ def test_a_run_cleared_while_its_dag_has_runs_under_way_goes_to_the_scheduler_se
     zonda.wait_until(lambda: len(schedulers(zonda.engine)) == 2)
     runs.clear_run(zonda.svc, done.run_id, ClearRequest(task_id="nap"))
 
+    zonda.wait_until(lambda: not runs.get_run(zonda.svc, done.run_id).pending_commands)
     records = zonda.wait([*under_way, done.run_id])
     with read_txn(zonda.engine) as conn:
         holders = {leases.owner_of(conn, r.run_id) for r in records}
     assert len(holders) == 1, "the cleared run went to a scheduler other than the one serving its DAG"
     assert peak(tasks_of(records)) == 2, "the DAG ran more tasks at once than its max_active_tasks"
+
+
+def test_a_cleared_run_waits_while_its_dag_is_at_max_active_runs(zonda: Zonda) -> None:
+    zonda.tenant("team-a", SOURCE)
+    zonda.start_scheduler(workers=4)
+    (done,) = zonda.wait([zonda.trigger("team-a/one_at_a_time")])
+    later = zonda.trigger("team-a/one_at_a_time")
+    zonda.wait_until(lambda: runs.get_run(zonda.svc, later).state == RunState.RUNNING.value)
+    runs.clear_run(zonda.svc, done.run_id, ClearRequest(task_id="nap"))
+
+    zonda.wait_until(lambda: not runs.get_run(zonda.svc, done.run_id).pending_commands)
+    cleared, other = zonda.wait([done.run_id, later])
+    assert other.ended_at and all(t.started_at and t.started_at >= other.ended_at for t in cleared.tasks), (
+        "the cleared run ran while another run of its max_active_runs=1 DAG was active"
+    )
 
 
 def test_held_elsewhere_sees_other_schedulers_active_runs_and_locked_tenants(engine: Engine) -> None:

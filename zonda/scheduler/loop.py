@@ -89,6 +89,8 @@ class Scheduler:
         self._dirty: set[str] = set()
         self._dirty_since: datetime | None = None
         self._applied: list[tuple[int, str]] = []
+        self._commands_wait = False
+        """A command waits for a run to end (a clear beyond its DAG's or tenant's limits)."""
         self._applying: set[int] = set()
         self._write_window = timedelta(seconds=settings.scheduler_write_window)
         self._seq = itertools.count()
@@ -482,14 +484,16 @@ class Scheduler:
 
     def _apply_commands(self, conn: Connection, now: datetime) -> None:
         """Apply users' commands; each is marked done in the batch that stores its effects."""
+        self._commands_wait = False
         for command in pending_commands(conn):
             if command.id in self._applying:
                 continue
             active = self.runs.get(command.run_id)
             if active is None:
-                if not self._may_take(conn, command.run_id) or not leases.claim(
-                    conn, [command.run_id], self.component_id, self._lease_until(now), now
-                ):
+                if not self._may_take(conn, command.run_id):
+                    self._commands_wait = True
+                    continue
+                if not leases.claim(conn, [command.run_id], self.component_id, self._lease_until(now), now):
                     continue
                 active = next(iter(self._adopt(conn, [command.run_id], now)), None)
             if active is not None and command.kind == "clear":
@@ -523,11 +527,16 @@ class Scheduler:
 
     def _may_take(self, conn: Connection, run_id: str) -> bool:
         """Whether this scheduler may make a run active again (a clear): no other scheduler serves its
-        DAG, nor its tenant if a quota or pools bound it, and the tenant's quota has room."""
-        dag_id = leases.dag_of(conn, run_id)
-        if dag_id is None:
+        DAG, nor its tenant if a quota or pools bound it, and the DAG's max_active_runs and the
+        tenant's quota have room."""
+        found = leases.dag_of(conn, run_id)
+        if found is None:
             return True
+        dag_id, version = found
         if leases.dags_held_elsewhere(conn, [dag_id], self.component_id, skip_locked=True):
+            return False
+        limit = self._max_active_runs(conn, run_id, dag_id, version)
+        if limit is not None and sum(a.dag_id == dag_id for a in self.runs.values()) >= limit:
             return False
         tenant = tenant_of(dag_id)
         if not self.limits.bounded(tenant):
@@ -651,7 +660,7 @@ class Scheduler:
                 active = self.runs.get(run_id)
                 if active is not None and active.graph.state.finished and run_id not in self._dirty:
                     self._forget(active)
-                    self._topics |= {"runs", "commands"} if self.limits.bounded(active.tenant) else {"runs"}
+                    self._topics |= {"runs", "commands"} if self._commands_wait else {"runs"}
 
     def _still_queued(self, request: TaskRequest) -> bool:
         """Whether a request whose queued state is now stored is still to be sent (the task may have moved on)."""
