@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine, insert, update
 
 from tests.identity import user_token
 from tests.integration.dag_seed import load_dags, seed_dag
@@ -265,13 +265,17 @@ def test_system_is_ok_with_a_live_scheduler_and_lists_each_tenants_load(api: Api
     with write_txn(api.engine) as conn:
         register(conn, Component("scheduler-live", "scheduler", "host-1", 11, now, now))
         record_heartbeats(conn, [Worker("worker-1", "host-2", ["default"], 4, now, now, [], cpus=2)])
+        conn.execute(update(runs).where(runs.c.run_id == "r4").values(owner="scheduler-live"))
     body = api.get("alice", "/api/v1/metrics/system").json()
     assert (body["status"], body["problems"]) == ("ok", [])
     assert body["database"]["reachable"] is True
-    assert [(s["id"], s["alive"]) for s in body["schedulers"]] == [("scheduler-live", True)]
+    assert [(s["id"], s["alive"], s["runs"]) for s in body["schedulers"]] == [("scheduler-live", True, 1)]
+    assert api.get("bob", "/api/v1/metrics/system").json()["schedulers"][0]["runs"] == 0, "team-a's run"
     assert [(w["worker_id"], w["cpus"]) for w in body["workers"]] == [("worker-1", 2)]
     api.client.cookies.set(SESSION_COOKIE, api.tokens["alice"])
-    assert "<td>4</td><td>2</td>" in api.client.get("/system").text, "the System page: 4 slots on 2 CPUs"
+    page = api.client.get("/system").text
+    assert "<td>4</td><td>2</td>" in page, "the System page: 4 slots on 2 CPUs"
+    assert '<td class="runs-held">1</td>' in page
     assert body["tenants"] == [
         {
             "tenant_id": "team-a",

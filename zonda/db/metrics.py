@@ -187,6 +187,18 @@ class TenantLoad:
     """Runs per state, among QUEUED and RUNNING."""
 
 
+def runs_held(conn: Connection, tenants: frozenset[str] | None) -> dict[str, int]:
+    """Active runs (of `tenants`; None: all) per scheduler that holds their lease."""
+    query = (
+        select(runs.c.owner, func.count())
+        .where(runs.c.state.in_(ACTIVE_RUNS), runs.c.owner.is_not(None))
+        .group_by(runs.c.owner)
+    )
+    if tenants is not None:
+        query = query.where(runs.c.tenant_id.in_(sorted(tenants)))
+    return {owner: int(count) for owner, count in conn.execute(query).all()}
+
+
 def tenant_loads(conn: Connection, tenants: frozenset[str] | None) -> list[TenantLoad]:
     """Per tenant (of `tenants`; None: all) with anything active: task instances waiting or running, active runs."""
     ti_query = (

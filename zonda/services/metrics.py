@@ -232,6 +232,7 @@ def _read_system(
         round_trip = (time.perf_counter() - started) * 1000.0
         components = list_components(conn, kind="scheduler")
         loads = db.tenant_loads(conn, visible(svc))
+        held = db.runs_held(conn, visible(svc))
     interval = svc.settings.heartbeat_interval
     schedulers = []
     waiting: dict[str, Counter[str]] = {}
@@ -249,6 +250,7 @@ def _read_system(
                 heartbeat_at=c.heartbeat_at,
                 heartbeat_age_seconds=round(age, 3),
                 alive=alive(age, interval, SCHEDULER_BEATS),
+                runs=held.get(c.id, 0),
             )
         )
     database = DatabaseStatus(

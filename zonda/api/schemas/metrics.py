@@ -88,6 +88,11 @@ class SchedulerStatus(BaseModel):
     heartbeat_at: Timestamp
     heartbeat_age_seconds: float
     alive: bool
+    runs: int = Field(
+        default=0,
+        description="active runs whose lease it holds, of the tenants in scope (a DAG's runs are all held by one "
+        "scheduler at a time)",
+    )
 
 
 class DatabaseStatus(BaseModel):
