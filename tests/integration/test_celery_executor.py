@@ -554,7 +554,7 @@ def test_a_worker_run_as_root_warns_once_not_once_per_slot(workers: dict[str, Wo
 
 
 def test_a_tenants_worker_cannot_vouch_for_another_tenants_task_nor_can_an_unsealed_heartbeat(
-    broker: str, dag: Dag
+    broker: str, dag: Dag, caplog: pytest.LogCaptureFixture
 ) -> None:
     executor = make_executor(broker, sealer=sealer(per_tenant=True))
     own_queue, their_queue = tenant_queue("team-a", unique("q")), tenant_queue("team-b", unique("q"))
@@ -602,3 +602,9 @@ def test_a_tenants_worker_cannot_vouch_for_another_tenants_task_nor_can_an_unsea
     assert vouched.queues == [own_queue]
     assert [r["run_id"] for r in vouched.running] == [own.run_id]
     assert messages == [], "team-b's queued task was never taken for one that started and was lost"
+    warnings = [r.getMessage() for r in caplog.records if "claims what is not its tenant's" in r.getMessage()]
+    assert len(warnings) == 1, "said once, not on every heartbeat"
+    assert (
+        "celery@team-a-worker" in warnings[0] and their_queue in warnings[0] and theirs.run_id in warnings[0]
+    )
+    assert own.run_id not in warnings[0]

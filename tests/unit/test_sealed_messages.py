@@ -29,6 +29,7 @@ from zonda.executors.celery.events import (
     WorkerHeartbeat,
     open_heartbeat,
     seal_heartbeat,
+    unvouched,
     vouched_for,
 )
 from zonda.executors.celery.sealing import (
@@ -277,3 +278,13 @@ def test_an_attempt_this_scheduler_sent_counts_only_from_its_own_scopes_workers(
     assert vouched_for(heartbeat(A_TASK, posing), "tenant:team-a", sent.get).running == (A_TASK,)
     assert vouched_for(heartbeat(B_TASK), "tenant:team-b", sent.get).running == (B_TASK,)
     assert vouched_for(heartbeat(A_TASK, B_TASK), SHARED, sent.get).running == (), "sent to tenants' workers"
+
+
+def test_what_a_worker_claimed_beyond_its_scope_is_named_for_the_log() -> None:
+    claims = heartbeat(A_TASK, B_TASK, queues=("team-a.default", "team-b.default"))
+    kept = vouched_for(claims, "tenant:team-a", {}.get)
+    assert unvouched(claims, kept) == (
+        f"queues team-b.default; attempts {B_TASK.dag_id}/{B_TASK.run_id}/{B_TASK.task_id}"
+        f"[{B_TASK.map_index}] try {B_TASK.try_number}"
+    )
+    assert unvouched(claims, vouched_for(claims, SHARED, {}.get)) == "", "nothing dropped, nothing to say"

@@ -225,6 +225,20 @@ def vouched_for(
     return dataclasses.replace(beat, queues=queues, running=tuple(filter(speaks_for, beat.running)))
 
 
+def unvouched(claimed: WorkerHeartbeat, kept: WorkerHeartbeat) -> str:
+    """What `vouched_for` dropped from a heartbeat, for a log line ("" when nothing was): a worker
+    misconfigured to consume another tenant's queues, or claims forged with its tenant's keys."""
+    queues = [q for q in claimed.queues if q not in kept.queues]
+    attempts = [
+        f"{t.dag_id or '?'}/{t.run_id}/{t.task_id}[{t.map_index}] try {t.try_number}"
+        for t in claimed.running
+        if t not in kept.running
+    ]
+    parts = [f"queues {', '.join(queues)}"] if queues else []
+    parts += [f"attempts {', '.join(attempts)}"] if attempts else []
+    return "; ".join(parts)
+
+
 def publish_heartbeat(producer: Producer, beat: WorkerHeartbeat, keys: WorkerKeys) -> None:
     """Send a heartbeat, sealed, to every scheduler (transient: a lost beat is replaced by the next one)."""
     producer.publish(

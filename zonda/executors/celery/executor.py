@@ -48,6 +48,7 @@ from zonda.executors.celery.events import (
     open_heartbeat,
     publish_report,
     reply_queue_name,
+    unvouched,
     vouched_for,
 )
 from zonda.executors.celery.listener import Listener
@@ -70,6 +71,9 @@ REVOKE_BATCH = 1000
 SETTLE_HEARTBEATS = 2
 """Heartbeat intervals a worker must show a free slot before the requests published to its
 queues before then count as due (`deliveries.py`)."""
+
+WARNED_WORKERS = 1024
+"""Workers whose last unvouched claim is remembered (so it is logged once, not every heartbeat)."""
 
 HeartbeatSink = Callable[[list[Worker]], None]
 """Receives worker heartbeats (e.g. writes them to the DB); called on the executor's own thread."""
@@ -120,6 +124,7 @@ class CeleryExecutor:
         self._lock = threading.Lock()
         self._inbox: list[tuple[WorkerMessage, Any]] = []
         self._beats: dict[str, Worker] = {}
+        self._unvouched: dict[str, str] = {}
         self._queues = {self.reply_to}
         self._tracker = LostWorkerTracker(heartbeat_interval)
         self._backlog = Backlog(queued_per_slot, queued_seconds, bundle_seconds)
@@ -368,12 +373,34 @@ class CeleryExecutor:
             return
         now = time.monotonic()
         with self._lock:
-            beat = vouched_for(beat, scope, self._request_scope)
+            claimed, beat = beat, vouched_for(beat, scope, self._request_scope)
+            self._note_unvouched(claimed, beat, scope)
             self._tracker.heartbeat(beat, self._queues, now)
             self._deliveries.heartbeat(beat.worker_id, beat.queues, len(beat.running) < beat.concurrency, now)
             for task in beat.running:
                 self._deliveries.started(task.ti_key, task.try_number, now)
             self._beats[beat.worker_id] = _worker_row(beat)
+
+    def _note_unvouched(self, claimed: WorkerHeartbeat, kept: WorkerHeartbeat, scope: str) -> None:
+        """Warn when a worker claims what its scope may not speak for: once per worker and claim, not
+        on every heartbeat (with `_lock` held)."""
+        dropped = unvouched(claimed, kept)
+        if not dropped:
+            self._unvouched.pop(claimed.worker_id, None)
+            return
+        if self._unvouched.get(claimed.worker_id) == dropped:
+            return
+        if len(self._unvouched) >= WARNED_WORKERS and claimed.worker_id not in self._unvouched:
+            self._unvouched.pop(next(iter(self._unvouched)))
+        self._unvouched[claimed.worker_id] = dropped
+        log.warning(
+            "worker %s (keys of scope %s) claims what is not its tenant's, ignored: %s. A tenant's worker "
+            "serves only its tenant's queues (<tenant>.<queue>) and attempts: check its --queues and "
+            "ZONDA_TENANT_QUEUES; claims it did not make were forged with its tenant's keys",
+            claimed.worker_id,
+            scope,
+            dropped,
+        )
 
     def _request_scope(self, ti: TIRef) -> str | None:
         """The scope this scheduler sealed an attempt's request for (None: not one it runs)."""
