@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import socket
+import threading
 import time
 
 import pytest
@@ -10,6 +12,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
 from zonda.db.engine import make_engine
+from zonda.scheduler import pg_wakeup
 from zonda.scheduler.pg_wakeup import WAKER_NAME, PostgresListener, PostgresWaker
 
 
@@ -65,3 +68,69 @@ def test_a_wake_up_the_db_cannot_take_is_logged_not_raised(
         PostgresWaker(nowhere).wake("runs")
     assert [r.getMessage().split(" (")[0] for r in caplog.records] == ["could not notify the scheduler"]
     nowhere.dispose()
+
+
+def test_wake_ups_from_many_threads_at_once_all_arrive(pg_url: str) -> None:
+    engine = make_engine(pg_url)
+    waker = PostgresWaker(engine)
+    listener = PostgresListener(pg_url)
+    topics = ["runs", "commands", "dags", "pools", "tenants", "secrets"]
+    try:
+        barrier = threading.Barrier(len(topics))
+
+        def wake(topic: str) -> None:
+            barrier.wait()
+            waker.wake(topic)
+
+        threads = [threading.Thread(target=wake, args=(t,)) for t in topics]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        arrived: set[str] = set()
+        deadline = time.monotonic() + 5
+        while arrived != set(topics) and time.monotonic() < deadline:
+            arrived |= received(listener, 0.2)
+        assert arrived == set(topics)
+    finally:
+        waker.close()
+        listener.close()
+        engine.dispose()
+
+
+def test_while_the_db_does_not_answer_one_request_waits_for_it_not_every_one_in_turn(
+    pg_url: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pg_wakeup, "CONNECT_TIMEOUT", 2)
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts connections and never answers
+    silent.listen(16)
+    unanswered = make_url(pg_url).set(host="127.0.0.1", port=silent.getsockname()[1])
+    engine = make_engine(unanswered.render_as_string(hide_password=False))
+    waker = PostgresWaker(engine)
+    took: list[float] = []
+
+    def wake() -> None:
+        began = time.monotonic()
+        waker.wake("runs")
+        took.append(time.monotonic() - began)
+
+    try:
+        with caplog.at_level(logging.WARNING):
+            first = threading.Thread(target=wake)
+            first.start()
+            time.sleep(0.3)  # the first wake-up is waiting for the connection
+            others = [threading.Thread(target=wake) for _ in range(5)]
+            for thread in others:
+                thread.start()
+            for thread in others:
+                thread.join(timeout=10)
+            quick = sorted(took)
+            first.join(timeout=10)
+        assert len(quick) == 5 and quick[-1] < 0.5, f"the others waited behind the first: {quick}"
+        assert max(took) >= 1.5, "the first wake-up waited for the connection"
+        warnings = [r for r in caplog.records if r.getMessage().startswith("could not notify the scheduler")]
+        assert len(warnings) == 1, "one attempt to reach the DB, not one per request"
+    finally:
+        waker.close()
+        engine.dispose()
+        silent.close()

@@ -19,7 +19,7 @@ from zonda.scheduler.wakeup import TOPICS
 log = logging.getLogger(__name__)
 CHANNEL = "zonda_scheduler"
 CONNECT_TIMEOUT = 5
-"""Seconds a wake-up waits for a connection to an unreachable DB (the API's requests wait with it)."""
+"""Seconds a wake-up waits for a connection to an unreachable DB (the API request sending it waits)."""
 WAKER_NAME = "zonda waker"
 """The waker connection's `application_name` (`pg_stat_activity` shows it)."""
 
@@ -27,40 +27,61 @@ WAKER_NAME = "zonda waker"
 class PostgresWaker:
     """Sends NOTIFY on the metadata DB, on a connection of its own that it keeps open (autocommit:
     one round trip per wake-up, where a pooled connection took four: its liveness ping, BEGIN, the
-    NOTIFY and COMMIT). Threads of one process take turns on it."""
+    NOTIFY and COMMIT).
+
+    One thread at a time sends; a thread that finds another sending leaves its topic to it and
+    returns at once. So when the DB does not answer, one API request waits for the connection
+    (`CONNECT_TIMEOUT`), not every request in turn behind it."""
 
     def __init__(self, engine: Engine) -> None:
         self.conninfo = conninfo(engine.url.render_as_string(hide_password=False))
-        self._lock = threading.Lock()
+        self._sending = threading.Lock()
+        self._pending_lock = threading.Lock()
+        self._pending: set[str] = set()
         self._conn: psycopg.Connection[tuple[object, ...]] | None = None
 
     def wake(self, topic: str = "runs") -> None:
-        with self._lock:
-            # A kept connection may have been ended by the DB while idle (a restart, a failover):
-            # then once more on a new one, as a pool's liveness ping would; a new one is tried once.
-            for fresh in (self._conn is None, True):
-                try:
-                    self._notify(topic)
+        with self._pending_lock:
+            self._pending.add(topic)
+        while self._sending.acquire(blocking=False):
+            try:
+                with self._pending_lock:
+                    topics, self._pending = self._pending, set()
+                sent = not topics or self._send(sorted(topics))
+            finally:
+                self._sending.release()
+            with self._pending_lock:
+                if not sent:
+                    self._pending.clear()  # the DB does not answer: the poll will find those changes too
+                if not self._pending:
                     return
-                except psycopg.Error as exc:
-                    self.close()
-                    if fresh:
-                        log.warning(
-                            "could not notify the scheduler (%s); its poll will pick the change up", exc
-                        )
-                        return
+        # Another thread sends: it looks at the pending topics again after letting go of the lock.
 
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
 
-    def _notify(self, topic: str) -> None:
+    def _send(self, topics: list[str]) -> bool:
+        """NOTIFY each topic; False (logged) if the DB could not be reached."""
+        kept = self._conn is not None
+        try:
+            self._notify(topics)
+            return True
+        except psycopg.Error as exc:
+            self.close()
+            if kept:  # the DB may have ended it while idle (a restart, a failover): once more on a new one
+                return self._send(topics)
+            log.warning("could not notify the scheduler (%s); its poll will pick the change up", exc)
+            return False
+
+    def _notify(self, topics: list[str]) -> None:
         if self._conn is None or self._conn.closed:
             self._conn = psycopg.connect(
                 self.conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT, application_name=WAKER_NAME
             )
-        self._conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, topic))
+        for topic in topics:
+            self._conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, topic))
 
 
 def conninfo(db_url: str) -> str:
