@@ -134,7 +134,22 @@ def probe(b_run: str, paths: str, secret_sha: str) -> dict:
         "token given": ctx.api_token.startswith("zondarun_"),
     }
 
-@dag
+HOME = "@HOME@"
+AT_IMPORT = {  # what the DAG file's top-level code reaches, in the DAG processor's parse child
+    "uid": os.getuid(),
+    "server credentials": sorted(n for n in os.environ if n in ("ZONDA_SECRET_KEYS", "ZONDA_DB_URL")),
+    "files": {
+        name: attempt(os.path.join(HOME, *path))
+        for name, path in {
+            "secret.key": ["secret.key"],
+            "zonda.db": ["zonda.db"],
+            "admin token": ["token"],
+            "b code folder": ["code", "team-b"],
+        }.items()
+    },
+}
+
+@dag(description=json.dumps(AT_IMPORT))
 def isolation_probe(b_run: str = "", paths: str = "{}", secret_sha: str = "") -> None:
     probe(b_run, paths, secret_sha)
 """
@@ -198,7 +213,7 @@ def _start(
     server = ZondaServer(home, dags, f"sqlite:///{home / 'zonda.db'}", workers=1, env=env)
     started.append(server)
     server.start()
-    for tenant, source in (("team-a", PROBE), ("team-b", PRODUCER)):
+    for tenant, source in (("team-a", PROBE.replace("@HOME@", str(home))), ("team-b", PRODUCER)):
         folder = scratch / "dags" / tenant
         folder.mkdir()
         (folder / "dag.py").write_text(source)
@@ -284,3 +299,17 @@ def test_a_task_of_team_a_cannot_reach_team_bs_secret_or_artifacts(tenants: Tena
         assert stat.S_IMODE((home / name).stat().st_mode) == 0o600, name
     folder = home / "artifacts" / "team-b"
     assert (folder.stat().st_uid, stat.S_IMODE(folder.stat().st_mode)) == (made_by["uid"], 0o700)
+
+
+def test_a_dag_files_top_level_code_runs_without_the_servers_credentials_and_as_its_tenant(
+    tenants: Tenants,
+) -> None:
+    """A DAG file is tenant code from its first line: the DAG processor imports it in a child that
+    gets no server credentials and, with OS isolation on, runs as the tenant's user."""
+    described = tenants.server.client.get("/api/v1/dags/team-a/isolation_probe").json()["description"]
+    seen = json.loads(described)
+    assert seen["server credentials"] == []
+    if not ROOT:
+        pytest.skip("the server does not run as root, so tenants share its OS user: file access not asserted")
+    assert UID_BASE < seen["uid"] <= UID_BASE + 3
+    assert seen["files"] == dict.fromkeys(seen["files"], "PermissionError")
