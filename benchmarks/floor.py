@@ -1,6 +1,8 @@
 """W0: the physical floor. A committed single-row UPDATE (SQLite WAL + synchronous=NORMAL, and
 PostgreSQL over loopback) and a small-message round trip to a pre-started worker process over a pipe;
-for a Celery configuration also a round trip to a pre-started process through the broker.
+for a Celery configuration also a round trip to a pre-started process through the broker, and the
+CPU a plain Celery worker (no Zonda code) spends per message of a trivial task: Celery's own share
+of what a Zonda slot spends per message.
 
 Also how fast the machine is at that hour, since the shared benchmark machine's speed varies
 by up to twice from hour to hour: a pure-Python loop (CPU) and the first touch of fresh memory
@@ -16,6 +18,7 @@ import statistics
 import tempfile
 import time
 import uuid
+import warnings
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -26,6 +29,8 @@ COMMITS = 2000
 ROUND_TRIPS = 2000
 BROKER_ROUND_TRIPS = 1000
 BROKER_TIMEOUT = 30.0
+CELERY_MESSAGES = 1000
+CELERY_WARMUP = 50
 WARMUP = 50
 LOOP_STEPS = 10_000_000
 FRESH_MEMORY = 256 * 1024 * 1024
@@ -149,6 +154,78 @@ def broker_round_trip_us(url: str, count: int = BROKER_ROUND_TRIPS) -> float:
                 process.join()
 
 
+def _celery_worker(url: str, queue: str, done: str) -> None:
+    """The pre-started plain Celery worker: a task that returns a small dict, and one that says the
+    tasks before it ran (one thread runs them in order); Celery's `threads` pool of one, as a slot."""
+    from celery import Celery
+    from celery.exceptions import SecurityWarning
+    from kombu import Connection
+
+    warnings.filterwarnings("ignore", category=SecurityWarning)  # as root in CI
+    app = Celery("zonda-w0", broker=url, set_as_current=False)
+    app.conf.update(task_ignore_result=True, worker_hijack_root_logger=False, worker_redirect_stdouts=False)
+
+    @app.task(name="w0.trivial")  # type: ignore[untyped-decorator]
+    def trivial(index: int) -> dict[str, int]:
+        return {"index": index, "square": index * index}
+
+    @app.task(name="w0.done")  # type: ignore[untyped-decorator]
+    def ran() -> None:
+        with Connection(url) as conn:
+            conn.SimpleQueue(done, no_ack=True).put("done")
+
+    worker = app.Worker(
+        queues=[queue],
+        concurrency=1,
+        pool_cls="threads",
+        without_mingle=True,
+        without_gossip=True,
+        without_heartbeat=True,
+        loglevel="WARNING",
+        quiet=True,
+    )
+    worker.start()
+
+
+def celery_message_cpu_us(url: str, count: int = CELERY_MESSAGES) -> float:
+    """CPU µs (user + system) a plain Celery worker spends per message of a trivial task, over
+    `count` messages published ahead, after a warm-up: the worker's process only (the publisher's
+    and the broker's CPU are not counted)."""
+    from celery import Celery
+    from kombu import Connection
+
+    from benchmarks.procs import cpu_seconds
+
+    tag = uuid.uuid4().hex[:8]
+    queue, done = f"zonda-w0-celery-{tag}", f"zonda-w0-celery-done-{tag}"
+    process = multiprocessing.get_context("spawn").Process(
+        target=_celery_worker, args=(url, queue, done), daemon=True
+    )
+    process.start()
+    assert process.pid is not None
+    app = Celery("zonda-w0", broker=url, set_as_current=False)
+    try:
+        with Connection(url) as conn, app.producer_or_acquire() as producer:
+            finished = conn.SimpleQueue(done, no_ack=True)
+
+            def run(messages: int) -> None:
+                for index in range(messages):
+                    app.send_task("w0.trivial", args=[index], queue=queue, producer=producer)
+                app.send_task("w0.done", queue=queue, producer=producer)
+                finished.get(block=True, timeout=BROKER_TIMEOUT)
+
+            run(CELERY_WARMUP)
+            before = cpu_seconds(process.pid)
+            run(count)
+            return (cpu_seconds(process.pid) - before) * 1e6 / (count + 1)
+    finally:
+        process.kill()  # nothing of it to keep: a warm shutdown only costs time and prints
+        process.join()
+        with Connection(url) as conn:
+            for name in (queue, done):
+                conn.SimpleQueue(name).queue.delete()
+
+
 def python_loop_ms(steps: int = LOOP_STEPS) -> float:
     """Fastest of a few runs of an empty Python loop of `steps` steps, in ms: the CPU's speed now."""
     best = float("inf")
@@ -176,7 +253,7 @@ def fresh_memory_ms(size: int = FRESH_MEMORY) -> float:
 
 def measure(db: str, pg_url: str | None, broker_url: str | None = None) -> dict[str, float]:
     """W0 figures for one configuration: the machine's speed now, the commit floor of its DB
-    (`commit_us`), the pipe floor, and with a broker the broker floor."""
+    (`commit_us`), the pipe floor, and with a broker the broker floor and Celery's CPU per message."""
     figures = {
         "python_loop_ms": python_loop_ms(),
         "fresh_memory_ms": fresh_memory_ms(),
@@ -184,6 +261,7 @@ def measure(db: str, pg_url: str | None, broker_url: str | None = None) -> dict[
     }
     if broker_url is not None:
         figures["broker_round_trip_us"] = broker_round_trip_us(broker_url)
+        figures["celery_message_cpu_us"] = celery_message_cpu_us(broker_url)
     if db == "sqlite":
         figures["commit_us"] = sqlite_commit_us()
     else:

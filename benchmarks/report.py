@@ -54,6 +54,9 @@ ROWS: dict[str, dict[str, Row]] = {
         "broker_round_trip_us": Row(
             "round trip to a process through the broker (publish, it consumes and publishes back), µs"
         ),
+        "celery_message_cpu_us": Row(
+            "CPU of a plain Celery worker per message of a trivial task (threads pool of one, as a slot), µs"
+        ),
         "python_loop_ms": Row("machine speed: an empty Python loop of 10 million steps, ms"),
         "fresh_memory_ms": Row(
             "machine speed: first write to each 4 KiB page of 256 MiB of fresh memory, ms"
