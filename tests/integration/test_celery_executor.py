@@ -316,7 +316,7 @@ def test_a_tenant_worker_refuses_another_tenants_task_without_running_it(
 
 
 def test_with_tenant_queues_a_tenants_worker_cannot_open_another_tenants_task_message(
-    broker: str, root: Path, dag: Dag
+    broker: str, root: Path, dag: Dag, caplog: pytest.LogCaptureFixture
 ) -> None:
     queue = unique("tenantq")
     worker = Worker(broker, root, [queue], concurrency=1, tenant="team-a", scope=tenant_scope("team-a"))
@@ -340,6 +340,10 @@ def test_with_tenant_queues_a_tenants_worker_cannot_open_another_tenants_task_me
         and "zonda secrets worker-keys --tenant team-b" in refused.error
     )
     assert not Path(misrouted.log_path).exists(), "the task did not run"
+    unvouched = [
+        r.getMessage() for r in caplog.records if "claims what is not its tenant's" in r.getMessage()
+    ]
+    assert not [m for m in unvouched if own.run_id in m or f"team-a.{queue}" in m], "its own task and queue"
 
 
 def test_a_report_sealed_by_another_tenants_worker_cannot_pass_for_a_success(broker: str, dag: Dag) -> None:
