@@ -396,7 +396,7 @@ class CeleryExecutor:
         log.warning(
             "worker %s (keys of scope %s) claims what is not its tenant's, ignored: %s. A tenant's worker "
             "serves only its tenant's queues (<tenant>.<queue>) and attempts: check its --queues and "
-            "ZONDA_TENANT_QUEUES; claims it did not make were forged with its tenant's keys",
+            "ZONDA_TENANT_QUEUES; if the worker is not set so, someone holding its tenant's keys forged them",
             claimed.worker_id,
             scope,
             dropped,
