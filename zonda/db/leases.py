@@ -111,12 +111,6 @@ def held_by(conn: Connection, owners: Collection[str]) -> list[tuple[str, str]]:
     return [(r.run_id, r.owner) for r in conn.execute(query)]
 
 
-def dag_of(conn: Connection, run_id: str) -> tuple[str, int] | None:
-    """The DAG and DAG version of a stored run (None if there is no such run)."""
-    row = conn.execute(select(runs.c.dag_id, runs.c.version).where(runs.c.run_id == run_id)).one_or_none()
-    return None if row is None else (row.dag_id, row.version)
-
-
 def owner_of(conn: Connection, run_id: str) -> str | None:
     """The scheduler that holds `run_id` (None if none or no such run)."""
     return conn.execute(select(runs.c.owner).where(runs.c.run_id == run_id)).scalar_one_or_none()

@@ -146,8 +146,14 @@ def get_task_instance(conn: Connection, run_id: str, task_id: str, map_index: in
     ).first()
     if row is None:
         return None
-    run = conn.execute(select(runs.c.dag_id, runs.c.version).where(runs.c.run_id == run_id)).one()
-    return _task_record(row, _spec(conn, run.dag_id, run.version))
+    found = dag_of(conn, run_id)
+    return _task_record(row, None if found is None else _spec(conn, *found))
+
+
+def dag_of(conn: Connection, run_id: str) -> tuple[str, int] | None:
+    """The DAG and DAG version of a stored run (None if there is no such run)."""
+    row = conn.execute(select(runs.c.dag_id, runs.c.version).where(runs.c.run_id == run_id)).one_or_none()
+    return None if row is None else (row.dag_id, row.version)
 
 
 def runs_of_tenants(conn: Connection, run_ids: Sequence[str], tenants: frozenset[str]) -> set[str]:

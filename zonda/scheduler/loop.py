@@ -33,6 +33,7 @@ from zonda.db.clock import DbClock
 from zonda.db.commands import pending_commands
 from zonda.db.engine import read_txn, write_txn
 from zonda.db.pools import pool_sizes
+from zonda.db.runs import dag_of
 from zonda.errors import NotFoundError
 from zonda.executors.base import Executor, QueuedAttempt, TIRef
 from zonda.scheduler.active import ActiveRun, Versions
@@ -529,7 +530,7 @@ class Scheduler:
         """Whether this scheduler may make a run active again (a clear): no other scheduler serves its
         DAG, nor its tenant if a quota or pools bound it, and the DAG's max_active_runs and the
         tenant's quota have room."""
-        found = leases.dag_of(conn, run_id)
+        found = dag_of(conn, run_id)
         if found is None:
             return True
         dag_id, version = found
