@@ -25,6 +25,8 @@ from pathlib import Path
 
 import psycopg
 
+from benchmarks.procs import cpu_seconds
+
 COMMITS = 2000
 ROUND_TRIPS = 2000
 BROKER_ROUND_TRIPS = 1000
@@ -193,8 +195,6 @@ def celery_message_cpu_us(url: str, count: int = CELERY_MESSAGES) -> float:
     and the broker's CPU are not counted)."""
     from celery import Celery
     from kombu import Connection
-
-    from benchmarks.procs import cpu_seconds
 
     tag = uuid.uuid4().hex[:8]
     queue, done = f"zonda-w0-celery-{tag}", f"zonda-w0-celery-done-{tag}"

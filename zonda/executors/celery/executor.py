@@ -373,13 +373,13 @@ class CeleryExecutor:
             return
         now = time.monotonic()
         with self._lock:
-            claimed, beat = beat, vouched_for(beat, scope, self._request_scope)
-            self._note_unvouched(claimed, beat, scope)
-            self._tracker.heartbeat(beat, self._queues, now)
-            self._deliveries.heartbeat(beat.worker_id, beat.queues, len(beat.running) < beat.concurrency, now)
-            for task in beat.running:
+            kept = vouched_for(beat, scope, self._request_scope)
+            self._note_unvouched(beat, kept, scope)
+            self._tracker.heartbeat(kept, self._queues, now)
+            self._deliveries.heartbeat(kept.worker_id, kept.queues, len(kept.running) < kept.concurrency, now)
+            for task in kept.running:
                 self._deliveries.started(task.ti_key, task.try_number, now)
-            self._beats[beat.worker_id] = _worker_row(beat)
+            self._beats[kept.worker_id] = _worker_row(kept)
 
     def _note_unvouched(self, claimed: WorkerHeartbeat, kept: WorkerHeartbeat, scope: str) -> None:
         """Warn when a worker claims what its scope may not speak for: once per worker and claim, not
