@@ -227,7 +227,11 @@ def vouched_for(
 
 def unvouched(claimed: WorkerHeartbeat, kept: WorkerHeartbeat) -> str:
     """What `vouched_for` dropped from a heartbeat, for a log line ("" when nothing was): a worker
-    misconfigured to consume another tenant's queues, or claims forged with its tenant's keys."""
+    misconfigured to consume another tenant's queues, or claims forged with its tenant's keys.
+    `kept` is a filtered copy of `claimed`, so equal lengths mean nothing was dropped: the usual
+    heartbeat costs no comparison of its attempts."""
+    if len(kept.queues) == len(claimed.queues) and len(kept.running) == len(claimed.running):
+        return ""
     queues = [q for q in claimed.queues if q not in kept.queues]
     attempts = [
         f"{t.dag_id or '?'}/{t.run_id}/{t.task_id}[{t.map_index}] try {t.try_number}"
