@@ -102,7 +102,13 @@ class WorkerHeartbeat:
     sent_at: datetime
     cpus: int | None = None
     """CPUs its slots share (`cpus.usable_cpus`); None from a worker that does not say."""
+    resting: int = 0
+    """Slots that neither consume its queues nor run a task (`handover.py`): they take no message now."""
     version: int = PROTOCOL_VERSION
+
+    def free_slots(self) -> int:
+        """Slots that take the next message of its queues at once: consuming, with no task."""
+        return self.concurrency - self.resting - len(self.running)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -116,6 +122,7 @@ class WorkerHeartbeat:
             "started_at": self.started_at.isoformat(),
             "sent_at": self.sent_at.isoformat(),
             "cpus": self.cpus,
+            "resting": self.resting,
         }
 
     @classmethod
@@ -133,6 +140,7 @@ class WorkerHeartbeat:
                 started_at=datetime.fromisoformat(data["started_at"]),
                 sent_at=datetime.fromisoformat(data["sent_at"]),
                 cpus=None if data.get("cpus") is None else int(data["cpus"]),
+                resting=int(data.get("resting") or 0),
                 version=int(data.get("version", PROTOCOL_VERSION)),
             )
         except (KeyError, TypeError, ValueError) as exc:

@@ -376,7 +376,7 @@ class CeleryExecutor:
             kept = vouched_for(beat, scope, self._request_scope)
             self._note_unvouched(beat, kept, scope)
             self._tracker.heartbeat(kept, self._queues, now)
-            self._deliveries.heartbeat(kept.worker_id, kept.queues, len(kept.running) < kept.concurrency, now)
+            self._deliveries.heartbeat(kept.worker_id, kept.queues, kept.free_slots() > 0, now)
             for task in kept.running:
                 self._deliveries.started(task.ti_key, task.try_number, now)
             self._beats[kept.worker_id] = _worker_row(kept)

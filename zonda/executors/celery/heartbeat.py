@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+SOON = 0.05
+"""Seconds a heartbeat asked for `soon` waits for other changes to send with it."""
+
 
 class HeartbeatSender:
     """Publishes this worker's heartbeat every `interval` seconds until `stop()`."""
@@ -38,10 +41,12 @@ class HeartbeatSender:
         running: Callable[[], Sequence[RunningTask]],
         keys: WorkerKeys,
         cpus: int | None = None,
+        resting: Callable[[], int] = lambda: 0,
     ) -> None:
         self.app = app
         self.keys = keys
         self.running = running
+        self.resting = resting
         self.worker_id = worker_id
         self.queues = tuple(queues)
         self.concurrency = concurrency
@@ -49,13 +54,20 @@ class HeartbeatSender:
         self.interval = interval
         self.started_at = datetime.now(UTC)
         self._stop = threading.Event()
+        self._soon = threading.Event()
         self._thread = threading.Thread(target=self._run, name="zonda-heartbeat", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
+    def soon(self) -> None:
+        """Send the next heartbeat in `SOON` seconds at most (more slots take tasks: schedulers
+        publish by the slots a worker's heartbeat says take them)."""
+        self._soon.set()
+
     def stop(self) -> None:
         self._stop.set()
+        self._soon.set()
         if self._thread.is_alive():
             self._thread.join(timeout=5)
 
@@ -70,6 +82,7 @@ class HeartbeatSender:
             started_at=self.started_at,
             sent_at=datetime.now(UTC),
             cpus=self.cpus,
+            resting=self.resting(),
         )
 
     def _run(self) -> None:
@@ -84,6 +97,9 @@ class HeartbeatSender:
                 if connection is not None:
                     connection.release()
                 connection = None
-            self._stop.wait(self.interval)
+            self._soon.wait(self.interval)
+            if self._soon.is_set() and not self._stop.is_set():
+                self._stop.wait(SOON)
+                self._soon.clear()
         if connection is not None:
             connection.release()

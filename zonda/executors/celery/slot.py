@@ -26,9 +26,10 @@ from typing import Any
 
 from celery.concurrency.thread import TaskPool
 from celery.exceptions import SecurityWarning
-from celery.signals import worker_ready
+from celery.signals import task_received, worker_ready
 
 from zonda.executors.celery.app import make_app
+from zonda.executors.celery.gate import ConsumptionGate, gate_step
 from zonda.executors.celery.slots import SlotReporter
 from zonda.executors.celery.task import SlotRuntime, register_task
 from zonda.executors.local.worker_main import die_with_parent
@@ -44,13 +45,16 @@ class SlotPool(TaskPool):  # type: ignore[misc]
 
 @dataclass(frozen=True)
 class SlotSpec:
-    """What the supervisor tells a slot: its Celery node name, whom it reports as, what it consumes."""
+    """What the supervisor tells a slot: its Celery node name, whom it reports as, what it consumes,
+    whether it starts consuming or resting, and whether it takes turns with the others (`handover.py`)."""
 
     node: str
     worker_id: str
     queues: list[str]
     loglevel: str
     tenant: str | None
+    consuming: bool = True
+    gated: bool = False
 
 
 PER_TASK_LOGGERS = ("celery.worker.strategy", "celery.app.trace")
@@ -65,8 +69,9 @@ def quiet_per_task_lines(loglevel: str) -> None:
             logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def run_slot(spec: SlotSpec, status: Connection) -> None:
-    """Serve tasks until stopped (SIGTERM: finish the running task first); the exit code says how it ended."""
+def run_slot(spec: SlotSpec, status: Connection, commands: Connection) -> None:
+    """Serve tasks until stopped (SIGTERM: finish the running task first); the exit code says how it ended.
+    The slot writes what it runs to `status` and reads its supervisor's commands from `commands`."""
     die_with_parent(os.getppid())
     settings = Settings()
     if settings.worker_nice:
@@ -74,14 +79,20 @@ def run_slot(spec: SlotSpec, status: Connection) -> None:
     app = make_app(settings)
     reporter = SlotReporter(status.fileno())
     runtime = SlotRuntime(app, settings)
-    register_task(app, runtime, spec.worker_id, reporter, spec.tenant)
+    gate = ConsumptionGate(spec.queues, spec.consuming, spec.gated, commands.fileno(), reporter.rested)
+    register_task(app, runtime, spec.worker_id, reporter, gate, spec.tenant)
+    app.steps["consumer"].add(gate_step(gate))
 
     def on_ready(**_: Any) -> None:
         # After Celery set up logging (it replaces the root logger's handlers), before the first task.
         runtime.init()
         reporter.ready()
 
+    def on_received(request: Any, **_: Any) -> None:
+        gate.received(str(request.id))
+
     worker_ready.connect(on_ready, weak=False)
+    task_received.connect(on_received, weak=False)
     quiet_per_task_lines(spec.loglevel)
     warnings.filterwarnings("ignore", category=SecurityWarning)  # the supervisor warns once
     worker = app.Worker(
@@ -94,5 +105,7 @@ def run_slot(spec: SlotSpec, status: Connection) -> None:
         without_gossip=True,
         quiet=True,
     )
+    if not spec.consuming:
+        app.amqp.queues.deselect(spec.queues)
     worker.start()
     sys.exit(int(worker.exitcode or 0))

@@ -39,6 +39,9 @@ class SlotReporter:
     def ended(self) -> None:
         self._write({"end": True})
 
+    def rested(self) -> None:
+        self._write({"rest": True})
+
     def _write(self, line: dict[str, object]) -> None:
         os.write(self.fd, json.dumps(line).encode() + b"\n")
 
@@ -46,8 +49,9 @@ class SlotReporter:
 class SlotState:
     """The supervisor's side for one slot: feed it the bytes read from the pipe."""
 
-    def __init__(self) -> None:
+    def __init__(self, consuming: bool = True) -> None:
         self.ready = False
+        self.consuming = consuming
         self.current: SlotTask | None = None
         self._buffer = b""
 
@@ -67,3 +71,5 @@ class SlotState:
             self.current = SlotTask(str(line["start"]), RunningTask(**fields))
         elif line.get("end"):
             self.current = None
+        elif line.get("rest"):
+            self.consuming = False

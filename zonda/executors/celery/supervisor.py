@@ -29,6 +29,8 @@ from zonda.executors.celery.app import make_app
 from zonda.executors.celery.codec import seal_report
 from zonda.executors.celery.cpus import usable_cpus
 from zonda.executors.celery.events import RunningTask, lost_report, publish_report
+from zonda.executors.celery.gate import CONSUME
+from zonda.executors.celery.handover import SlotView, gated, to_wake
 from zonda.executors.celery.heartbeat import HeartbeatSender
 from zonda.executors.celery.sealing import WorkerKeys, scope_tenant
 from zonda.executors.celery.slot import SlotSpec, run_slot
@@ -64,6 +66,7 @@ class _Slot:
     node: str
     process: BaseProcess
     pipe: Connection
+    commands: Connection
     started: float
     state: SlotState = field(default_factory=SlotState)
 
@@ -91,6 +94,8 @@ class WorkerSupervisor:
         self.concurrency = concurrency
         self.loglevel = loglevel
         self.tenant = tenant
+        self.cpus = usable_cpus()
+        self.gated = gated(concurrency, self.cpus)
         self.app: Celery = make_app(settings)
         self.slots: dict[int, _Slot] = {}
         self._lock = threading.Lock()
@@ -106,7 +111,8 @@ class WorkerSupervisor:
             settings.heartbeat_interval,
             self.running,
             self.keys,
-            usable_cpus(),
+            self.cpus,
+            self.resting,
         )
 
     def run(self) -> int:
@@ -129,7 +135,9 @@ class WorkerSupervisor:
             self._start(index)
         announced = False
         while not self._stopping.stop.is_set():
-            if self._read(0.2):
+            read = self._read(0.2)
+            self._wake()
+            if read:
                 self._stopping.stop.wait(READ_PAUSE)
             self._start_due()
             if (
@@ -148,16 +156,25 @@ class WorkerSupervisor:
         with self._lock:
             return [s.state.current.task for s in self.slots.values() if s.state.current is not None]
 
+    def resting(self) -> int:
+        """Slots that neither consume nor run a task (for heartbeats; any thread)."""
+        with self._lock:
+            return sum(1 for s in self.slots.values() if not s.state.consuming and s.state.current is None)
+
     # -- slots ---------------------------------------------------------------------------------
 
     def _start(self, index: int) -> None:
         read, write = _ctx.Pipe(duplex=False)
+        commands_in, commands = _ctx.Pipe(duplex=False)
         node = slot_node(self.worker_id, index + 1)
-        spec = SlotSpec(node, self.worker_id, self.queues, self.loglevel, self.tenant)
-        process = _ctx.Process(target=run_slot, args=(spec, write), name=node)
+        with self._lock:
+            consuming = not self.gated or sum(s.state.consuming for s in self.slots.values()) < self.cpus
+        spec = SlotSpec(node, self.worker_id, self.queues, self.loglevel, self.tenant, consuming, self.gated)
+        process = _ctx.Process(target=run_slot, args=(spec, write, commands_in), name=node)
         process.start()
         write.close()
-        slot = _Slot(index, node, process, read, time.monotonic())
+        commands_in.close()
+        slot = _Slot(index, node, process, read, commands, time.monotonic(), SlotState(consuming))
         with self._lock:
             self.slots[index] = slot
         self._selector.register(read.fileno(), selectors.EVENT_READ, slot)
@@ -190,6 +207,7 @@ class WorkerSupervisor:
                 pass
             self._selector.unregister(slot.pipe.fileno())
         slot.pipe.close()
+        slot.commands.close()
         slot.process.join()
         code = slot.process.exitcode or 0
         with self._lock:
@@ -216,6 +234,26 @@ class WorkerSupervisor:
         if delay:
             log.warning("slot %s exited after %.1f s; starting it again in %.1f s", slot.node, lived, delay)
         self._restart_at[slot.index] = time.monotonic() + delay
+
+    def _wake(self) -> None:
+        """Start resting slots consuming until as many consume as the worker has CPUs (`handover.py`)."""
+        if not self.gated:
+            return
+        with self._lock:
+            views = [
+                SlotView(s.index, s.state.ready, s.state.consuming, s.state.current is not None)
+                for s in self.slots.values()
+            ]
+            woken = [self.slots[index] for index in to_wake(views, self.cpus)]
+            for slot in woken:
+                slot.state.consuming = True
+        for slot in woken:
+            try:
+                os.write(slot.commands.fileno(), CONSUME)
+            except OSError:  # it died: `_ended` reports it and starts it again
+                log.debug("slot %s exited before it could consume", slot.node)
+        if woken:
+            self._heartbeat.soon()
 
     def _next_delay(self, index: int) -> float:
         first, most = RESTART_DELAY

@@ -40,6 +40,7 @@ from zonda.artifacts.store import ArtifactStore
 from zonda.executors.celery.app import TASK_NAME
 from zonda.executors.celery.codec import Unopened, decode_task_message
 from zonda.executors.celery.events import ReportPublisher, lost_report, running_task
+from zonda.executors.celery.gate import ConsumptionGate
 from zonda.executors.celery.logs import attempt_log
 from zonda.executors.celery.sealing import WorkerKeys
 from zonda.executors.celery.slots import SlotReporter, SlotTask
@@ -111,11 +112,17 @@ class SlotRuntime:
 
 
 def register_task(
-    app: Celery, runtime: SlotRuntime, worker_id: str, slot: SlotReporter, tenant: str | None = None
+    app: Celery,
+    runtime: SlotRuntime,
+    worker_id: str,
+    slot: SlotReporter,
+    gate: ConsumptionGate,
+    tenant: str | None = None,
 ) -> Task:
     """Define `zonda.run_task` on `app` (workers only; the executor publishes it by name).
 
-    `slot` tells the supervisor which attempt runs. A worker started for one tenant
+    `slot` tells the supervisor which attempt runs; `gate` learns when the slot's message begins
+    and ends (before Celery acknowledges it). A worker started for one tenant
     (`zonda worker --tenant T`) refuses any other tenant's task: a misrouted message must not run
     tenant code in another tenant's worker.
     """
@@ -124,14 +131,18 @@ def register_task(
     def run_task(task: Task, payload: Any) -> None:
         message_id = str(task.request.id)
         redelivered = bool((task.request.delivery_info or {}).get("redelivered"))
-        for task_id, request in decode_task_message(message_id, payload, runtime.keys):
-            with terminable_as(task_id, message_id):
-                if task_id != message_id and task_id in worker_state.revoked:
-                    continue  # withdrawn or killed before it started (Celery checks a message's own id)
-                if isinstance(request, Unopened):
-                    not_run(request)
-                else:
-                    run_one(task_id, request, redelivered)
+        gate.task_started(message_id)
+        try:
+            for task_id, request in decode_task_message(message_id, payload, runtime.keys):
+                with terminable_as(task_id, message_id):
+                    if task_id != message_id and task_id in worker_state.revoked:
+                        continue  # withdrawn or killed before it started (Celery checks a message's own id)
+                    if isinstance(request, Unopened):
+                        not_run(request)
+                    else:
+                        run_one(task_id, request, redelivered)
+        finally:
+            gate.task_ended(message_id)
 
     def not_run(request: Unopened) -> None:
         """Report an attempt whose request this worker cannot open (another scope's key, or altered)."""

@@ -104,10 +104,11 @@ class LostWorkerTracker:
             if now - self._workers[worker] > self.limit:
                 continue
             host_cpus[beat.hostname] = max(host_cpus.get(beat.hostname, 0), beat.cpus or beat.concurrency)
+            taking = beat.concurrency - beat.resting
             for queue in beat.queues:
-                slots[queue] = slots.get(queue, 0) + beat.concurrency
+                slots[queue] = slots.get(queue, 0) + taking
                 key = (queue, beat.hostname)
-                host_slots[key] = host_slots.get(key, 0) + beat.concurrency
+                host_slots[key] = host_slots.get(key, 0) + taking
         cpus: dict[str, int] = {}
         for (queue, host), count in host_slots.items():
             cpus[queue] = cpus.get(queue, 0) + min(count, host_cpus[host])

@@ -1,0 +1,142 @@
+"""A slot's consumption of its queues: on, off while it rests, handed over when its task waits or runs long.
+
+The decisions are `handover.py`'s; this is the slot's side of them, in its Celery consumer:
+- a slot that starts resting does not consume its queues until its supervisor says `consume`
+  (a line on the command pipe, read by the consumer's event loop);
+- while a consuming slot runs a task, the event loop looks at it every `CHECK_EVERY` seconds and,
+  once it `hands_over`, stops consuming and tells the supervisor (`rest`), which starts a resting
+  slot. The task's message is not acknowledged yet, and a slot holds one message at a time
+  (prefetch 1), so no message can be on its way to the slot: stopping never sends one back to the
+  broker (which would mark it redelivered). The task thread's end waits for a stop under way.
+Stopping and starting change the queues the consumer selects, so a reconnection keeps them.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from celery import bootsteps
+
+from zonda.executors.celery.handover import CHECK_EVERY, hands_over
+
+CONSUME = b"consume\n"
+
+NOT_BEGUN_LOOKS = 50
+"""Looks at a message whose task thread has not begun it, before giving up on it (a second)."""
+
+
+class ConsumptionGate:
+    """One slot's consumption: which thread does what is in each method's docstring."""
+
+    def __init__(
+        self, queues: list[str], consuming: bool, gated: bool, commands: int, rest: Callable[[], None]
+    ):
+        self.queues = queues
+        self.consuming = consuming
+        self.gated = gated
+        self._commands = commands
+        self._rest = rest
+        self._consumer: Any = None
+        self._lock = threading.Lock()
+        self._running: str | None = None
+        self._ended: str | None = None
+        self._started = 0.0
+        self._cpu_at_start = 0.0
+        self._clock: int | None = None
+
+    # -- the consumer's event loop -------------------------------------------------------------
+
+    def attach(self, consumer: Any) -> None:
+        """The consumer started (again, after a reconnection): read the supervisor's commands."""
+        self._consumer = consumer
+        if consumer.hub is not None:
+            consumer.hub.add_reader(self._commands, self._on_command)
+
+    def detach(self, consumer: Any) -> None:
+        if consumer.hub is not None:
+            consumer.hub.remove_reader(self._commands)
+        self._consumer = None
+
+    def received(self, request_id: str) -> None:
+        """A message arrived: look at its task once it could have handed over."""
+        if self.gated and self.consuming and self._consumer is not None and self._consumer.hub is not None:
+            self._consumer.hub.call_later(CHECK_EVERY, self._check, request_id, 0)
+
+    def _check(self, request_id: str, looks: int) -> None:
+        with self._lock:
+            if not self.consuming or self._ended == request_id or self._consumer is None:
+                return
+            if self._running != request_id:
+                if self._running is None and looks < NOT_BEGUN_LOOKS:  # its thread has not begun it yet
+                    self._consumer.hub.call_later(CHECK_EVERY, self._check, request_id, looks + 1)
+                return
+            assert self._clock is not None
+            elapsed = time.monotonic() - self._started
+            cpu = time.clock_gettime(self._clock) - self._cpu_at_start
+            if not hands_over(elapsed, cpu):
+                self._consumer.hub.call_later(CHECK_EVERY, self._check, request_id, looks + 1)
+                return
+            self._stop_consuming()
+        self._rest()
+
+    def _on_command(self, *_: Any) -> None:
+        data = os.read(self._commands, 4096)
+        if not data:  # the supervisor is gone (the slot follows it, `die_with_parent`)
+            self._consumer.hub.remove_reader(self._commands)
+        elif CONSUME in data and not self.consuming:
+            self._start_consuming()
+
+    def _start_consuming(self) -> None:
+        queues = self._consumer.app.amqp.queues
+        tasks = self._consumer.task_consumer
+        for name in self.queues:
+            queue = queues.select_add(queues[name])
+            if not tasks.consuming_from(name):
+                tasks.add_queue(queue)
+        tasks.consume()
+        self.consuming = True
+
+    def _stop_consuming(self) -> None:
+        self._consumer.app.amqp.queues.deselect(self.queues)
+        for name in self.queues:
+            self._consumer.task_consumer.cancel_by_queue(name)
+        self.consuming = False
+
+    # -- the task thread -----------------------------------------------------------------------
+
+    def task_started(self, message_id: str) -> None:
+        """The task thread begins the message's tasks."""
+        with self._lock:
+            self._running = message_id
+            self._started = time.monotonic()
+            self._clock = time.pthread_getcpuclockid(threading.get_ident())
+            self._cpu_at_start = time.clock_gettime(self._clock)
+
+    def task_ended(self, message_id: str) -> None:
+        """The task thread is done with the message (before Celery acknowledges it): waits for a
+        stop under way, so that the message is acknowledged only once the slot no longer consumes."""
+        with self._lock:
+            self._running = None
+            self._ended = message_id
+
+
+def gate_step(gate: ConsumptionGate) -> type[bootsteps.StartStopStep]:
+    """A consumer bootstep that attaches `gate` to the consumer once its task consumer is up."""
+
+    class Gate(bootsteps.StartStopStep):  # type: ignore[misc]
+        requires = ("celery.worker.consumer.tasks:Tasks",)
+
+        def start(self, c: Any) -> None:
+            gate.attach(c)
+
+        def stop(self, c: Any) -> None:
+            gate.detach(c)
+
+        def shutdown(self, c: Any) -> None:
+            gate.detach(c)
+
+    return Gate
