@@ -121,6 +121,31 @@ def niceness() -> int:
     return os.nice(0)
 
 
+@task
+def blink() -> str:
+    mark("blink")
+    time.sleep(0.05)
+    return "blinked"
+
+
+def compute(seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+
+
+@task
+def crunch() -> str:
+    compute(0.03)
+    return "crunched"
+
+
+@task
+def spin() -> str:
+    compute(1.0)
+    return "spun"
+
+
 @dag
 def celery_dag() -> None:
     hello()
@@ -130,6 +155,9 @@ def celery_dag() -> None:
     nap()
     doze()
     niceness()
+    blink()
+    crunch()
+    spin()
 """
 
 
@@ -229,8 +257,10 @@ class Worker:
         tenant: str | None = None,
         loglevel: str = "INFO",
         scope: str = SHARED,
+        cpus: int | None = None,
     ) -> None:
-        """`scope`: whose task messages it holds the keys of (`sealing.py`)."""
+        """`scope`: whose task messages it holds the keys of (`sealing.py`); `cpus`: run it on the
+        machine's first `cpus` CPUs only (its CPU affinity, which the worker counts as its CPUs)."""
         self.name = unique("w")
         self.id = f"{self.name}@test"
         self.log = root / f"{self.name}.out"
@@ -244,6 +274,8 @@ class Worker:
             ZONDA_WORKER_KEYS=scope_keys([SERVER_KEY], scope),
         )
         args = [ZONDA, "worker", "--queues", ",".join(queues), "-c", str(concurrency), "--name", self.id]
+        if cpus is not None:
+            args = ["taskset", "--cpu-list", f"0-{cpus - 1}", *args]
         args += ["--loglevel", loglevel]
         args += ["--tenant", tenant] if tenant else []
         with self.log.open("ab") as out:

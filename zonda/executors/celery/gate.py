@@ -44,9 +44,7 @@ class ConsumptionGate:
         self._lock = threading.Lock()
         self._running: str | None = None
         self._ended: str | None = None
-        self._started = 0.0
-        self._cpu_at_start = 0.0
-        self._clock: int | None = None
+        self._times: ThreadTimes | None = None
 
     # -- the consumer's event loop -------------------------------------------------------------
 
@@ -74,14 +72,14 @@ class ConsumptionGate:
                 if self._running is None and looks < NOT_BEGUN_LOOKS:  # its thread has not begun it yet
                     self._consumer.hub.call_later(CHECK_EVERY, self._check, request_id, looks + 1)
                 return
-            assert self._clock is not None
-            elapsed = time.monotonic() - self._started
-            cpu = time.clock_gettime(self._clock) - self._cpu_at_start
-            if not hands_over(elapsed, cpu):
+            assert self._times is not None
+            if not hands_over(*self._times.since()):
                 self._consumer.hub.call_later(CHECK_EVERY, self._check, request_id, looks + 1)
                 return
-            self._stop_consuming()
-        self._rest()
+            try:
+                self._stop_consuming()
+            finally:  # a lost connection comes back without the queues: the slot rests either way
+                self._rest()
 
     def _on_command(self, *_: Any) -> None:
         data = os.read(self._commands, 4096)
@@ -101,20 +99,19 @@ class ConsumptionGate:
         self.consuming = True
 
     def _stop_consuming(self) -> None:
+        self.consuming = False
         self._consumer.app.amqp.queues.deselect(self.queues)
         for name in self.queues:
             self._consumer.task_consumer.cancel_by_queue(name)
-        self.consuming = False
 
     # -- the task thread -----------------------------------------------------------------------
 
     def task_started(self, message_id: str) -> None:
         """The task thread begins the message's tasks."""
+        times = ThreadTimes()
         with self._lock:
             self._running = message_id
-            self._started = time.monotonic()
-            self._clock = time.pthread_getcpuclockid(threading.get_ident())
-            self._cpu_at_start = time.clock_gettime(self._clock)
+            self._times = times
 
     def task_ended(self, message_id: str) -> None:
         """The task thread is done with the message (before Celery acknowledges it): waits for a
@@ -122,6 +119,34 @@ class ConsumptionGate:
         with self._lock:
             self._running = None
             self._ended = message_id
+
+
+class ThreadTimes:
+    """Where the calling thread spent its time from now on: made in the thread, read from any other.
+
+    Linux's per-thread scheduler statistics give the time on a CPU and waiting for one; the rest
+    the thread was blocked. Without them (a kernel built without), the thread's CPU clock gives the
+    time on a CPU, and waiting for one counts as blocked."""
+
+    def __init__(self) -> None:
+        self._stat = f"/proc/self/task/{threading.get_native_id()}/schedstat"
+        self._clock = time.pthread_getcpuclockid(threading.get_ident())
+        self._began = time.monotonic()
+        self._ran_at_start = self._ran()
+
+    def since(self) -> tuple[float, float]:
+        """Seconds since it began, and how many of them the thread was blocked."""
+        elapsed = time.monotonic() - self._began
+        return elapsed, max(0.0, elapsed - (self._ran() - self._ran_at_start))
+
+    def _ran(self) -> float:
+        """Seconds the thread was on a CPU or waiting for one, since it started."""
+        try:
+            with open(self._stat, "rb") as stat:
+                on_cpu, waiting, _ = stat.read().split()
+            return (int(on_cpu) + int(waiting)) / 1e9
+        except (OSError, ValueError):
+            return time.clock_gettime(self._clock)
 
 
 def gate_step(gate: ConsumptionGate) -> type[bootsteps.StartStopStep]:

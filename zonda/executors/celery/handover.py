@@ -3,9 +3,10 @@
 A worker with more slots than CPUs consumes its queues with only as many slots as it has CPUs:
 short tasks then run one per CPU, in the order the broker holds them, instead of all at once
 sharing the CPUs (which delays each of them, and loses the scheduler's oldest-run-first order). A
-slot whose task waits (it uses less than half of a CPU) or has run `TIME_SLICE` hands its place
-over: it stops consuming while its task still holds its only message (so no message can be on
-its way to it), and a resting slot starts. Waiting and long tasks thus still fill every slot.
+slot whose task waits (it was blocked, neither on a CPU nor waiting for one, half of the time
+since it began) or has run `TIME_SLICE` hands its place over: it stops consuming while its task
+still holds its only message (so no message can be on its way to it), and a resting slot starts.
+Waiting and long tasks thus still fill every slot.
 ADR 0013. Pure decisions: the caller measures the time and the CPU.
 """
 
@@ -21,12 +22,14 @@ TIME_SLICE = 0.2
 """A task that has run this long hands its slot's place over, however busy its CPU."""
 
 WAITING_SHARE = 0.5
-"""A task that used less than this share of a CPU since it started is waiting, not computing."""
+"""A task blocked this share of the time since it began is waiting (on I/O, a lock, a sleep), not
+computing. Time spent waiting for a CPU is not blocked: a busy machine does not make short tasks
+look like waiting ones."""
 
 
-def hands_over(elapsed: float, cpu: float) -> bool:
-    """Whether a task that has run `elapsed` seconds, `cpu` of them on a CPU, gives its place over."""
-    return elapsed >= TIME_SLICE or (elapsed >= CHECK_EVERY and cpu < elapsed * WAITING_SHARE)
+def hands_over(elapsed: float, blocked: float) -> bool:
+    """Whether a task that began `elapsed` seconds ago, `blocked` of them, gives its slot's place over."""
+    return elapsed >= TIME_SLICE or (elapsed >= CHECK_EVERY and blocked >= elapsed * WAITING_SHARE)
 
 
 @dataclass(frozen=True, slots=True)
