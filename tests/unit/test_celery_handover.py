@@ -11,7 +11,15 @@ from datetime import UTC, datetime
 from zonda.executors.celery.backlog import QueueCapacity
 from zonda.executors.celery.events import RunningTask, WorkerHeartbeat
 from zonda.executors.celery.gate import ThreadTimes
-from zonda.executors.celery.handover import CHECK_EVERY, TIME_SLICE, SlotView, gated, hands_over, to_wake
+from zonda.executors.celery.handover import (
+    FIRST_LOOK,
+    TIME_SLICE,
+    SlotView,
+    gated,
+    hands_over,
+    next_look,
+    to_wake,
+)
 from zonda.executors.celery.slots import SlotReporter, SlotState
 from zonda.executors.celery.tracker import LostWorkerTracker
 
@@ -25,10 +33,18 @@ def test_only_a_worker_with_more_slots_than_cpus_takes_turns() -> None:
 
 
 def test_a_computing_task_keeps_its_place_until_its_time_slice_a_waiting_one_gives_it_at_once() -> None:
-    assert not hands_over(elapsed=CHECK_EVERY / 2, blocked=CHECK_EVERY / 2), "too soon to tell"
+    assert not hands_over(elapsed=FIRST_LOOK / 2, blocked=FIRST_LOOK / 2), "too soon to tell"
     assert not hands_over(elapsed=0.1, blocked=0.01), "computing (or waiting for a CPU)"
-    assert hands_over(elapsed=CHECK_EVERY, blocked=CHECK_EVERY * 0.9), "blocked: waiting on I/O or a sleep"
+    assert hands_over(elapsed=FIRST_LOOK, blocked=FIRST_LOOK * 0.9), "blocked: waiting on I/O or a sleep"
     assert hands_over(elapsed=TIME_SLICE, blocked=0.0), "computing, but long: the others get a turn"
+
+
+def test_looks_at_a_running_task_come_further_apart_and_one_at_its_time_slice() -> None:
+    looks, at = [], FIRST_LOOK
+    while at < TIME_SLICE:
+        looks.append(round(at, 3))
+        at += next_look(at)
+    assert looks == [0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128] and round(at, 3) == TIME_SLICE
 
 
 def view(index: int, consuming: bool = False, busy: bool = False, ready: bool = True) -> SlotView:

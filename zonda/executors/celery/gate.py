@@ -3,7 +3,7 @@
 The decisions are `handover.py`'s; this is the slot's side of them, in its Celery consumer:
 - a slot that starts resting does not consume its queues until its supervisor says `consume`
   (a line on the command pipe, read by the consumer's event loop);
-- while a consuming slot runs a task, the event loop looks at it every `CHECK_EVERY` seconds and,
+- while a consuming slot runs a task, the event loop looks at it at growing intervals and,
   once it `hands_over`, stops consuming and tells the supervisor (`rest`), which starts a resting
   slot. The task's message is not acknowledged yet, and a slot holds one message at a time
   (prefetch 1), so no message can be on its way to the slot: stopping never sends one back to the
@@ -16,16 +16,16 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 from celery import bootsteps
 
-from zonda.executors.celery.handover import CHECK_EVERY, hands_over
+from zonda.executors.celery.handover import FIRST_LOOK, hands_over, next_look
+from zonda.executors.celery.slots import SlotReporter
 
 CONSUME = b"consume\n"
 
-NOT_BEGUN_LOOKS = 50
+NOT_BEGUN_LOOKS = 200
 """Looks at a message whose task thread has not begun it, before giving up on it (a second)."""
 
 
@@ -33,13 +33,13 @@ class ConsumptionGate:
     """One slot's consumption: which thread does what is in each method's docstring."""
 
     def __init__(
-        self, queues: list[str], consuming: bool, gated: bool, commands: int, rest: Callable[[], None]
+        self, queues: list[str], consuming: bool, gated: bool, commands: int, reporter: SlotReporter
     ):
         self.queues = queues
         self.consuming = consuming
         self.gated = gated
         self._commands = commands
-        self._rest = rest
+        self._reporter = reporter
         self._consumer: Any = None
         self._lock = threading.Lock()
         self._running: str | None = None
@@ -62,7 +62,7 @@ class ConsumptionGate:
     def received(self, request_id: str) -> None:
         """A message arrived: look at its task once it could have handed over."""
         if self.gated and self.consuming and self._consumer is not None and self._consumer.hub is not None:
-            self._consumer.hub.call_later(CHECK_EVERY, self._check, request_id, 0)
+            self._consumer.hub.call_later(FIRST_LOOK, self._check, request_id, 0)
 
     def _check(self, request_id: str, looks: int) -> None:
         with self._lock:
@@ -70,16 +70,17 @@ class ConsumptionGate:
                 return
             if self._running != request_id:
                 if self._running is None and looks < NOT_BEGUN_LOOKS:  # its thread has not begun it yet
-                    self._consumer.hub.call_later(CHECK_EVERY, self._check, request_id, looks + 1)
+                    self._consumer.hub.call_later(FIRST_LOOK, self._check, request_id, looks + 1)
                 return
             assert self._times is not None
-            if not hands_over(*self._times.since()):
-                self._consumer.hub.call_later(CHECK_EVERY, self._check, request_id, looks + 1)
+            elapsed, blocked = self._times.since()
+            if not hands_over(elapsed, blocked):
+                self._consumer.hub.call_later(next_look(elapsed), self._check, request_id, looks + 1)
                 return
             try:
                 self._stop_consuming()
             finally:  # a lost connection comes back without the queues: the slot rests either way
-                self._rest()
+                self._reporter.rested()
 
     def _on_command(self, *_: Any) -> None:
         data = os.read(self._commands, 4096)
@@ -119,6 +120,8 @@ class ConsumptionGate:
         with self._lock:
             self._running = None
             self._ended = message_id
+            if not self.consuming:  # its supervisor may need it to consume again: now, not at its next read
+                self._reporter.nudge()
 
 
 class ThreadTimes:

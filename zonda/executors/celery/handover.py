@@ -15,8 +15,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-CHECK_EVERY = 0.02
-"""Seconds between looks at a running task: the first comes this long after its message arrived."""
+FIRST_LOOK = 0.002
+"""Seconds after its message arrived that a slot first looks at its task. Each later look comes as
+long after the one before as the task has run (2, 4, 8, 16 ms, ...), and the last at `TIME_SLICE`."""
 
 TIME_SLICE = 0.2
 """A task that has run this long hands its slot's place over, however busy its CPU."""
@@ -29,7 +30,12 @@ look like waiting ones."""
 
 def hands_over(elapsed: float, blocked: float) -> bool:
     """Whether a task that began `elapsed` seconds ago, `blocked` of them, gives its slot's place over."""
-    return elapsed >= TIME_SLICE or (elapsed >= CHECK_EVERY and blocked >= elapsed * WAITING_SHARE)
+    return elapsed >= TIME_SLICE or (elapsed >= FIRST_LOOK and blocked >= elapsed * WAITING_SHARE)
+
+
+def next_look(elapsed: float) -> float:
+    """Seconds until the next look at a task that began `elapsed` seconds ago and keeps its place."""
+    return max(FIRST_LOOK, min(elapsed, TIME_SLICE - elapsed))
 
 
 @dataclass(frozen=True, slots=True)

@@ -69,17 +69,18 @@ def quiet_per_task_lines(loglevel: str) -> None:
             logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def run_slot(spec: SlotSpec, status: Connection, commands: Connection) -> None:
+def run_slot(spec: SlotSpec, status: Connection, commands: Connection, urgent: Connection) -> None:
     """Serve tasks until stopped (SIGTERM: finish the running task first); the exit code says how it ended.
-    The slot writes what it runs to `status` and reads its supervisor's commands from `commands`."""
+    The slot writes what it runs to `status` (and wakes its supervisor through `urgent` when it
+    rests), and reads its supervisor's commands from `commands`."""
     die_with_parent(os.getppid())
     settings = Settings()
     if settings.worker_nice:
         os.nice(settings.worker_nice)
     app = make_app(settings)
-    reporter = SlotReporter(status.fileno())
+    reporter = SlotReporter(status.fileno(), urgent.fileno())
     runtime = SlotRuntime(app, settings)
-    gate = ConsumptionGate(spec.queues, spec.consuming, spec.gated, commands.fileno(), reporter.rested)
+    gate = ConsumptionGate(spec.queues, spec.consuming, spec.gated, commands.fileno(), reporter)
     register_task(app, runtime, spec.worker_id, reporter, gate, spec.tenant)
     app.steps["consumer"].add(gate_step(gate))
 

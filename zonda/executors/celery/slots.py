@@ -2,7 +2,7 @@
 
 A slot process writes one JSON line per change to the pipe its supervisor gave it: `ready` once
 its Celery consumer is on the queues, `start` with the attempt it begins (and its Celery task id),
-`end` when the attempt's outcome is published. Lines are short (well under `PIPE_BUF`), so each
+`end` when the attempt's outcome is published, `rest` when it stops consuming its queues. Lines are short (well under `PIPE_BUF`), so each
 write is atomic. The supervisor uses what it reads for its heartbeats (the attempts it runs) and to
 report the attempt of a slot that died (a slot whose task is terminated ends itself, `slot.py`).
 """
@@ -25,10 +25,13 @@ class SlotTask:
 
 
 class SlotReporter:
-    """The slot process's side: tells the supervisor what it runs (one writer, the slot's thread)."""
+    """The slot process's side: tells the supervisor what it runs (its task thread) and when it
+    rests (its consumer's thread). `urgent`: a pipe shared by the slots that wakes the supervisor
+    at once, for what cannot wait until it next reads (a handover, `handover.py`)."""
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, urgent: int | None = None) -> None:
         self.fd = fd
+        self.urgent = urgent
 
     def ready(self) -> None:
         self._write({"ready": True})
@@ -41,6 +44,12 @@ class SlotReporter:
 
     def rested(self) -> None:
         self._write({"rest": True})
+        self.nudge()
+
+    def nudge(self) -> None:
+        """Wake the supervisor now to read what this slot wrote (a resting slot rested or became idle)."""
+        if self.urgent is not None:
+            os.write(self.urgent, b"!")
 
     def _write(self, line: dict[str, object]) -> None:
         os.write(self.fd, json.dumps(line).encode() + b"\n")

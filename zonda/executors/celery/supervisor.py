@@ -100,6 +100,7 @@ class WorkerSupervisor:
         self.slots: dict[int, _Slot] = {}
         self._lock = threading.Lock()
         self._selector = selectors.DefaultSelector()
+        self._urgent, self._urgent_in = _ctx.Pipe(duplex=False)
         self._stopping = StopRequest()
         self._delays: dict[int, float] = {}
         self._restart_at: dict[int, float] = {}
@@ -138,7 +139,7 @@ class WorkerSupervisor:
             read = self._read(0.2)
             self._wake()
             if read:
-                self._stopping.stop.wait(READ_PAUSE)
+                self._pause()
             self._start_due()
             if (
                 not announced
@@ -170,7 +171,7 @@ class WorkerSupervisor:
         with self._lock:
             consuming = not self.gated or sum(s.state.consuming for s in self.slots.values()) < self.cpus
         spec = SlotSpec(node, self.worker_id, self.queues, self.loglevel, self.tenant, consuming, self.gated)
-        process = _ctx.Process(target=run_slot, args=(spec, write, commands_in), name=node)
+        process = _ctx.Process(target=run_slot, args=(spec, write, commands_in, self._urgent_in), name=node)
         process.start()
         write.close()
         commands_in.close()
@@ -190,6 +191,17 @@ class WorkerSupervisor:
             elif not self._drain(slot):
                 self._selector.unregister(key.fd)
         return len(ready)
+
+    def _pause(self) -> None:
+        """Let the slots' lines gather for `READ_PAUSE`, but hand a resting slot's place over at once:
+        a slot that rests wakes this through the urgent pipe after it wrote its `rest` line."""
+        end = time.monotonic() + READ_PAUSE
+        while (left := end - time.monotonic()) > 0 and not self._stopping.stop.is_set():
+            if not self._urgent.poll(left):
+                return
+            os.read(self._urgent.fileno(), 4096)
+            self._read(0)
+            self._wake()
 
     def _drain(self, slot: _Slot) -> bool:
         """Apply what the slot wrote (its pipe is readable); False once the pipe is closed."""
@@ -291,6 +303,8 @@ class WorkerSupervisor:
                 self._signal_slots(signal.SIGQUIT)
         self._heartbeat.stop()
         self._selector.close()
+        self._urgent.close()
+        self._urgent_in.close()
 
     def _signal_slots(self, signum: int) -> None:
         with self._lock:
