@@ -62,17 +62,19 @@ def test_resting_idle_slots_are_woken_until_as_many_consume_as_there_are_cpus() 
     )
 
 
-def test_the_supervisor_learns_a_slot_rests_from_its_pipe() -> None:
+def test_the_supervisor_learns_a_slot_rests_from_its_pipe_and_is_woken_to_read_it() -> None:
     read, write = os.pipe()
+    urgent_read, urgent_write = os.pipe()
     try:
         state = SlotState(consuming=True)
-        SlotReporter(write).rested()
+        SlotReporter(write, urgent_write).rested()
+        assert os.read(urgent_read, 16), "the supervisor is woken, not left to its next read"
         state.feed(os.read(read, 65536))
         assert not state.consuming
         assert SlotState(consuming=False).consuming is False, "a slot can start resting"
     finally:
-        os.close(read)
-        os.close(write)
+        for fd in (read, write, urgent_read, urgent_write):
+            os.close(fd)
 
 
 def beat(concurrency: int, resting: int, *running: RunningTask, cpus: int = 2) -> WorkerHeartbeat:
