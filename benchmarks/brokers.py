@@ -144,13 +144,15 @@ class Worker:
             return ""
 
 
-def start_worker(home: Path, broker_url: str, name: str, concurrency: int) -> Worker:
+def start_worker(
+    home: Path, broker_url: str, name: str, concurrency: int, extra_env: dict[str, str] | None = None
+) -> Worker:
     log = home / f"{name}.out"
     command = [str(ZONDA), "worker", "--queues", QUEUE, "-c", str(concurrency), "--name", name]
     with log.open("ab") as out:
         process = subprocess.Popen(
             command,
-            env=worker_env(home, broker_url),
+            env={**worker_env(home, broker_url), **(extra_env or {})},
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,

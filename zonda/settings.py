@@ -91,6 +91,11 @@ class Settings(BaseSettings):
         "share a message (up to 8, run one after another by one slot, about this many seconds in all); 0: one "
         "message per task",
     )
+    celery_slots_take_turns: bool = Field(
+        True,
+        description="zonda worker with more slots than CPUs: only as many slots as CPUs consume its queues, and "
+        "a slot whose task waits or runs 0.2 s hands its place to another; false: every slot consumes",
+    )
     celery_visibility_timeout: float = Field(
         43200.0,
         gt=0,

@@ -258,9 +258,11 @@ class Worker:
         loglevel: str = "INFO",
         scope: str = SHARED,
         cpus: int | None = None,
+        settings: dict[str, str] | None = None,
     ) -> None:
         """`scope`: whose task messages it holds the keys of (`sealing.py`); `cpus`: run it on the
-        machine's first `cpus` CPUs only (its CPU affinity, which the worker counts as its CPUs)."""
+        machine's first `cpus` CPUs only (its CPU affinity, which the worker counts as its CPUs);
+        `settings`: more of its environment (`ZONDA_*`)."""
         self.name = unique("w")
         self.id = f"{self.name}@test"
         self.log = root / f"{self.name}.out"
@@ -273,6 +275,7 @@ class Worker:
             ZONDA_TEST_MARKS=str(root / "marks"),
             ZONDA_WORKER_KEYS=scope_keys([SERVER_KEY], scope),
         )
+        env.update(settings or {})
         args = [ZONDA, "worker", "--queues", ",".join(queues), "-c", str(concurrency), "--name", self.id]
         if cpus is not None:
             args = ["taskset", "--cpu-list", f"0-{cpus - 1}", *args]

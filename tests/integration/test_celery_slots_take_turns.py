@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from itertools import pairwise
 from pathlib import Path
@@ -51,11 +52,13 @@ def dag(root: Path) -> Dag:
     return Dag(root)
 
 
-@pytest.fixture(scope="module")
-def turns(broker: str, root: Path, dag: Dag) -> Iterator[tuple[str, Worker, CeleryExecutor]]:
+@contextmanager
+def one_cpu(
+    broker: str, root: Path, dag: Dag, settings: dict[str, str] | None = None
+) -> Iterator[tuple[str, Worker, CeleryExecutor]]:
     """A queue, its worker (3 slots on 1 CPU) and an executor that sends one task per message."""
     queue = unique("turns")
-    worker = Worker(broker, root, [queue], concurrency=3, cpus=1)
+    worker = Worker(broker, root, [queue], concurrency=3, cpus=1, settings=settings)
     executor = make_executor(broker, bundle_seconds=0.0)
     try:
         wait_until(
@@ -69,6 +72,12 @@ def turns(broker: str, root: Path, dag: Dag) -> Iterator[tuple[str, Worker, Cele
     finally:
         executor.stop()
         worker.stop()
+
+
+@pytest.fixture(scope="module")
+def turns(broker: str, root: Path, dag: Dag) -> Iterator[tuple[str, Worker, CeleryExecutor]]:
+    with one_cpu(broker, root, dag) as started:
+        yield started
 
 
 def run_all(executor: CeleryExecutor, requests: list[TaskRequest], timeout: float = 30) -> list[TaskFinished]:
@@ -89,14 +98,18 @@ def all_at_once(done: list[TaskFinished]) -> bool:
     return max(start for start, _ in times) < min(end for _, end in times)
 
 
+def overlapping(done: list[TaskFinished]) -> int:
+    """How many tasks started before the one that started before them ended."""
+    return sum(1 for before, after in pairwise(spans(done)) if after[0] < before[1])
+
+
 def test_short_computing_tasks_run_one_at_a_time_on_one_cpu(
     turns: tuple[str, Worker, CeleryExecutor], dag: Dag
 ) -> None:
     queue, _, executor = turns
-    times = spans(run_all(executor, [dag.request("crunch", queue=queue) for _ in range(12)]))
-    overlapping = sum(1 for before, after in pairwise(times) if after[0] < before[1])
-    assert overlapping <= 2, (
-        f"{overlapping} of 12 one-per-message 30-ms computations ran beside another on one CPU: more "
+    overlaps = overlapping(run_all(executor, [dag.request("crunch", queue=queue) for _ in range(12)]))
+    assert overlaps <= 2, (
+        f"{overlaps} of 12 one-per-message 30-ms computations ran beside another on one CPU: more "
         "than one slot consumed (a busy machine may hold one up for a whole time slice, so it hands over)"
     )
 
@@ -126,6 +139,14 @@ def test_many_handovers_run_each_task_once(
     runs = [(root / "marks" / f"{r.run_id}.blink").read_text().split() for r in requests]
     assert all(tries == ["1"] for tries in runs), f"a task ran twice or not at all: {runs}"
     assert "Requeuing" not in worker.output(), "a message reached a slot that had stopped consuming"
+
+
+def test_a_worker_whose_slots_do_not_take_turns_runs_short_tasks_side_by_side(
+    broker: str, root: Path, dag: Dag
+) -> None:
+    with one_cpu(broker, root, dag, {"ZONDA_CELERY_SLOTS_TAKE_TURNS": "false"}) as (queue, _, executor):
+        overlaps = overlapping(run_all(executor, [dag.request("crunch", queue=queue) for _ in range(12)]))
+    assert overlaps >= 6, f"every slot consumes, so most of 12 short tasks overlap; {overlaps} did"
 
 
 def test_a_heartbeat_asked_for_soon_comes_before_its_interval(broker: str) -> None:

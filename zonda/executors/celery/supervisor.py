@@ -95,7 +95,7 @@ class WorkerSupervisor:
         self.loglevel = loglevel
         self.tenant = tenant
         self.cpus = usable_cpus()
-        self.gated = gated(concurrency, self.cpus)
+        self.gated = settings.celery_slots_take_turns and gated(concurrency, self.cpus)
         self.app: Celery = make_app(settings)
         self.slots: dict[int, _Slot] = {}
         self._lock = threading.Lock()
