@@ -25,16 +25,19 @@ from zonda.executors.celery.slots import SlotReporter
 
 CONSUME = b"consume\n"
 
-NOT_BEGUN_LOOKS = 200
-"""Looks at a message whose task thread has not begun it, before giving up on it (a second)."""
+NOT_BEGUN_LOOKS = round(1.0 / FIRST_LOOK)
+"""Looks (`FIRST_LOOK` apart) at a message whose task thread has not begun it, before giving up on
+it: a second's worth."""
 
 
 class ConsumptionGate:
-    """One slot's consumption: which thread does what is in each method's docstring."""
+    """One slot's consumption. The Celery consumer's event loop attaches it, looks at tasks and
+    reads commands; the task thread says when a message's tasks begin and end. `_lock` keeps a stop
+    and the end of the message's tasks (then its acknowledgement) apart."""
 
     def __init__(
         self, queues: list[str], consuming: bool, gated: bool, commands: int, reporter: SlotReporter
-    ):
+    ) -> None:
         self.queues = queues
         self.consuming = consuming
         self.gated = gated
@@ -72,7 +75,8 @@ class ConsumptionGate:
                 if self._running is None and looks < NOT_BEGUN_LOOKS:  # its thread has not begun it yet
                     self._consumer.hub.call_later(FIRST_LOOK, self._check, request_id, looks + 1)
                 return
-            assert self._times is not None
+            if self._times is None:
+                return
             elapsed, blocked = self._times.since()
             if not hands_over(elapsed, blocked):
                 self._consumer.hub.call_later(next_look(elapsed), self._check, request_id, looks + 1)
@@ -109,7 +113,7 @@ class ConsumptionGate:
 
     def task_started(self, message_id: str) -> None:
         """The task thread begins the message's tasks."""
-        times = ThreadTimes()
+        times = ThreadTimes() if self.gated else None
         with self._lock:
             self._running = message_id
             self._times = times

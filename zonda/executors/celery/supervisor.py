@@ -3,6 +3,8 @@
 The supervisor runs no task (ADR 0013). It starts the slots (`slot.py`), reads what each runs
 over a pipe (`slots.py`), and speaks for all of them to the schedulers:
 - heartbeats, one per worker, listing the attempts its slots run (`heartbeat.py`);
+- with more slots than CPUs, which slots consume the queues: as many as it has CPUs, and a resting
+  one in the place of each that hands its place over (`handover.py`, `gate.py`);
 - a slot that dies while it runs an attempt (it crashed, or its task was terminated): the attempt
   is reported lost (`WorkerLostError`) at once, and the slot is started again. When the executor
   already has an outcome for the attempt (it killed the task), it drops this one.
