@@ -103,6 +103,16 @@ def overlapping(done: list[TaskFinished]) -> int:
     return sum(1 for before, after in pairwise(spans(done)) if after[0] < before[1])
 
 
+def test_the_workers_heartbeats_say_how_many_slots_rest(turns: tuple[str, Worker, CeleryExecutor]) -> None:
+    _, worker, executor = turns
+    executor.take_worker_heartbeats()
+    wait_until(
+        lambda: any(w.worker_id == worker.id and w.resting == 2 for w in executor.take_worker_heartbeats()),
+        10,
+        "a heartbeat of an idle worker: 1 of its 3 slots consumes, 2 rest",
+    )
+
+
 def test_short_computing_tasks_run_one_at_a_time_on_one_cpu(
     turns: tuple[str, Worker, CeleryExecutor], dag: Dag
 ) -> None:

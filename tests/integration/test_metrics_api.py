@@ -264,7 +264,9 @@ def test_system_is_ok_with_a_live_scheduler_and_lists_each_tenants_load(api: Api
     now = datetime.now(UTC)
     with write_txn(api.engine) as conn:
         register(conn, Component("scheduler-live", "scheduler", "host-1", 11, now, now))
-        record_heartbeats(conn, [Worker("worker-1", "host-2", ["default"], 4, now, now, [], cpus=2)])
+        record_heartbeats(
+            conn, [Worker("worker-1", "host-2", ["default"], 4, now, now, [], cpus=2, resting=1)]
+        )
         conn.execute(update(runs).where(runs.c.run_id == "r4").values(owner="scheduler-live"))
     body = api.get("alice", "/api/v1/metrics/system").json()
     assert (body["status"], body["problems"]) == ("ok", [])
@@ -338,7 +340,9 @@ def test_prometheus_metrics_show_liveness_load_and_recent_latency_of_visible_ten
     ago = (now - T).total_seconds() - 60  # a run that ended a minute ago, inside the 5-minute window
     with write_txn(api.engine) as conn:
         register(conn, Component("scheduler-live", "scheduler", "host-1", 11, now, now))
-        record_heartbeats(conn, [Worker("worker-1", "host-2", ["default"], 4, now, now, [], cpus=2)])
+        record_heartbeats(
+            conn, [Worker("worker-1", "host-2", ["default"], 4, now, now, [], cpus=2, resting=1)]
+        )
         _run(conn, "r6", "team-a", "success", created=ago, started=ago + 0.001, ended=ago + 1.0)
         _ti(conn, "r6", "extract", -1, "success", 1, (ago + 0.01, ago + 0.02, ago + 0.5))
         _ti(conn, "r6", "train", -1, "success", 1, (ago + 0.505, ago + 0.51, ago + 0.9))
@@ -355,6 +359,7 @@ def test_prometheus_metrics_show_liveness_load_and_recent_latency_of_visible_ten
     )
     assert samples[("zonda_worker_slots", (("worker", "worker-1"),))] == 4.0
     assert samples[("zonda_worker_cpus", (("worker", "worker-1"),))] == 2.0
+    assert samples[("zonda_worker_resting_slots", (("worker", "worker-1"),))] == 1.0
     assert samples[("zonda_tasks", (("state", "running"), ("tenant", "team-a")))] == 1.0
     assert samples[("zonda_runs", (("state", "running"), ("tenant", "team-a")))] == 1.0
     transition = samples[("zonda_transition_latency_seconds", (("quantile", "0.5"), ("tenant", "team-a")))]

@@ -24,7 +24,9 @@ from zonda.scheduler.wakeup import NullWaker
 from zonda.settings import Settings
 
 
-def worker(worker_id: str, heartbeat_at: datetime, running: int = 0, cpus: int | None = 2) -> Worker:
+def worker(
+    worker_id: str, heartbeat_at: datetime, running: int = 0, cpus: int | None = 2, resting: int = 0
+) -> Worker:
     return Worker(
         worker_id=worker_id,
         hostname="gpu-box-1",
@@ -36,6 +38,7 @@ def worker(worker_id: str, heartbeat_at: datetime, running: int = 0, cpus: int |
             {"run_id": "r1", "task_id": f"t{i}", "map_index": -1, "try_number": 1} for i in range(running)
         ],
         cpus=cpus,
+        resting=resting,
     )
 
 
@@ -44,11 +47,14 @@ def test_heartbeats_are_upserted_listed_and_pruned(engine: Engine) -> None:
     with write_txn(engine) as conn:
         record_heartbeats(conn, [worker("b@h", now - timedelta(hours=2)), worker("a@h", now, running=1)])
     with write_txn(engine) as conn:  # a second scheduler records the same workers again, newer
-        record_heartbeats(conn, [worker("a@h", now + timedelta(seconds=1), running=2), worker("a@h", now)])
+        record_heartbeats(
+            conn, [worker("a@h", now + timedelta(seconds=1), running=2, resting=1), worker("a@h", now)]
+        )
     with read_txn(engine) as conn:
         rows = list_workers(conn)
     assert [w.worker_id for w in rows] == ["a@h", "b@h"]
     assert len(rows[0].running) == 2 and rows[0].queues == ["default", "gpu"] and rows[0].cpus == 2
+    assert rows[0].resting == 1 and rows[1].resting == 0
     with write_txn(engine) as conn:
         assert prune_workers(conn, now - timedelta(hours=1)) == 1
     with read_txn(engine) as conn:
@@ -93,7 +99,11 @@ def test_the_api_lists_workers_and_tells_which_are_alive(
     now = datetime.now(UTC)
     with write_txn(engine) as conn:
         record_heartbeats(
-            conn, [worker("live@h", now, running=1), worker("gone@h", now - timedelta(minutes=5), cpus=None)]
+            conn,
+            [
+                worker("live@h", now, running=1, resting=1),
+                worker("gone@h", now - timedelta(minutes=5), cpus=None),
+            ],
         )
     settings = Settings(heartbeat_interval=2.0, home=tmp_path)
     headers = {"Authorization": f"Bearer {admin_token(engine, settings)}"}
@@ -103,9 +113,10 @@ def test_the_api_lists_workers_and_tells_which_are_alive(
     assert alive == {"gone@h": False, "live@h": True}
     assert [w["cpus"] for w in body] == [None, 2], "a worker that did not say its CPUs: null"
     assert body[1]["running"] == [{"run_id": "r1", "task_id": "t0", "map_index": -1, "try_number": 1}]
+    assert [w["resting"] for w in body] == [0, 1]
     assert "/api/v1/workers" in client.get("/openapi.json").json()["paths"]
 
     render.workers_view([WorkerRecord.model_validate(w) for w in body])
     out = capsys.readouterr().out
-    assert "live@h" in out and "1/4 r1/t0" in out and "default,gpu" in out
+    assert "live@h" in out and "1/4 (1 resting) r1/t0" in out and "default,gpu" in out
     assert [line.split()[3] for line in out.splitlines() if "@h" in line] == ["?", "2"], "the cpus column"

@@ -184,7 +184,7 @@ def workers_view(workers: Sequence[WorkerRecord]) -> None:
         )
         table.add_row(
             w.worker_id, w.hostname, ",".join(w.queues), str(w.cpus or "?"),
-            f"{len(w.running)}/{w.concurrency} {running}".strip(),
+            f"{len(w.running)}/{w.concurrency}{f' ({w.resting} resting)' if w.resting else ''} {running}".strip(),
             Text(f"{w.heartbeat_age_seconds:.1f}s ago", style="" if w.alive else "dim red"), when(w.started_at),
             style=None if w.alive else "dim",
         )  # fmt: skip

@@ -271,6 +271,7 @@ workers = Table(
     Column("queues", JSON, nullable=False, default=list),
     Column("concurrency", Integer, nullable=False),
     Column("cpus", Integer),
+    Column("resting", Integer),
     Column("running", JSON, nullable=False, default=list),
     Column("started_at", UTCDateTime, nullable=False),
     Column("heartbeat_at", UTCDateTime, nullable=False),

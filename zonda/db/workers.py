@@ -32,6 +32,8 @@ class Worker:
     running: list[dict[str, Any]] = field(default_factory=list)
     cpus: int | None = None
     """CPUs its slots share, as the worker found them; None from a worker that does not say."""
+    resting: int = 0
+    """Slots that take no task now: with more slots than CPUs, they take turns (ADR 0013)."""
 
 
 def record_heartbeats(conn: Connection, beats: Sequence[Worker]) -> None:
@@ -57,6 +59,7 @@ def list_workers(conn: Connection) -> list[Worker]:
             heartbeat_at=r.heartbeat_at,
             running=list(r.running),
             cpus=r.cpus,
+            resting=r.resting or 0,
         )
         for r in rows
     ]
@@ -74,6 +77,7 @@ def _row(beat: Worker) -> dict[str, Any]:
         "queues": list(beat.queues),
         "concurrency": beat.concurrency,
         "cpus": beat.cpus,
+        "resting": beat.resting,
         "running": list(beat.running),
         "started_at": beat.started_at,
         "heartbeat_at": beat.heartbeat_at,

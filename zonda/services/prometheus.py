@@ -83,13 +83,19 @@ class _Snapshot(Collector):
         slots = GaugeMetricFamily("zonda_worker_slots", "A worker's concurrency", labels=["worker"])
         cpus = GaugeMetricFamily("zonda_worker_cpus", "CPUs a worker's slots share", labels=["worker"])
         busy = GaugeMetricFamily("zonda_worker_running_tasks", "Tasks a worker runs now", labels=["worker"])
+        resting = GaugeMetricFamily(
+            "zonda_worker_resting_slots",
+            "A worker's slots that take no task now (they take turns)",
+            labels=["worker"],
+        )
         for w in s.workers:
             worker_up.add_metric([w.worker_id, w.hostname], float(w.alive))
             slots.add_metric([w.worker_id], w.concurrency)
             if w.cpus is not None:
                 cpus.add_metric([w.worker_id], w.cpus)
             busy.add_metric([w.worker_id], len(w.running))
-        yield from (worker_up, slots, cpus, busy)
+            resting.add_metric([w.worker_id], w.resting)
+        yield from (worker_up, slots, cpus, busy, resting)
         tasks = GaugeMetricFamily(
             "zonda_tasks", "Task instances waiting or in flight, by state", labels=["tenant", "state"]
         )

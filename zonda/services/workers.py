@@ -35,6 +35,7 @@ def list_workers(svc: Services) -> list[WorkerRecord]:
                 queues=w.queues,
                 concurrency=w.concurrency,
                 cpus=w.cpus,
+                resting=w.resting,
                 running=[
                     RunningAttempt.model_validate(r)
                     for r in w.running

@@ -224,6 +224,11 @@ class WorkerRecord(BaseModel):
         description="CPUs its slots share, as the worker found them (CPU affinity, lowered to its cgroup "
         "quota); null from a worker that does not say",
     )
+    resting: int = Field(
+        0,
+        description="Slots that take no task now: a worker with more slots than CPUs consumes its queues with as "
+        "many as it has CPUs, and a slot whose task waits or runs long hands its place to a resting one",
+    )
     running: list[RunningAttempt] = Field(default_factory=list)
     started_at: Timestamp
     heartbeat_at: Timestamp

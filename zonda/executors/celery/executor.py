@@ -516,6 +516,7 @@ def _worker_row(beat: WorkerHeartbeat) -> Worker:
         queues=list(beat.queues),
         concurrency=beat.concurrency,
         cpus=beat.cpus,
+        resting=beat.resting,
         started_at=beat.started_at,
         heartbeat_at=datetime.now(UTC),
         running=[
