@@ -276,7 +276,7 @@ def test_system_is_ok_with_a_live_scheduler_and_lists_each_tenants_load(api: Api
     assert [(w["worker_id"], w["cpus"]) for w in body["workers"]] == [("worker-1", 2)]
     api.client.cookies.set(SESSION_COOKIE, api.tokens["alice"])
     page = api.client.get("/system").text
-    assert "<td>4</td><td>2</td>" in page, "the System page: 4 slots on 2 CPUs"
+    assert "<td>4</td><td>2</td><td>1</td>" in page, "the System page: 4 slots on 2 CPUs, 1 resting"
     assert '<td class="runs-held">1</td>' in page
     assert body["tenants"] == [
         {
