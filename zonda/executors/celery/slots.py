@@ -1,9 +1,9 @@
 """What each slot process of a `zonda worker` runs, as its supervisor learns it over a pipe.
 
 A slot process writes one JSON line per change to the pipe its supervisor gave it: `ready` once
-its Celery consumer is on the queues, `start` with the attempt it begins (and its Celery task id),
-`end` when the attempt's outcome is published, `rest` when it stops consuming its queues. Lines are short (well under `PIPE_BUF`), so each
-write is atomic. The supervisor uses what it reads for its heartbeats (the attempts it runs) and to
+its Celery consumer is up, `start` with the attempt it begins (and its Celery task id), `end` when
+the attempt's outcome is published, `rest` when it stops consuming its queues (`gate.py`). Lines
+are short (well under `PIPE_BUF`), so each write is atomic. The supervisor uses what it reads for its heartbeats (the attempts it runs) and to
 report the attempt of a slot that died (a slot whose task is terminated ends itself, `slot.py`).
 """
 
