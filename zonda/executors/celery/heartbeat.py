@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,10 @@ log = logging.getLogger(__name__)
 
 SOON = 0.05
 """Seconds a heartbeat asked for `soon` waits for other changes to send with it."""
+
+SOON_GAP = 0.25
+"""Heartbeats asked for `soon` come no closer together than this: a worker whose slots hand their
+places over hundreds of times a second sends 4 a second, not 20, to every scheduler."""
 
 
 class HeartbeatSender:
@@ -88,6 +93,7 @@ class HeartbeatSender:
     def _run(self) -> None:
         connection: Any = None
         while not self._stop.is_set():
+            sent = time.monotonic()
             try:
                 if connection is None:
                     connection = self.app.connection_for_write()
@@ -99,7 +105,7 @@ class HeartbeatSender:
                 connection = None
             self._soon.wait(self.interval)
             if self._soon.is_set() and not self._stop.is_set():
-                self._stop.wait(SOON)
+                self._stop.wait(max(SOON, sent + SOON_GAP - time.monotonic()))
                 self._soon.clear()
         if connection is not None:
             connection.release()
