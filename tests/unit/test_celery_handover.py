@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from zonda.executors.celery.backlog import QueueCapacity
 from zonda.executors.celery.events import RunningTask, WorkerHeartbeat
-from zonda.executors.celery.gate import ThreadTimes
+from zonda.executors.celery.gate import ThreadClock, ThreadTimes
 from zonda.executors.celery.handover import (
     FIRST_LOOK,
     TIME_SLICE,
@@ -109,7 +109,8 @@ def measure(work: str) -> tuple[float, float]:
     result: list[tuple[float, float]] = []
 
     def run() -> None:
-        times = ThreadTimes()
+        clock = ThreadClock()
+        times = ThreadTimes(clock)
         end = time.monotonic() + 0.06
         if work == "sleep":
             time.sleep(0.06)
@@ -117,6 +118,7 @@ def measure(work: str) -> tuple[float, float]:
             while time.monotonic() < end:
                 pass
         result.append(times.since())
+        clock.close()
 
     thread = threading.Thread(target=run)
     thread.start()

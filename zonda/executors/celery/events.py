@@ -106,9 +106,13 @@ class WorkerHeartbeat:
     """Slots that neither consume its queues nor run a task (`handover.py`): they take no message now."""
     version: int = PROTOCOL_VERSION
 
+    def taking_slots(self) -> int:
+        """Slots that take tasks: consuming its queues, or running a task (all but the resting)."""
+        return self.concurrency - self.resting
+
     def free_slots(self) -> int:
         """Slots that take the next message of its queues at once: consuming, with no task."""
-        return self.concurrency - self.resting - len(self.running)
+        return self.taking_slots() - len(self.running)
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -48,6 +48,7 @@ class ConsumptionGate:
         self._running: str | None = None
         self._ended: str | None = None
         self._times: ThreadTimes | None = None
+        self._clock: ThreadClock | None = None
 
     # -- the consumer's event loop -------------------------------------------------------------
 
@@ -113,10 +114,19 @@ class ConsumptionGate:
 
     def task_started(self, message_id: str) -> None:
         """The task thread begins the message's tasks."""
-        times = ThreadTimes() if self.gated else None
+        times = ThreadTimes(self._thread_clock()) if self.gated else None
         with self._lock:
             self._running = message_id
             self._times = times
+
+    def _thread_clock(self) -> ThreadClock:
+        """The calling (task) thread's clock, kept across its tasks: Celery's pool keeps its thread."""
+        clock = self._clock
+        if clock is None or clock.ident != threading.get_ident():
+            if clock is not None:
+                clock.close()
+            clock = self._clock = ThreadClock()
+        return clock
 
     def task_ended(self, message_id: str) -> None:
         """The task thread is done with the message (before Celery acknowledges it): waits for a
@@ -128,32 +138,52 @@ class ConsumptionGate:
                 self._reporter.nudge()
 
 
-class ThreadTimes:
-    """Where the calling thread spent its time from now on: made in the thread, read from any other.
+class ThreadClock:
+    """A thread's time on a CPU or waiting for one: made in the thread, read from any other.
 
-    Linux's per-thread scheduler statistics give the time on a CPU and waiting for one; the rest
-    the thread was blocked. Without them (a kernel built without), the thread's CPU clock gives the
-    time on a CPU, and waiting for one counts as blocked."""
+    Linux's per-thread scheduler statistics give both; what is left of the time that passed, the
+    thread was blocked. The statistics file stays open (one `pread` a reading, not an open and a
+    close on each task's path). Without it (a kernel built without), the thread's CPU clock gives
+    the time on a CPU, and waiting for one counts as blocked."""
 
     def __init__(self) -> None:
-        self._stat = f"/proc/self/task/{threading.get_native_id()}/schedstat"
-        self._clock = time.pthread_getcpuclockid(threading.get_ident())
+        self.ident = threading.get_ident()
+        self._clock = time.pthread_getcpuclockid(self.ident)
+        try:
+            self._stat: int | None = os.open(
+                f"/proc/self/task/{threading.get_native_id()}/schedstat", os.O_RDONLY
+            )
+        except OSError:
+            self._stat = None
+
+    def ran(self) -> float:
+        """Seconds the thread was on a CPU or waiting for one, since it started."""
+        if self._stat is not None:
+            try:
+                on_cpu, waiting, _ = os.pread(self._stat, 128, 0).split()
+                return (int(on_cpu) + int(waiting)) / 1e9
+            except (OSError, ValueError):
+                pass  # unreadable statistics: the CPU clock below
+        return time.clock_gettime(self._clock)
+
+    def close(self) -> None:
+        if self._stat is not None:
+            os.close(self._stat)
+            self._stat = None
+
+
+class ThreadTimes:
+    """Where a thread spent its time since it began a message's tasks (`ThreadClock`)."""
+
+    def __init__(self, clock: ThreadClock) -> None:
+        self._clock = clock
         self._began = time.monotonic()
-        self._ran_at_start = self._ran()
+        self._ran_at_start = clock.ran()
 
     def since(self) -> tuple[float, float]:
         """Seconds since it began, and how many of them the thread was blocked."""
         elapsed = time.monotonic() - self._began
-        return elapsed, max(0.0, elapsed - (self._ran() - self._ran_at_start))
-
-    def _ran(self) -> float:
-        """Seconds the thread was on a CPU or waiting for one, since it started."""
-        try:
-            with open(self._stat, "rb") as stat:
-                on_cpu, waiting, _ = stat.read().split()
-            return (int(on_cpu) + int(waiting)) / 1e9
-        except (OSError, ValueError):
-            return time.clock_gettime(self._clock)
+        return elapsed, max(0.0, elapsed - (self._clock.ran() - self._ran_at_start))
 
 
 def gate_step(gate: ConsumptionGate) -> type[bootsteps.StartStopStep]:

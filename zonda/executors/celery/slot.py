@@ -53,8 +53,8 @@ class SlotSpec:
     queues: list[str]
     loglevel: str
     tenant: str | None
-    consuming: bool = True
-    gated: bool = False
+    consuming: bool
+    gated: bool
 
 
 PER_TASK_LOGGERS = ("celery.worker.strategy", "celery.app.trace")

@@ -93,10 +93,11 @@ class LostWorkerTracker:
         return reports
 
     def capacity(self, now: float) -> dict[str, QueueCapacity]:
-        """Slots of the workers heard within `limit` per queue they consume (a worker on two queues
-        counts for both), and the CPUs those slots share: per machine (hostname), no more than its
-        workers' slots on the queue nor the most CPUs one of its workers reported (a worker that
-        reports none counts a CPU per slot)."""
+        """Slots that take tasks (`WorkerHeartbeat.taking_slots`: resting ones do not) of the workers
+        heard within `limit` per queue they consume (a worker on two queues counts for both), and
+        the CPUs those slots share: per machine (hostname), no more than its workers' slots on the
+        queue nor the most CPUs one of its workers reported (a worker that reports none counts a
+        CPU per slot)."""
         slots: dict[str, int] = {}
         host_slots: dict[tuple[str, str], int] = {}
         host_cpus: dict[str, int] = {}
@@ -104,7 +105,7 @@ class LostWorkerTracker:
             if now - self._workers[worker] > self.limit:
                 continue
             host_cpus[beat.hostname] = max(host_cpus.get(beat.hostname, 0), beat.cpus or beat.concurrency)
-            taking = beat.concurrency - beat.resting
+            taking = beat.taking_slots()
             for queue in beat.queues:
                 slots[queue] = slots.get(queue, 0) + taking
                 key = (queue, beat.hostname)
