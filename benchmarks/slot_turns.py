@@ -7,7 +7,9 @@ directly (no scheduler, no metadata DB), once with `ZONDA_CELERY_SLOTS_TAKE_TURN
 default) and once with `false`. On each: 16 half-second sleeps on the fresh worker (how long until
 all 16 run: its slots warm up, importing the DAG, one place at a time when they take turns), then
 with every slot warm, 400 sleeps of 50 ms and 160 of 500 ms, each batch submitted at once (tasks/s
-from the submit to the last outcome). W1 measures short computing tasks (`benchmarks.run`). Prints
+from the submit to the last outcome); last, 200 tasks that return at once, then 160 sleeps of
+500 ms of a task not run before, which must not share messages as the quick ones did (the backlog
+bundles by each task's own pace). W1 measures short computing tasks (`benchmarks.run`). Prints
 markdown rows: the median over `--repeat`, with the min and max.
 """
 
@@ -50,10 +52,22 @@ def sleep_500ms() -> None:
     time.sleep(0.5)
 
 
+@task
+def instant() -> None:
+    pass
+
+
+@task
+def sleep_500ms_after_instant() -> None:
+    time.sleep(0.5)
+
+
 @dag
 def slot_turns() -> None:
     sleep_50ms()
     sleep_500ms()
+    instant()
+    sleep_500ms_after_instant()
 """
 
 BATCHES = (("sleep_50ms", 400), ("sleep_500ms", 160))
@@ -133,6 +147,10 @@ def measure(kind: str, concurrency: int, take_turns: bool, redis_db: int) -> dic
             start = time.monotonic()
             bench.run(task_id, count)
             figures[task_id] = count / (time.monotonic() - start)
+        bench.run("instant", 200)
+        start = time.monotonic()
+        bench.run("sleep_500ms_after_instant", 160)
+        figures["after_instant"] = 160 / (time.monotonic() - start)
     return figures
 
 
@@ -155,14 +173,16 @@ def main() -> None:
         f"`zonda worker -c {args.concurrency}` on {args.broker}, {args.repeat} repetitions, median (min-max)\n"
     )
     print(
-        "| slots | all of 16 cold 0.5 s sleeps running after, s | 50 ms sleeps, tasks/s | 0.5 s sleeps, tasks/s |"
+        "| slots | all of 16 cold 0.5 s sleeps running after, s | 50 ms sleeps, tasks/s | 0.5 s sleeps, tasks/s "
+        "| 0.5 s sleeps of a new task after quick ones, tasks/s |"
     )
-    print("| --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- |")
     for take_turns, label in ((True, "take turns"), (False, "all consume")):
         runs = results[take_turns]
         print(
             f"| {label} | {spread([r['cold'] for r in runs], '.2f')} | "
-            f"{spread([r['sleep_50ms'] for r in runs], '.0f')} | {spread([r['sleep_500ms'] for r in runs], '.1f')} |"
+            f"{spread([r['sleep_50ms'] for r in runs], '.0f')} | {spread([r['sleep_500ms'] for r in runs], '.1f')} | "
+            f"{spread([r['after_instant'] for r in runs], '.1f')} |"
         )
 
 

@@ -87,9 +87,9 @@ class Settings(BaseSettings):
     celery_bundle_seconds: float = Field(
         0.02,
         ge=0,
-        description="Celery executor: requests published together to a queue whose recent tasks are this short "
-        "share a message (up to 8, run one after another by one slot, about this many seconds in all); 0: one "
-        "message per task",
+        description="Celery executor: requests published together to a queue share a message when their tasks' "
+        "last runs took at most half this (up to 8, run one after another by one slot, about this many seconds "
+        "in all); a task not run yet gets a message of its own; 0: one message per task",
     )
     celery_slots_take_turns: bool = Field(
         True,

@@ -45,6 +45,7 @@ from zonda.db.engine import write_txn
 from zonda.db.workers import Worker as WorkerRow
 from zonda.db.workers import record_heartbeats
 from zonda.executors.celery.app import make_app
+from zonda.executors.celery.backlog import PACE_RUNS
 from zonda.executors.celery.codec import encode, seal_report
 from zonda.executors.celery.cpus import usable_cpus
 from zonda.executors.celery.events import (
@@ -433,19 +434,23 @@ RECEIVED = re.compile(r"Task zonda\.run_task\[([^\]]+)\] received")
 @contextmanager
 def one_slot(broker: str, root: Path, dag: Dag) -> Iterator[tuple[str, Worker, CeleryExecutor]]:
     """A queue with one `-c 1` worker that logs each message it receives, and an executor that puts
-    up to 8 requests in a message once it has seen the pace of the queue's tasks (three ran; a
-    second's worth: the first task of a slot imports the DAG). Both stop on leaving."""
+    up to 8 requests in a message once it has seen the pace of their tasks (`hello`, `nap` and
+    `slow_first`'s quick second try ran, each alone in its message; up to two seconds' worth of
+    them share one; `hello` ran once more than its pace counts, for the first task of a slot
+    imports the DAG), and publishes the requests of a test together (up to 4 wait on the broker
+    for the slot). Both stop on leaving."""
     queue = unique("bundles")
     worker = Worker(broker, root, [queue], concurrency=1, loglevel="DEBUG")
-    executor = make_executor(broker, bundle_seconds=1.0)
+    executor = make_executor(broker, bundle_seconds=2.0, queued_seconds=10.0)
     try:
         wait_until(
             lambda: any(w.worker_id == worker.id for w in executor.take_worker_heartbeats()),
             10,
             "a heartbeat",
         )
-        executor.submit([dag.request("hello", queue=queue) for _ in range(3)])
-        collect(executor, lambda m: len(finished(m)) == 3)
+        paced = [dag.request(task_id, queue=queue) for task_id in ("hello",) * (PACE_RUNS + 1) + ("nap",)]
+        executor.submit([*paced, dag.request("slow_first", try_number=2, queue=queue)])
+        collect(executor, lambda m: len(finished(m)) == len(paced) + 1)
         yield queue, worker, executor
     finally:
         executor.stop()
@@ -469,8 +474,37 @@ def test_short_tasks_published_together_share_messages_and_each_runs_once(
     received = RECEIVED.findall(worker.output())
     bundled = [task_id for task_id in received if "+" in task_id]
     assert bundled, f"every message carried one request: {received}"
-    assert len(received) < 3 + 12, "fewer messages than requests"
+    assert len(received) < PACE_RUNS + 3 + 12, "fewer messages than requests"
     assert all(Path(r.log_path).read_text().count("hello from a celery worker") == 1 for r in requests)
+
+
+def test_after_short_tasks_a_task_not_run_yet_gets_messages_of_its_own_and_its_attempts_run_side_by_side(
+    broker: str, root: Path, dag: Dag
+) -> None:
+    """The queue's recent tasks were short; `nap` (half a second) has not run here yet: its four
+    attempts, published together, must not share messages and run one after another."""
+    queue = unique("mixed")
+    worker = Worker(broker, root, [queue], concurrency=4, loglevel="DEBUG")
+    executor = make_executor(broker, bundle_seconds=2.0)
+    try:
+        wait_until(
+            lambda: any(w.worker_id == worker.id for w in executor.take_worker_heartbeats()),
+            10,
+            "a heartbeat",
+        )
+        executor.submit([dag.request("hello", queue=queue) for _ in range(8)])
+        collect(executor, lambda m: len(finished(m)) == 8)
+        naps = [dag.request("nap", queue=queue) for _ in range(4)]
+        executor.submit(naps)
+        done = finished(collect(executor, lambda m: len(finished(m)) == 4))
+    finally:
+        executor.stop()
+        worker.stop()
+    assert all(m.ok for m in done) and {m.run_id for m in done} == {r.run_id for r in naps}
+    assert max(m.started_at for m in done) < min(m.ended_at for m in done), "the naps ran one after another"
+    nap_ids = {celery_task_id(r) for r in naps}
+    received = RECEIVED.findall(worker.output())
+    assert nap_ids <= set(received), f"a nap shared a message (ids first+others): {received}"
 
 
 def test_an_attempt_revoked_before_its_turn_in_a_message_is_skipped(

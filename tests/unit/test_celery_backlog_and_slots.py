@@ -12,7 +12,15 @@ from cryptography.fernet import Fernet
 
 from tests.unit.test_celery_parts import request
 from zonda.executors.celery.app import make_app
-from zonda.executors.celery.backlog import MAX_BUNDLE, RECENT_HORIZON, Backlog, QueueCapacity
+from zonda.executors.celery.backlog import (
+    MAX_BUNDLE,
+    PACE_RUNS,
+    PACED_TASKS,
+    RECENT_HORIZON,
+    Backlog,
+    QueueCapacity,
+    TaskPaces,
+)
 from zonda.executors.celery.cpus import cgroup_cpu_quota, usable_cpus
 from zonda.executors.celery.events import RunningTask, WorkerHeartbeat
 from zonda.executors.celery.heartbeat import HeartbeatSender
@@ -214,16 +222,22 @@ def sizes(messages: list[tuple[list[TaskRequest], str]]) -> list[int]:
     return [len(requests) for requests, _ in messages]
 
 
-def test_requests_of_a_queue_of_short_tasks_share_messages_in_the_backlogs_order() -> None:
+def runs_of(task_id: str, count: int, first: int = 0) -> list[TaskRequest]:
+    """Requests of one task in `count` runs whose ids sort in the backlog's order (older runs first)."""
+    return [request(task_id=task_id, run_id=f"r{i:03}") for i in range(first, first + count)]
+
+
+def test_requests_of_a_short_task_share_messages_in_the_backlogs_order() -> None:
     backlog = Backlog(queued_per_slot=4.0, queued_seconds=0.1, bundle_seconds=0.02)
-    current = held(backlog, *(request(task_id=f"t{i}") for i in range(40)))
+    current = held(backlog, *runs_of("t", 40))
     first = backlog.messages({"default": QueueCapacity(2, 2)}, current, 0.0)
-    assert sizes(first) == [1, 1], "no pace yet: one per message"
+    assert sizes(first) == [1, 1], "the task has not run yet: one per message"
     ended(backlog, [(r, q) for requests, q in first for r in requests], 0.1, 0.004, 0.004)
-    assert backlog.bundle_size("default", 0.1) == 5, "4 ms tasks: five run in 20 ms"
     messages = backlog.messages({"default": QueueCapacity(2, 2)}, current, 0.1)
-    assert sizes(messages) == [5, 5], "2 slots and 8 waiting (at most 4 per slot) in messages of 5"
-    assert [r.task_id for requests, _ in messages for r in requests] == [f"t{i}" for i in range(2, 12)]
+    assert sizes(messages) == [5, 5], (
+        "2 slots and 8 waiting (at most 4 per slot); 4 ms tasks: five run in 20 ms"
+    )
+    assert [r.run_id for requests, _ in messages for r in requests] == [f"r{i:03}" for i in range(2, 12)]
     assert {queue for _, queue in messages} == {"default"}
     ended(backlog, [(messages[0][0][0], "default")], 0.2, 0.004)
     refill = backlog.messages({"default": QueueCapacity(2, 2)}, current, 0.2)
@@ -232,23 +246,23 @@ def test_requests_of_a_queue_of_short_tasks_share_messages_in_the_backlogs_order
 
 def test_free_slots_get_a_message_each_before_requests_share_one() -> None:
     backlog = Backlog(queued_per_slot=4.0, queued_seconds=0.1, bundle_seconds=0.02)
-    current = held(backlog, *(request(task_id=f"t{i}") for i in range(8)))
+    current = held(backlog, *runs_of("t", 8))
     ended(backlog, backlog.take({"default": 1}, current, 0.0), 0.1, 0.001)
     taken = [(r, "default") for r in list(current.values())[:6]]
-    assert sizes(backlog.bundle(taken, {"default": 4}, 0.1)) == [2, 2, 1, 1]
-    assert sizes(backlog.bundle(taken, {"default": 0}, 0.1)) == [6]
-    assert sizes(backlog.bundle(taken, {"default": 9}, 0.1)) == [1] * 6
+    assert sizes(backlog.bundle(taken, {"default": 4})) == [2, 2, 1, 1]
+    assert sizes(backlog.bundle(taken, {"default": 0})) == [6]
+    assert sizes(backlog.bundle(taken, {"default": 9})) == [1] * 6
 
 
 def test_short_tasks_go_to_no_more_free_slots_than_their_workers_have_cpus() -> None:
     for cpus, expected in ((2, [5, 5]), (4, [3, 3, 2, 2]), (16, [1] * 10)):
         backlog = Backlog(queued_per_slot=0.0, queued_seconds=0.1, bundle_seconds=0.02)
-        current = held(backlog, *(request(task_id=f"t{i}") for i in range(11)))
+        current = held(backlog, *runs_of("t", 11))
         ended(backlog, backlog.take({"default": 1}, current, 0.0), 0.1, 0.001)
         messages = backlog.messages({"default": QueueCapacity(16, cpus)}, current, 0.1)
         assert sizes(messages) == expected, f"16 free slots, {cpus} CPUs"
     slow = Backlog(queued_per_slot=0.0, queued_seconds=0.1, bundle_seconds=0.02)
-    current = held(slow, *(request(task_id=f"t{i}") for i in range(5)))
+    current = held(slow, *runs_of("t", 5))
     ended(slow, slow.take({"default": 1}, current, 0.0), 0.1, 0.5)
     assert sizes(slow.messages({"default": QueueCapacity(16, 2)}, current, 0.1)) == [1] * 4, (
         "long tasks: a message each, whatever the CPUs"
@@ -258,16 +272,45 @@ def test_short_tasks_go_to_no_more_free_slots_than_their_workers_have_cpus() -> 
 def test_long_tasks_and_a_bundle_time_of_zero_get_one_message_each() -> None:
     slow = Backlog(queued_per_slot=4.0, queued_seconds=0.1, bundle_seconds=0.02)
     off = Backlog(queued_per_slot=4.0, queued_seconds=0.1, bundle_seconds=0.0)
-    for backlog, ran_for in ((slow, 0.5), (off, 0.001)):
-        current = held(backlog, *(request(task_id=f"t{i}") for i in range(4)))
+    for backlog, ran_for in ((slow, 0.011), (off, 0.0)):
+        current = held(backlog, *runs_of("t", 5))
         ended(backlog, backlog.take({"default": 1}, current, 0.0), 0.1, ran_for)
-        taken = [(r, "default") for r in current.values()]
-        assert sizes(backlog.bundle(taken, {"default": 0}, 0.1)) == [1, 1, 1, 1]
+        taken = [(r, "default") for r in list(current.values())[1:]]
+        assert sizes(backlog.bundle(taken, {"default": 0})) == [1, 1, 1, 1]
     instant = Backlog(queued_per_slot=4.0, queued_seconds=0.1, bundle_seconds=0.02)
-    current = held(instant, *(request(task_id=f"t{i}") for i in range(20)))
+    current = held(instant, *runs_of("t", 17))
     ended(instant, instant.take({"default": 1}, current, 0.0), 0.1, 0.0)
-    assert instant.bundle_size("default", 0.1) == MAX_BUNDLE
-    assert instant.bundle_size("default", 0.1 + RECENT_HORIZON + 1) == 1, "an old pace says nothing"
+    taken = [(r, "default") for r in list(current.values())[1:]]
+    assert sizes(instant.bundle(taken, {"default": 0})) == [MAX_BUNDLE, MAX_BUNDLE]
+
+
+def test_a_task_is_bundled_by_its_own_pace_not_its_queues() -> None:
+    backlog = Backlog(queued_per_slot=4.0, queued_seconds=0.1, bundle_seconds=0.02)
+    short, long = runs_of("short", 4), runs_of("long", 2, first=10)
+    current = held(backlog, short[0], long[0])
+    ended(backlog, backlog.take({"default": 2}, current, 0.0), 0.1, 0.001, 0.5)
+    unknown = request(task_id="new", run_id="r005")
+    taken = [(r, "default") for r in (short[1], long[1], short[2], unknown, short[3])]
+    messages = backlog.bundle(taken, {"default": 0})
+    assert [[r.task_id for r in requests] for requests, _ in messages] == [
+        ["short", "short", "short"],
+        ["long"],
+        ["new"],
+    ], "after short tasks, a long one and one not run yet go alone; the messages keep the backlog's order"
+    other_dag = request(task_id="short", dag_id="another", run_id="r006")
+    assert backlog.pace(other_dag) is None, "a task's pace is its own DAG's task's"
+    assert backlog.pace(short[1]) == 0.001
+
+
+def test_a_tasks_pace_is_its_last_runs_of_the_tasks_run_most_recently() -> None:
+    paces = TaskPaces()
+    for seconds in (9.0, 1.0, 2.0, 3.0, 4.0):
+        paces.ran(("d", "t"), seconds)
+    assert paces.of(("d", "t")) == 2.5, f"the mean of the last {PACE_RUNS}"
+    for i in range(PACED_TASKS):
+        paces.ran(("d", f"other{i}"), 1.0)
+    assert paces.of(("d", "t")) is None, "forgotten: the least recently run"
+    assert paces.of(("d", "other0")) == 1.0
 
 
 def test_the_supervisor_reads_what_a_slot_runs_from_its_pipe() -> None:

@@ -11,13 +11,16 @@ nothing waiting on the broker, and a task of higher priority queued later is nex
 A refill is a publish, not a commit; it waits until half the waiting share has room, and
 publishes that half at once.
 
-Requests published together to a queue whose recent tasks are short share messages (`bundle`):
-each message costs a slot a few milliseconds of Celery's work however short its task, so up to
-`MAX_BUNDLE` requests that run about `bundle_seconds` together go as one, run one after another
-by the slot that takes it. Free slots get a message each first, but no more of them than the
-queue's workers have CPUs: slots beyond the CPUs would run those tasks no sooner, only take turns
-on the same CPUs, each paying for its own message. A queue without recent tasks, or of long
-ones, gets one message per request, whatever its CPUs.
+Requests of short tasks published together to a queue share messages (`bundle`): each message
+costs a slot a few milliseconds of Celery's work however short its task, so up to `MAX_BUNDLE`
+requests that run about `bundle_seconds` together go as one, run one after another by the slot
+that takes it. Short is each task's own pace (`TaskPaces`: its last runs, whatever its queue), not
+its queue's: a queue of short tasks then gets long ones (training after feature extraction, say),
+and those must not run one after another in a message. A task whose last runs took more than half
+of `bundle_seconds`, or that has not run since the scheduler started, gets a message of its own.
+Free slots get a message each first, but no more of them than the queue's workers have CPUs:
+slots beyond the CPUs would run short tasks no sooner, only take turns on the same CPUs, each
+paying for its own message.
 
 The slots and CPUs of the live workers per queue come from their heartbeats
 (`tracker.LostWorkerTracker.capacity`).
@@ -30,7 +33,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -46,6 +49,38 @@ RECENT_HORIZON = 2.0
 MAX_BUNDLE = 8
 """Requests in one message at most: a slot that dies fails, or leaves to be queued again, those
 behind the one it runs."""
+
+PACE_RUNS = 4
+"""A task's last runs that give its pace."""
+
+PACED_TASKS = 4096
+"""Tasks whose pace is kept (the least recently run are forgotten first)."""
+
+TaskName = tuple[str, str]
+"""(dag_id, task_id): every mapped instance and every run of a task share its pace."""
+
+
+class TaskPaces:
+    """How long each task's last runs took, for the tasks run most recently."""
+
+    def __init__(self) -> None:
+        self._runs: OrderedDict[TaskName, deque[float]] = OrderedDict()
+
+    def ran(self, task: TaskName, seconds: float) -> None:
+        runs = self._runs.pop(task, None) or deque(maxlen=PACE_RUNS)
+        runs.append(max(0.0, seconds))
+        self._runs[task] = runs
+        if len(self._runs) > PACED_TASKS:
+            self._runs.popitem(last=False)
+
+    def of(self, task: TaskName) -> float | None:
+        """The mean time of the task's last runs; None if it has not run."""
+        runs = self._runs.get(task)
+        return sum(runs) / len(runs) if runs else None
+
+
+def task_name(request: TaskRequest) -> TaskName:
+    return (request.dag_id, request.task_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +106,9 @@ class Backlog:
         self.bundle_seconds = bundle_seconds
         self._held: dict[str, list[_Held]] = {}
         self._published: Counter[str] = Counter()
-        self._queue_of: dict[TIRef, str] = {}
+        self._published_as: dict[TIRef, tuple[str, TaskName]] = {}
         self._recent: dict[str, deque[tuple[float, float]]] = {}
+        self._paces = TaskPaces()
         self._order = itertools.count()
 
     def hold(self, request: TaskRequest, queue: str) -> None:
@@ -95,7 +131,7 @@ class Backlog:
                 taken.append((request, queue))
                 self.withdrawn(request.ti_key)  # the same instance queued again (queued timeout)
                 self._published[queue] += 1
-                self._queue_of[request.ti_key] = queue
+                self._published_as[request.ti_key] = (queue, task_name(request))
                 room -= 1
         return taken
 
@@ -109,40 +145,47 @@ class Backlog:
             for queue, c in capacity.items()
             if queue in self._held
         }
-        return self.bundle(self.take(slots, current, now), spread, now)
+        return self.bundle(self.take(slots, current, now), spread)
 
     def bundle(
-        self, taken: list[tuple[TaskRequest, str]], spread: dict[str, int], now: float
+        self, taken: list[tuple[TaskRequest, str]], spread: dict[str, int]
     ) -> list[tuple[list[TaskRequest], str]]:
-        """The messages to publish `taken` in, in its order: per queue, one per slot it may spread
-        to (`spread`: slots no published request held before the take, at most one per CPU) or as
-        few as `bundle_size` allows, whichever is more."""
-        by_queue: dict[str, list[TaskRequest]] = {}
-        for request, queue in taken:
-            by_queue.setdefault(queue, []).append(request)
-        messages: list[tuple[list[TaskRequest], str]] = []
+        """The messages to publish `taken` in, in its order. Per queue, each request of a task that
+        is not short (`pace`) goes alone; the short ones share messages: one per slot they may
+        spread to (`spread`: slots no published request held before the take, at most one per CPU,
+        less those the others take) or as few as run `bundle_seconds` each, whichever is more."""
+        by_queue: dict[str, list[tuple[int, TaskRequest, float | None]]] = {}
+        for index, (request, queue) in enumerate(taken):
+            by_queue.setdefault(queue, []).append((index, request, self.pace(request)))
+        messages: list[tuple[int, list[TaskRequest], str]] = []
         for queue, requests in by_queue.items():
+            short = [(i, r, pace) for i, r, pace in requests if pace is not None]
+            messages += [(i, [r], queue) for i, r, pace in requests if pace is None]
+            if not short:
+                continue
             count = max(
-                min(len(requests), spread.get(queue, 0)),
-                math.ceil(len(requests) / self.bundle_size(queue, now)),
+                min(len(short), spread.get(queue, 0) - (len(requests) - len(short))),
+                math.ceil(len(short) / self._bundle_size([pace for _, _, pace in short])),
             )
-            share, extra = divmod(len(requests), count)
+            share, extra = divmod(len(short), count)
             start = 0
             for index in range(count):
                 end = start + share + (index < extra)
-                messages.append((requests[start:end], queue))
+                messages.append((short[start][0], [r for _, r, _ in short[start:end]], queue))
                 start = end
-        return messages
+        return [(requests, queue) for _, requests, queue in sorted(messages, key=lambda m: m[0])]
 
-    def bundle_size(self, queue: str, now: float) -> int:
-        """Requests per message for the queue: as many as run `bundle_seconds` together at the mean
-        run time of its recent tasks, 1 to `MAX_BUNDLE`; 1 while it has no recent task."""
-        mean = self._mean_run_time(queue, now) if self.bundle_seconds > 0 else None
-        if mean is None:
-            return 1
-        if mean <= 0:
-            return MAX_BUNDLE
-        return max(1, min(MAX_BUNDLE, math.floor(self.bundle_seconds / mean)))
+    def _bundle_size(self, paces: list[float]) -> int:
+        """Requests per message: as many as run within `bundle_seconds` at the slowest of their
+        paces, at most `MAX_BUNDLE`."""
+        slowest = max(paces)
+        return MAX_BUNDLE if slowest <= 0 else max(1, min(MAX_BUNDLE, math.floor(self.bundle_seconds / slowest)))
+
+    def pace(self, request: TaskRequest) -> float | None:
+        """How long the request's task ran of late, if short enough to share a message: at most
+        half of `bundle_seconds` (two or more run in one message's time); None if not, or unknown."""
+        pace = self._paces.of(task_name(request)) if self.bundle_seconds > 0 else None
+        return pace if pace is not None and 2 * pace <= self.bundle_seconds else None
 
     def held(self, current: dict[TIRef, TaskRequest]) -> Iterator[tuple[TaskRequest, str]]:
         """The requests held now (not published), each with its queue."""
@@ -153,17 +196,20 @@ class Backlog:
 
     def finished(self, ti: TIRef, now: float, ran_for: float | None) -> None:
         """A published attempt ended: its queue has room for one more. `ran_for`: how long it ran,
-        which sets the queue's pace (None when its worker did not say, e.g. it was lost)."""
-        queue = self._queue_of.get(ti)
-        if queue is not None and ran_for is not None:
+        which sets its queue's pace and its task's (None when its worker did not say, e.g. it was
+        lost)."""
+        published = self._published_as.get(ti)
+        if published is not None and ran_for is not None:
+            queue, task = published
             self._recent.setdefault(queue, deque(maxlen=RECENT_TASKS)).append((now, max(0.0, ran_for)))
+            self._paces.ran(task, ran_for)
         self.withdrawn(ti)
 
     def withdrawn(self, ti: TIRef) -> None:
         """A published attempt will not run from its message (revoked): its place is free."""
-        queue = self._queue_of.pop(ti, None)
-        if queue is not None:
-            self._published[queue] -= 1
+        published = self._published_as.pop(ti, None)
+        if published is not None:
+            self._published[published[0]] -= 1
 
     def waiting_share(self, queue: str, slots: int, now: float) -> int:
         """Tasks to keep waiting on the broker beyond one per slot: what the slots get through in
