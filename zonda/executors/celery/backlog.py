@@ -179,7 +179,9 @@ class Backlog:
         """Requests per message: as many as run within `bundle_seconds` at the slowest of their
         paces, at most `MAX_BUNDLE`."""
         slowest = max(paces)
-        return MAX_BUNDLE if slowest <= 0 else max(1, min(MAX_BUNDLE, math.floor(self.bundle_seconds / slowest)))
+        return (
+            MAX_BUNDLE if slowest <= 0 else max(1, min(MAX_BUNDLE, math.floor(self.bundle_seconds / slowest)))
+        )
 
     def pace(self, request: TaskRequest) -> float | None:
         """How long the request's task ran of late, if short enough to share a message: at most
