@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import event, select, text
+from sqlalchemy import Connection, event, select, text
 
 from tests.integration.in_process import Zonda, in_process_zonda
 from zonda.core.states import RunState
@@ -240,3 +240,49 @@ def test_the_writer_keeps_its_connection_and_takes_a_new_one_when_the_db_ends_it
     finally:
         writer.stop()
         engine.dispose()
+
+
+def test_a_batch_whose_connection_the_db_ends_in_its_pipeline_is_committed_on_a_new_one(
+    pg_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The task instance updates of a batch go to PostgreSQL in one pipeline; the connection ending
+    there surfaces only at the pipeline's end, and must still count as the DB ending it."""
+    engine = make_engine(pg_url)
+    writer = Writer(engine)
+    backends: list[int] = []
+    ended: list[int] = []
+
+    def end_it_once(conn: Connection, _cursor: object, statement: str, *_: object) -> None:
+        if statement.startswith("UPDATE task_instances") and not ended:
+            ended.append(conn.connection.driver_connection.info.backend_pid)
+            with engine.connect() as admin:
+                admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": ended[0]})
+                admin.commit()
+
+    event.listen(engine, "before_cursor_execute", end_it_once)
+    update = {"b_run": "no-such-run", "b_task": "t", "b_map": -1, "state": "success", "try_number": 1}
+    update |= {"max_tries": 1, "error": None, "output_length": None}
+    update |= dict.fromkeys(["queued_at", "started_at", "ended_at", "next_try_at"])
+    update |= dict.fromkeys(["output_serializer", "output_size", "output_data", "output_uri"])
+    try:
+        writer.submit(Batch(Rows(), epoch=0))
+        assert len(writer.wait_idle(timeout=30)) == 1, "the first batch (which opens the connection) failed"
+        with caplog.at_level(logging.INFO, logger="zonda.scheduler.writer"):
+            writer.submit(
+                Batch(
+                    Rows(updates=[update]),
+                    epoch=0,
+                    extra=lambda c: backends.append(c.execute(text("SELECT pg_backend_pid()")).scalar_one()),
+                )
+            )
+            assert len(writer.wait_idle(timeout=30)) == 1, "the batch was not committed"
+    finally:
+        writer.stop()
+        engine.dispose()
+    assert ended and backends and backends[0] != ended[0], "committed on the connection the DB ended"
+    said = [
+        (r.levelno, r.getMessage().split(" (")[0])
+        for r in caplog.records
+        if r.name == "zonda.scheduler.writer"
+    ]
+    assert said == [(logging.INFO, "the DB closed the writer's connection")], said

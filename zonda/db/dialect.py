@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, cast
 
+import psycopg
 from sqlalchemy import Connection, Table
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 
 
 def upsert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> None:
@@ -33,6 +36,28 @@ def add_to(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], keys:
     """Insert rows, or add their non-key columns to those of the rows whose `keys` already exist."""
     if rows:
         conn.execute(_add_to(conn.dialect.name, table, tuple(keys), _columns(rows, keys)), list(rows))
+
+
+@contextmanager
+def pipelined(conn: Connection) -> Iterator[None]:
+    """Send the statements run inside together: PostgreSQL's pipeline mode, one round trip for all
+    of them instead of one each (on SQLite, as they come). None of them may return rows: SQLAlchemy
+    looks at a result before the pipeline has it. An error the DB reports when the pipeline ends
+    is raised as from `conn.execute`: SQLAlchemy's `DBAPIError`, and a connection found gone is
+    invalidated."""
+    if conn.dialect.name != "postgresql":
+        yield
+        return
+    driver = cast("psycopg.Connection[Any]", conn.connection.driver_connection)
+    try:
+        with driver.pipeline():
+            yield
+    except psycopg.Error as exc:
+        if driver.broken:
+            conn.invalidate(exc)
+        raise DBAPIError.instance(
+            None, None, exc, psycopg.Error, connection_invalidated=driver.broken
+        ) from exc
 
 
 # The statements are built once per table and columns: the scheduler's writer runs them for every

@@ -14,7 +14,7 @@ from zonda.core.outputs import ArtifactRef
 from zonda.core.run_graph import Attempt, RunGraph, TaskInstance
 from zonda.core.states import RunState, TaskState
 from zonda.core.usage import Charge, rollup
-from zonda.db.dialect import insert_new, upsert
+from zonda.db.dialect import insert_new, pipelined, upsert
 from zonda.db.schema import runs, task_attempts, task_instances
 from zonda.db.usage import add_usage
 
@@ -186,19 +186,23 @@ def collect(graphs: Iterable[tuple[RunGraph, datetime | None]]) -> Rows:
 def write(conn: Connection, rows: Rows) -> None:
     """Write a batch. Idempotent, so a batch whose commit was not confirmed can be written again.
 
-    Usage is added for the attempts whose rows this write inserted, so a repeated batch bills nothing twice.
+    Usage is added for the attempts whose rows this write inserted, so a repeated batch bills nothing
+    twice. The attempts go first, for their insert says which rows were new; every other statement
+    then goes to PostgreSQL in one round trip (`pipelined`): on the path of every Celery task's
+    dispatch, whose queued state is committed before it is published (ADR 0005).
     """
-    if rows.deletes:
-        conn.execute(_DELETE, rows.deletes)
-    if rows.inserts:
-        upsert(conn, task_instances, rows.inserts, ["run_id", "task_id", "map_index"])
-    if rows.updates:
-        conn.execute(_UPDATE, rows.updates)
-    if rows.attempts:
-        inserted = insert_new(conn, task_attempts, rows.attempts, _ATTEMPT_KEY)
-        add_usage(conn, rollup(rows.charges[key] for key in inserted))
-    if rows.run_updates:
-        conn.execute(_RUN_UPDATE, rows.run_updates)
+    inserted = insert_new(conn, task_attempts, rows.attempts, _ATTEMPT_KEY) if rows.attempts else []
+    with pipelined(conn):
+        if rows.deletes:
+            conn.execute(_DELETE, rows.deletes)
+        if rows.inserts:
+            upsert(conn, task_instances, rows.inserts, ["run_id", "task_id", "map_index"])
+        if rows.updates:
+            conn.execute(_UPDATE, rows.updates)
+        if inserted:
+            add_usage(conn, rollup(rows.charges[key] for key in inserted))
+        if rows.run_updates:
+            conn.execute(_RUN_UPDATE, rows.run_updates)
 
 
 def _run_values(graph: RunGraph, started_at: datetime | None) -> dict[str, Any]:
