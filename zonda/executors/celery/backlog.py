@@ -80,6 +80,7 @@ class TaskPaces:
 
 
 def task_name(request: TaskRequest) -> TaskName:
+    """The task a request is an attempt of, whose pace it shares."""
     return (request.dag_id, request.task_id)
 
 
