@@ -309,6 +309,15 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
+def heard_from(executor: CeleryExecutor, worker: Worker, timeout: float = 10) -> None:
+    """Wait until the executor has had a heartbeat of the worker: its slots then count on its queues."""
+    wait_until(
+        lambda: any(w.worker_id == worker.id for w in executor.take_worker_heartbeats()),
+        timeout,
+        f"a heartbeat of {worker.id}",
+    )
+
+
 def make_executor(broker: str, scheduler_id: str = "", **options: object) -> CeleryExecutor:
     """A started Celery executor with the tests' short heartbeats."""
     settings = Settings(broker_url=broker, heartbeat_interval=HEARTBEAT)

@@ -32,6 +32,7 @@ from tests.integration.celery_helpers import (
     broker_namespace,
     collect,
     finished,
+    heard_from,
     make_executor,
     sealer,
     unique,
@@ -400,11 +401,7 @@ def test_a_queue_of_long_tasks_keeps_none_waiting_on_the_broker_so_a_later_urgen
     worker = Worker(broker, root, [queue], concurrency=1)
     executor = make_executor(broker)
     try:
-        wait_until(
-            lambda: any(w.worker_id == worker.id for w in executor.take_worker_heartbeats()),
-            10,
-            "a heartbeat",
-        )
+        heard_from(executor, worker)
         prefix = unique("run")
         naps = [
             replace(dag.request("nap", queue=queue, run_id=f"{prefix}-{i}"), dag_id="team-a/celery_dag")
@@ -443,11 +440,7 @@ def one_slot(broker: str, root: Path, dag: Dag) -> Iterator[tuple[str, Worker, C
     worker = Worker(broker, root, [queue], concurrency=1, loglevel="DEBUG")
     executor = make_executor(broker, bundle_seconds=2.0, queued_seconds=10.0)
     try:
-        wait_until(
-            lambda: any(w.worker_id == worker.id for w in executor.take_worker_heartbeats()),
-            10,
-            "a heartbeat",
-        )
+        heard_from(executor, worker)
         paced = [dag.request(task_id, queue=queue) for task_id in ("hello",) * (PACE_RUNS + 1) + ("nap",)]
         executor.submit([*paced, dag.request("slow_first", try_number=2, queue=queue)])
         collect(executor, lambda m: len(finished(m)) == len(paced) + 1)
@@ -487,11 +480,7 @@ def test_after_short_tasks_a_task_not_run_yet_gets_messages_of_its_own_and_its_a
     worker = Worker(broker, root, [queue], concurrency=4, loglevel="DEBUG")
     executor = make_executor(broker, bundle_seconds=2.0)
     try:
-        wait_until(
-            lambda: any(w.worker_id == worker.id for w in executor.take_worker_heartbeats()),
-            10,
-            "a heartbeat",
-        )
+        heard_from(executor, worker)
         executor.submit([dag.request("hello", queue=queue) for _ in range(8)])
         collect(executor, lambda m: len(finished(m)) == 8)
         naps = [dag.request("nap", queue=queue) for _ in range(4)]

@@ -22,6 +22,7 @@ from tests.integration.celery_helpers import (
     broker_namespace,
     collect,
     finished,
+    heard_from,
     make_executor,
     unique,
     worker_keys,
@@ -61,11 +62,7 @@ def one_cpu(
     worker = Worker(broker, root, [queue], concurrency=3, cpus=1, settings=settings)
     executor = make_executor(broker, bundle_seconds=0.0)
     try:
-        wait_until(
-            lambda: any(w.worker_id == worker.id for w in executor.take_worker_heartbeats()),
-            10,
-            "a heartbeat",
-        )
+        heard_from(executor, worker)
         executor.submit([dag.request("hello", queue=queue) for _ in range(3)])
         collect(executor, lambda m: len(finished(m)) == 3)  # the consuming slot imports the DAG
         yield queue, worker, executor
