@@ -166,7 +166,7 @@ class Backlog:
                 continue
             count = max(
                 min(len(short), spread.get(queue, 0) - (len(requests) - len(short))),
-                math.ceil(len(short) / self._bundle_size([pace for _, _, pace in short])),
+                math.ceil(len(short) / self._bundle_size(max(pace for _, _, pace in short))),
             )
             share, extra = divmod(len(short), count)
             start = 0
@@ -176,10 +176,9 @@ class Backlog:
                 start = end
         return [(requests, queue) for _, requests, queue in sorted(messages, key=lambda m: m[0])]
 
-    def _bundle_size(self, paces: list[float]) -> int:
+    def _bundle_size(self, slowest: float) -> int:
         """Requests per message: as many as run within `bundle_seconds` at the slowest of their
         paces, at most `MAX_BUNDLE`."""
-        slowest = max(paces)
         return (
             MAX_BUNDLE if slowest <= 0 else max(1, min(MAX_BUNDLE, math.floor(self.bundle_seconds / slowest)))
         )

@@ -45,9 +45,9 @@ class ConsumptionGate:
         self._reporter = reporter
         self._consumer: Any = None
         self._lock = threading.Lock()
-        self._running: str | None = None
+        self._running: tuple[str, ThreadTimes] | None = None
+        """The message whose tasks the task thread runs, and where that thread's time goes."""
         self._ended: str | None = None
-        self._times: ThreadTimes | None = None
         self._clock: ThreadClock | None = None
 
     # -- the consumer's event loop -------------------------------------------------------------
@@ -72,13 +72,11 @@ class ConsumptionGate:
         with self._lock:
             if not self.consuming or self._ended == request_id or self._consumer is None:
                 return
-            if self._running != request_id:
+            if self._running is None or self._running[0] != request_id:
                 if self._running is None and looks < NOT_BEGUN_LOOKS:  # its thread has not begun it yet
                     self._consumer.hub.call_later(FIRST_LOOK, self._check, request_id, looks + 1)
                 return
-            if self._times is None:
-                return
-            elapsed, blocked = self._times.since()
+            elapsed, blocked = self._running[1].since()
             if not hands_over(elapsed, blocked):
                 self._consumer.hub.call_later(next_look(elapsed), self._check, request_id, looks + 1)
                 return
@@ -113,11 +111,12 @@ class ConsumptionGate:
     # -- the task thread -----------------------------------------------------------------------
 
     def task_started(self, message_id: str) -> None:
-        """The task thread begins the message's tasks."""
-        times = ThreadTimes(self._thread_clock()) if self.gated else None
+        """The task thread begins the message's tasks (looked at only when the slots take turns)."""
+        if not self.gated:
+            return
+        times = ThreadTimes(self._thread_clock())
         with self._lock:
-            self._running = message_id
-            self._times = times
+            self._running = (message_id, times)
 
     def _thread_clock(self) -> ThreadClock:
         """The calling (task) thread's clock, kept across its tasks: Celery's pool keeps its thread."""
