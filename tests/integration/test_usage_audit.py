@@ -38,6 +38,7 @@ from zonda.scheduler.loop import Scheduler
 from zonda.scheduler.ownership import new_scheduler_id
 from zonda.scheduler.persistence import Rows, write
 from zonda.scheduler.wakeup import NullWaker, make_listener
+from zonda.scheduler.writer import Batch, Writer
 from zonda.settings import Settings
 
 SOURCE = """
@@ -224,6 +225,13 @@ def test_usage_is_rolled_up_from_real_attempts_once_and_outlives_the_runs(api: A
     with write_txn(api.engine) as conn:
         write(conn, again)
     assert approx(stored_usage(api.engine)) == approx(expected), "a batch written twice billed twice"
+    writer = Writer(api.engine)  # on PostgreSQL, first sent at once as if its attempt were new
+    try:
+        writer.submit(Batch(again, epoch=0))
+        assert len(writer.wait_idle(timeout=30)) == 1, "the batch was not committed"
+    finally:
+        writer.stop()
+    assert approx(stored_usage(api.engine)) == approx(expected), "the writer billed a repeated batch"
 
     with write_txn(api.engine) as conn:
         for table in (task_attempts, task_instances, runs):

@@ -12,18 +12,18 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Connection, event, select, text
+from sqlalchemy import Connection, event, select, text, update
 
 from tests.integration.in_process import Zonda, in_process_zonda
 from zonda.core.states import RunState
-from zonda.db.engine import make_engine, read_txn
+from zonda.db.engine import make_engine, read_txn, write_txn
 from zonda.db.schema import runs as db_runs
 from zonda.scheduler.persistence import Rows
-from zonda.scheduler.writer import Batch, Writer
+from zonda.scheduler.writer import Batch, Lease, Writer
 from zonda.services import runs
 
 pytestmark = pytest.mark.slow
@@ -201,6 +201,39 @@ def test_leases_are_renewed_every_third_of_the_lease_without_writing_what_waits_
         assert tasks["quick"] != "success", "renewing the lease wrote an outcome that waits for the window"
         (record,) = zonda.wait([run_id], timeout=20)
         assert record.state == "success"
+
+
+def test_a_batch_writes_nothing_of_a_run_another_scheduler_holds_and_says_it_lost_it(
+    db_url: str, tmp_path: Path
+) -> None:
+    """Fencing (ADR 0005). On PostgreSQL the writer first sends the batch and its lease renewal
+    together, assuming every lease still held; finding one taken, it writes the batch again
+    renewal first, the rows of the run it lost left out."""
+    with in_process_zonda(db_url, tmp_path) as zonda:
+        zonda.tenant("team-a", LEASES_SOURCE)
+        ours, theirs = zonda.trigger("team-a/idle"), zonda.trigger("team-a/idle")
+        until = datetime.now(UTC) + timedelta(minutes=5)
+        with write_txn(zonda.engine) as conn:
+            for run_id, owner in ((ours, "me"), (theirs, "them")):
+                conn.execute(
+                    update(db_runs).where(db_runs.c.run_id == run_id).values(owner=owner, lease_until=until)
+                )
+        renewed_to = until + timedelta(minutes=1)
+        failed = [
+            {"b_run": run_id, "b_state": "failed", "b_ended": renewed_to, "b_started": None}
+            for run_id in (ours, theirs)
+        ]
+        batch = Batch(Rows(run_updates=failed), epoch=0, lease=Lease("me", [ours, theirs], renewed_to))
+        writer = Writer(zonda.engine)
+        try:
+            writer.submit(batch)
+            assert len(writer.wait_idle(timeout=30)) == 1, "the batch was not committed"
+        finally:
+            writer.stop()
+        assert batch.lost_runs == {theirs}
+        assert runs.get_run(zonda.svc, ours).state == "failed"
+        assert runs.get_run(zonda.svc, theirs).state == "queued", "wrote a run another scheduler holds"
+        assert _leases(zonda, [ours, theirs]) == {ours: renewed_to, theirs: until}
 
 
 def test_the_writer_keeps_its_connection_and_takes_a_new_one_when_the_db_ends_it(

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, cast
 
 import psycopg
-from sqlalchemy import Connection, Table
+from sqlalchemy import Connection, Dialect, Table, bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
@@ -30,6 +30,17 @@ def insert_new(
     if not rows:
         return []
     return [tuple(r) for r in conn.execute(_insert_new(conn.dialect.name, table, tuple(keys)), list(rows))]
+
+
+def insert_new_sent(
+    conn: Connection, table: Table, rows: Sequence[dict[str, Any]], keys: Sequence[str]
+) -> Sent:
+    """`insert_new` sent inside `pipelined` on PostgreSQL, the rows as one array per column: the keys
+    of the rows it inserted are read once the pipeline has ended."""
+    columns = tuple(rows[0])
+    return send(
+        conn, _insert_new_arrays(table, tuple(keys), columns), {c: [r[c] for r in rows] for c in columns}
+    )
 
 
 def add_to(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> None:
@@ -60,6 +71,36 @@ def pipelined(conn: Connection) -> Iterator[None]:
         ) from exc
 
 
+class Sent:
+    """A statement sent inside `pipelined` (`send`): its rows, read once the pipeline has ended."""
+
+    def __init__(self, cursor: psycopg.Cursor[Any]) -> None:
+        self._cursor = cursor
+
+    def rows(self) -> list[tuple[Any, ...]]:
+        return self._cursor.fetchall()
+
+
+def send(conn: Connection, stmt: Any, params: dict[str, Any]) -> Sent:
+    """Send a statement that returns rows inside `pipelined` on PostgreSQL, without waiting for
+    them: SQLAlchemy reads a result as soon as it sends its statement, before the pipeline has it
+    (and psycopg's `executemany` waits for rows it returns). Parameters go through the columns'
+    types, as with `conn.execute`."""
+    sql, processors = _compiled(conn.dialect, stmt)
+    driver = cast("psycopg.Connection[Any]", conn.connection.driver_connection)
+    cursor = driver.cursor()
+    cursor.execute(sql, {k: processors[k](v) if k in processors else v for k, v in params.items()})
+    return Sent(cursor)
+
+
+@functools.cache
+def _compiled(dialect: Dialect, stmt: Any) -> tuple[str, dict[str, Callable[[Any], Any]]]:
+    """A statement's SQL for the driver, and its parameters' type conversions by name."""
+    compiled = stmt.compile(dialect=dialect)
+    processors = {name: bind.type.bind_processor(dialect) for name, bind in compiled.binds.items()}
+    return str(compiled), {name: p for name, p in processors.items() if p is not None}
+
+
 # The statements are built once per table and columns: the scheduler's writer runs them for every
 # batch, and building one cost more than sending it.
 
@@ -73,6 +114,14 @@ def _upsert(dialect: str, table: Table, keys: tuple[str, ...], columns: tuple[st
 @functools.cache
 def _insert_new(dialect: str, table: Table, keys: tuple[str, ...]) -> Any:
     return _insert(dialect, table).on_conflict_do_nothing().returning(*(table.c[k] for k in keys))
+
+
+@functools.cache
+def _insert_new_arrays(table: Table, keys: tuple[str, ...], columns: tuple[str, ...]) -> Any:
+    """`_insert_new` of rows given as one array parameter per column (PostgreSQL's `unnest`)."""
+    arrays = [func.unnest(bindparam(c, type_=postgresql.ARRAY(table.c[c].type))) for c in columns]
+    stmt = postgresql.insert(table).from_select(list(columns), select(*arrays))
+    return stmt.on_conflict_do_nothing().returning(*(table.c[k] for k in keys))
 
 
 @functools.cache

@@ -11,9 +11,11 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Literal
 
-from sqlalchemy import Connection, and_, bindparam, or_, select, text, update
+from sqlalchemy import Connection, and_, any_, bindparam, or_, select, text, update
+from sqlalchemy.dialects import postgresql
 
 from zonda.core.states import RunState
+from zonda.db.dialect import Sent, send
 from zonda.db.schema import runs
 
 ACTIVE = (RunState.QUEUED.value, RunState.RUNNING.value)
@@ -81,6 +83,12 @@ def renew(conn: Connection, owner: str, run_ids: Collection[str], until: datetim
     return {row.run_id for row in rows}
 
 
+def renew_sent(conn: Connection, owner: str, run_ids: Collection[str], until: datetime) -> Sent:
+    """`renew` sent inside `pipelined` on PostgreSQL: the runs `owner` still holds are read once the
+    pipeline has ended."""
+    return send(conn, _RENEW_ANY, {"b_owner": owner, "b_runs": list(run_ids), "b_until": until})
+
+
 _RENEW = (
     update(runs)
     .where(and_(runs.c.owner == bindparam("b_owner"), runs.c.run_id.in_(bindparam("b_runs", expanding=True))))
@@ -88,6 +96,18 @@ _RENEW = (
     .returning(runs.c.run_id)
 )
 """Built once: the writer renews with every batch (the runs it writes; with the heartbeat, all held)."""
+_RENEW_ANY = (
+    update(runs)
+    .where(
+        and_(
+            runs.c.owner == bindparam("b_owner"),
+            runs.c.run_id == any_(bindparam("b_runs", type_=postgresql.ARRAY(runs.c.run_id.type))),
+        )
+    )
+    .values(lease_until=bindparam("b_until", type_=runs.c.lease_until.type))
+    .returning(runs.c.run_id)
+)
+"""`_RENEW` for `send` (one array parameter instead of one per run, which SQLAlchemy expands)."""
 
 
 def orphaned(conn: Connection, now: datetime, limit: int = 500) -> list[tuple[str, str | None]]:

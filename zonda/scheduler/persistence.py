@@ -14,7 +14,7 @@ from zonda.core.outputs import ArtifactRef
 from zonda.core.run_graph import Attempt, RunGraph, TaskInstance
 from zonda.core.states import RunState, TaskState
 from zonda.core.usage import Charge, rollup
-from zonda.db.dialect import insert_new, pipelined, upsert
+from zonda.db.dialect import Sent, insert_new, insert_new_sent, pipelined, upsert
 from zonda.db.schema import runs, task_attempts, task_instances
 from zonda.db.usage import add_usage
 
@@ -188,21 +188,36 @@ def write(conn: Connection, rows: Rows) -> None:
 
     Usage is added for the attempts whose rows this write inserted, so a repeated batch bills nothing
     twice. The attempts go first, for their insert says which rows were new; every other statement
-    then goes to PostgreSQL in one round trip (`pipelined`): on the path of every Celery task's
-    dispatch, whose queued state is committed before it is published (ADR 0005).
+    then goes to PostgreSQL in one round trip (`pipelined`).
     """
     inserted = insert_new(conn, task_attempts, rows.attempts, _ATTEMPT_KEY) if rows.attempts else []
     with pipelined(conn):
-        if rows.deletes:
-            conn.execute(_DELETE, rows.deletes)
-        if rows.inserts:
-            upsert(conn, task_instances, rows.inserts, ["run_id", "task_id", "map_index"])
-        if rows.updates:
-            conn.execute(_UPDATE, rows.updates)
-        if inserted:
-            add_usage(conn, rollup(rows.charges[key] for key in inserted))
-        if rows.run_updates:
-            conn.execute(_RUN_UPDATE, rows.run_updates)
+        _send_writes(conn, rows, [rows.charges[key] for key in inserted])
+
+
+def send_at_once(conn: Connection, rows: Rows) -> Sent | None:
+    """Inside `pipelined` on PostgreSQL: the whole batch, its usage billed as if every attempt's row
+    were new; the attempts' insert (None without attempts) then says which were. The caller rolls the
+    batch back and uses `write` if one was not (a repeated batch): on the path of every Celery
+    task's dispatch, whose queued state is committed before it is published (ADR 0005), this saves
+    the round trip `write` waits for."""
+    new = insert_new_sent(conn, task_attempts, rows.attempts, _ATTEMPT_KEY) if rows.attempts else None
+    _send_writes(conn, rows, list(rows.charges.values()))
+    return new
+
+
+def _send_writes(conn: Connection, rows: Rows, charges: list[Charge]) -> None:
+    """Every statement of a batch but the attempts' insert, none of which returns rows."""
+    if rows.deletes:
+        conn.execute(_DELETE, rows.deletes)
+    if rows.inserts:
+        upsert(conn, task_instances, rows.inserts, ["run_id", "task_id", "map_index"])
+    if rows.updates:
+        conn.execute(_UPDATE, rows.updates)
+    if charges:
+        add_usage(conn, rollup(charges))
+    if rows.run_updates:
+        conn.execute(_RUN_UPDATE, rows.run_updates)
 
 
 def _run_values(graph: RunGraph, started_at: datetime | None) -> dict[str, Any]:

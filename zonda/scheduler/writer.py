@@ -5,7 +5,8 @@ when the DB is slow (group commit). A batch that fails because the DB is unreach
 until it commits, on a new connection; batches are idempotent, so an unconfirmed commit is safe to
 repeat. The writer keeps its connection between batches: a pool checkout pings the DB first, one
 more round trip on the path of every task's dispatch. A kept connection the DB ended while it sat
-idle is replaced at once, as a ping would have found it.
+idle is replaced at once, as a ping would have found it. On PostgreSQL a batch is sent at once,
+lease renewal included, and only checked before its commit (`_write_at_once`, ADR 0005).
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ from sqlalchemy.exc import DBAPIError
 from zonda.clock import utc_now
 from zonda.db import leases
 from zonda.db.commands import mark_done
+from zonda.db.dialect import pipelined
 from zonda.db.engine import driver_reason, write_txn_on
-from zonda.scheduler.persistence import Rows, write
+from zonda.scheduler.persistence import Rows, send_at_once, write
 from zonda.worker.protocol import TaskRequest
 
 log = logging.getLogger(__name__)
@@ -154,22 +156,22 @@ class Writer:
     def _commit(self, batch: Batch) -> bool:
         """Commit the batch, retrying while the DB is unreachable; False if `stop` gave it up meanwhile."""
         failures = 0
+        at_once = True
         while True:
             kept = self._conn is not None
             try:
                 with write_txn_on(self._connection()) as conn:
-                    rows = batch.rows
-                    if batch.lease is not None:
-                        lease = batch.lease
-                        held = leases.renew(conn, lease.owner, lease.run_ids, lease.until)
-                        batch.lost_runs = set(lease.run_ids) - held
-                        rows = rows.only(held) if batch.lost_runs else rows
-                    write(conn, rows)
+                    if at_once and conn.dialect.name == "postgresql":
+                        _write_at_once(conn, batch)
+                    else:
+                        _write(conn, batch)
                     applied = [i for i, run_id in batch.commands if run_id not in batch.lost_runs]
                     mark_done(conn, applied, utc_now())
                     if batch.extra is not None:
                         batch.extra(conn)
                 return True
+            except _NotAsSent:
+                at_once = False
             except DBAPIError as exc:
                 self._drop_connection()
                 if kept and exc.connection_invalidated:
@@ -182,3 +184,36 @@ class Writer:
                 log.warning("writing a batch failed (%s); retrying in %.1f s", exc.__class__.__name__, delay)
                 if self._give_up.wait(delay):
                     return False
+
+
+class _NotAsSent(Exception):
+    """A batch written at once met a run whose lease another scheduler took, or an attempt already
+    stored (the batch is a repeat): rolled back, it is written again with `_write`."""
+
+
+def _write_at_once(conn: Connection, batch: Batch) -> None:
+    """The batch with its lease renewal in one round trip to PostgreSQL, assuming every lease still
+    held and every attempt new, as they are but after a takeover or a repeated batch (`_NotAsSent`)."""
+    lease = batch.lease
+    with pipelined(conn):
+        renewed = (
+            leases.renew_sent(conn, lease.owner, lease.run_ids, lease.until) if lease is not None else None
+        )
+        attempts = send_at_once(conn, batch.rows)
+    if lease is not None and renewed is not None and {r[0] for r in renewed.rows()} != set(lease.run_ids):
+        raise _NotAsSent
+    if attempts is not None and len(attempts.rows()) != len(batch.rows.attempts):
+        raise _NotAsSent
+    batch.lost_runs = set()
+
+
+def _write(conn: Connection, batch: Batch) -> None:
+    """The batch, its leases renewed first: the rows of runs whose lease another scheduler took are
+    not written (fencing), and come back in `lost_runs`."""
+    rows = batch.rows
+    if batch.lease is not None:
+        lease = batch.lease
+        held = leases.renew(conn, lease.owner, lease.run_ids, lease.until)
+        batch.lost_runs = set(lease.run_ids) - held
+        rows = rows.only(held) if batch.lost_runs else rows
+    write(conn, rows)
