@@ -93,9 +93,10 @@ def send(conn: Connection, stmt: Any, params: dict[str, Any]) -> Sent:
     return Sent(cursor)
 
 
-@functools.cache
+@functools.lru_cache(maxsize=64)
 def _compiled(dialect: Dialect, stmt: Any) -> tuple[str, dict[str, Callable[[Any], Any]]]:
-    """A statement's SQL for the driver, and its parameters' type conversions by name."""
+    """A statement's SQL for the driver, and its parameters' type conversions by name (per engine's
+    dialect: a process has one or two engines, tests many)."""
     compiled = stmt.compile(dialect=dialect)
     processors = {name: bind.type.bind_processor(dialect) for name, bind in compiled.binds.items()}
     return str(compiled), {name: p for name, p in processors.items() if p is not None}
