@@ -200,9 +200,9 @@ def _write_at_once(conn: Connection, batch: Batch) -> None:
             leases.renew_sent(conn, lease.owner, lease.run_ids, lease.until) if lease is not None else None
         )
         attempts = send_at_once(conn, batch.rows)
-    if lease is not None and renewed is not None and {r[0] for r in renewed.rows()} != set(lease.run_ids):
-        raise _NotAsSent
-    if attempts is not None and len(attempts.rows()) != len(batch.rows.attempts):
+    held = {r[0] for r in renewed.rows()} if renewed is not None else set()
+    new = len(attempts.rows()) if attempts is not None else 0
+    if held != set(lease.run_ids if lease is not None else ()) or new != len(batch.rows.attempts):
         raise _NotAsSent
     batch.lost_runs = set()
 
