@@ -184,13 +184,16 @@ class RunGraph:
         return ti.try_number
 
     def restore_attempt(self, key: TIKey, try_number: int, queued_at: datetime | None) -> bool:
-        """Recovery: an attempt a worker journaled may be newer than the stored state; adopt it."""
+        """Recovery: an attempt a worker reported may be newer than the stored state (queued and
+        sent before it was stored, a retry included); adopt it."""
         ti = self.instance(key)
         resumable = (TaskState.SCHEDULED, TaskState.QUEUED, TaskState.RUNNING)
-        if ti.state not in resumable or ti.try_number > try_number:
+        retried = ti.state is TaskState.UP_FOR_RETRY and try_number > ti.try_number
+        if (ti.state not in resumable and not retried) or ti.try_number > try_number:
             return False
         ti.state, ti.try_number = TaskState.QUEUED, try_number
         ti.queued_at = ti.queued_at or queued_at
+        ti.next_try_at = None
         self.changes.updated.add(key)
         return True
 

@@ -45,7 +45,7 @@ TASK_TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
     TaskState.RUNNING: frozenset(
         {TaskState.SUCCESS, TaskState.FAILED, TaskState.UP_FOR_RETRY, TaskState.SCHEDULED}
     ),
-    TaskState.UP_FOR_RETRY: frozenset({TaskState.SCHEDULED, TaskState.PENDING} | _BY_HAND),
+    TaskState.UP_FOR_RETRY: frozenset({TaskState.SCHEDULED, TaskState.QUEUED, TaskState.PENDING} | _BY_HAND),
     TaskState.SUCCESS: frozenset({TaskState.PENDING, TaskState.FAILED}),
     TaskState.FAILED: frozenset({TaskState.PENDING, TaskState.SUCCESS}),
     TaskState.UPSTREAM_FAILED: frozenset({TaskState.PENDING} | _BY_HAND),
@@ -53,7 +53,8 @@ TASK_TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
 }
 """Allowed moves. Finished states go back to PENDING only when a user clears them; a cancelled run
 fails what started (and waits to retry) and skips what did not start; a user may mark any instance
-SUCCESS or FAILED by hand (`RunGraph.mark`)."""
+SUCCESS or FAILED by hand (`RunGraph.mark`). A retry goes straight to QUEUED when a scheduler that
+took its run over learns that its request was sent before its queued state was stored."""
 
 
 class RunState(StrEnum):

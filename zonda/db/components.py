@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -38,6 +39,15 @@ def heartbeat(
 
 def unregister(conn: Connection, component_id: str) -> None:
     conn.execute(delete(components).where(components.c.id == component_id))
+
+
+def registered(conn: Connection, component_ids: Collection[str]) -> set[str]:
+    """Those of `component_ids` still registered: a scheduler unregisters only once its last
+    changes are stored, so one still here may have sent work it never stored."""
+    if not component_ids:
+        return set()
+    query = select(components.c.id).where(components.c.id.in_(list(component_ids)))
+    return {row[0] for row in conn.execute(query)}
 
 
 def prune_components(conn: Connection, before: datetime) -> int:

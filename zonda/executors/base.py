@@ -28,8 +28,10 @@ class Executor(Protocol):
     """
 
     commit_before_dispatch: bool
-    """True if the scheduler must store a task as queued before submitting it. Executors without
-    an outcome journal need this, so that a scheduler that takes over knows what is in flight."""
+    """True if the scheduler may submit a task before its queued state is stored only while the
+    run's lease is fresh (ADR 0005): executors without an outcome journal, whose requests outlive
+    the scheduler. One that takes over its runs then holds their next attempts back until those
+    are accounted for (`takeover_barrier`)."""
 
     in_flight_survives_scheduler: bool
     """True if tasks keep running when the scheduler that sent them dies (remote workers): the
@@ -67,6 +69,16 @@ class Executor(Protocol):
         """Seconds a queued attempt should have reached a worker and did not start (0 while it
         waits for one). Asked only when `in_flight_survives_scheduler`: past `queued_timeout`,
         the scheduler takes the request as lost and queues the attempt again."""
+
+    def takeover_barrier(self) -> None:
+        """Another scheduler's runs were just taken over: requests it submitted without storing
+        them may reach workers. Asked only when `commit_before_dispatch`."""
+
+    def barrier_due_for(self, request: TaskRequest) -> float:
+        """Seconds every request submitted before the last `takeover_barrier` that would share this
+        request's way to a worker should have reached one (0 while not). Past `queued_timeout`, an
+        attempt held back since the takeover that did not report never started: it is withdrawn and
+        queued."""
 
     def withdraw(self, attempts: Sequence[QueuedAttempt]) -> bool:
         """Make sure these queued attempts' requests never run, before they are queued again;

@@ -13,6 +13,7 @@ from zonda.core.run_graph import RunGraph
 from zonda.dag_processing.code_store import stored_code
 from zonda.db.dags import get_version
 from zonda.errors import NotFoundError
+from zonda.scheduler.inherited import Inherited
 from zonda.scheduler.requests import RunInfo, VersionInfo
 
 
@@ -26,6 +27,11 @@ class ActiveRun:
     seq: int
     started_at: datetime | None = None
     start_recorded: bool = field(default=False)
+    fresh_until: datetime | None = None
+    """Until when a request may be published before its queued state is stored: half a lease after
+    the last committed renewal of this run's lease (ADR 0005)."""
+    inherited: Inherited | None = None
+    """Attempts the scheduler this run was taken from may have published without storing."""
     tenant: str = field(init=False)
 
     def __post_init__(self) -> None:

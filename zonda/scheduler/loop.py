@@ -1,8 +1,10 @@
 """The scheduler's event loop: react to worker messages, timers and wake-ups; write in batches.
 
 Each step waits on the workers' pipes and the wake-up socket, applies what arrived to the
-in-memory run graphs, dispatches ready work (before the commit: the workers' outcome journals
-make that safe), then writes every change of the step in one transaction. The DB is polled only
+in-memory run graphs, dispatches ready work, then writes every change of the step in one
+transaction. Work goes out before the commit: for local workers their outcome journals make that
+safe; a remote executor's requests go out so only while the run's lease is fresh, and a scheduler
+that takes the run over holds back the attempts that may have gone (ADR 0005). The DB is polled only
 when woken or as a safety net every `safety_poll_interval` seconds.
 """
 
@@ -15,7 +17,7 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 from datetime import datetime, timedelta
 from multiprocessing.connection import wait
 from typing import Any
@@ -38,6 +40,7 @@ from zonda.errors import NotFoundError
 from zonda.executors.base import Executor, QueuedAttempt, TIRef
 from zonda.scheduler.active import ActiveRun, Versions
 from zonda.scheduler.heartbeats import PRUNE_INTERVAL, heartbeat_write
+from zonda.scheduler.inherited import Inherited
 from zonda.scheduler.limits import TENANT_QUOTA, UNKNOWN_POOL, Limits
 from zonda.scheduler.ownership import dead_local_schedulers, new_scheduler_id
 from zonda.scheduler.persistence import RunRow, collect, load_runs, runs_in_state
@@ -57,6 +60,8 @@ DEADLINE_GRACE = timedelta(seconds=5)
 QUEUED_RECHECKS = 4
 """A queued attempt whose request is not (yet) lost is checked again after this part of `queued_timeout`."""
 DB_RETRY_DELAY = timedelta(seconds=1)
+INHERITED_CHECK = timedelta(seconds=1)
+"""How often attempts held back after a takeover are checked (at most; see `_release_inherited`)."""
 STOP_WRITE_TIMEOUT = 10.0
 """Seconds a stopping scheduler waits for its last changes to commit (an unreachable DB): nothing is
 lost when it gives up, since workers' outcomes stay journaled or on the broker until committed."""
@@ -92,7 +97,8 @@ class Scheduler:
         self._applied: list[tuple[int, str]] = []
         self._commands_wait = False
         """A command waits for a run to end (a clear beyond its DAG's or tenant's limits)."""
-        self._applying: set[int] = set()
+        self._applying: dict[int, str] = {}
+        """Commands (id: run id) applied and not yet committed."""
         self._write_window = timedelta(seconds=settings.scheduler_write_window)
         self._seq = itertools.count()
         self._next_poll = self._next_heartbeat = self.clock()
@@ -111,6 +117,12 @@ class Scheduler:
         self.component_id = scheduler_id or new_scheduler_id()
         self._followed_records: list[TaskFinished] = []
         self._lost: dict[TIRef, tuple[ActiveRun, TaskInstance]] = {}
+        self._withdrawn: set[TIRef] = set()
+        """Attempts withdrawn and queued again: their next request is stored before it is sent (its
+        task id derives from the stored `queued_at`)."""
+        self._held_inherited: dict[TIRef, tuple[ActiveRun, TaskRequest]] = {}
+        """Ready attempts of taken-over runs that the previous scheduler may have published."""
+        self._next_inherited_check = self.clock()
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -165,7 +177,7 @@ class Scheduler:
             for component_id in dead:
                 components.unregister(conn, component_id)
         records = len(self._followed_records)
-        self._resume_all(list(self.runs.values()), now)
+        self._resume_all(list(self.runs.values()), now, unclean=set(self.runs))
         self._flush(now, force=True)
         log.info("scheduler resumed %d run(s), %d journaled outcome(s)", len(self.runs), records)
 
@@ -186,6 +198,7 @@ class Scheduler:
             self._on_timer(timer, now)
         self._note_reach()
         self._queue_lost_again(now)
+        self._release_inherited(now)
         if (
             self._topics or now >= self._next_poll or now >= self._next_orphan_check
         ) and now >= self._db_retry_at:
@@ -201,6 +214,8 @@ class Scheduler:
             self._pass_on(message)
             return
         key = (message.task_id, message.map_index)
+        if active.inherited is not None:
+            self._accept_inherited(active, key, message.try_number)
         if isinstance(message, TaskStarted):
             active.graph.mark_running(key, message.try_number, message.started_at)
             self._mark_dirty(active)
@@ -209,6 +224,23 @@ class Scheduler:
             self._release(message.ti_key, active)
             apply_finished(active.graph, message, now)
         self._collect(active)
+
+    def _accept_inherited(self, active: ActiveRun, key: TIKey, try_number: int) -> None:
+        """A report of an attempt the run's previous scheduler sent without storing it: the attempt
+        is in flight (or ended), so it is queued here under its try number and counted as running."""
+        assert active.inherited is not None
+        if not self._has(active, key) or not active.inherited.covers(key, try_number):
+            return
+        ti = active.graph.instance(key)
+        if ti.state not in (TaskState.SCHEDULED, TaskState.UP_FOR_RETRY):
+            return
+        active.graph.restore_attempt(key, try_number, None)
+        active.inherited.settle(key)
+        ref = (active.run_id, *key)
+        self._held_inherited.pop(ref, None)
+        self.inflight[ref] = active
+        self.limits.take(active.tenant, active.dag_id, active.version.spec.task(key[0]))
+        self._mark_dirty(active)
 
     def _pass_on(self, message: WorkerMessage) -> None:
         """A report for a run this scheduler does not hold: send it to the run's owner, if any."""
@@ -287,8 +319,41 @@ class Scheduler:
                 timeout,
             )
             self._release(ref, active)
+            self._withdrawn.add(ref)
             active.graph.requeue(ti.key)
             self._collect(active)
+
+    def _release_inherited(self, now: datetime) -> None:
+        """Queue the held-back attempts whose queues have shown, for `queued_timeout`, that every
+        request sent before the takeover reached a worker: those never reported were never sent
+        (or are lost). Their first requests are withdrawn first, all in one call."""
+        if not self._held_inherited or now < self._next_inherited_check:
+            return
+        self._next_inherited_check = now + min(INHERITED_CHECK, self._queued_timeout / QUEUED_RECHECKS)
+        timeout = self._queued_timeout.total_seconds()
+        due = {
+            ref: held
+            for ref, held in self._held_inherited.items()
+            if self.executor.barrier_due_for(held[1]) >= timeout
+        }
+        attempts = [QueuedAttempt(ref, request.try_number, None) for ref, (_, request) in due.items()]
+        if not due or not self.executor.withdraw(attempts):
+            return
+        log.info(
+            "queueing %d task(s) of runs taken over that their previous scheduler did not send", len(due)
+        )
+        for ref, (active, _) in due.items():
+            del self._held_inherited[ref]
+            key = (ref[1], ref[2])
+            if (
+                self.runs.get(active.run_id) is not active
+                or active.inherited is None
+                or not self._has(active, key)
+            ):
+                continue
+            active.inherited.settle(key)
+            self._withdrawn.add(ref)
+            self._push(active, key)
 
     def _release(self, ref: TIRef, active: ActiveRun) -> None:
         if self.inflight.pop(ref, None) is not None:
@@ -377,17 +442,20 @@ class Scheduler:
     def _adopt_orphans(self, conn: Connection, now: datetime) -> None:
         """Take over active runs whose scheduler stopped renewing their leases. Runs whose lease this
         scheduler let run out (it stalled) stay as they are in memory: its next batch renews them."""
+        owners = {owner for _, owner in leases.orphaned(conn, now) if owner not in (None, self.component_id)}
+        registered = components.registered(conn, owners)
         taken: list[ActiveRun] = []
-        for owner in {
-            owner for _, owner in leases.orphaned(conn, now) if owner not in (None, self.component_id)
-        }:
+        unclean: set[str] = set()
+        for owner in owners:
             run_ids = leases.claim_all_from(conn, owner, self.component_id, self._lease_until(now))
             if run_ids:
                 log.warning(
                     "taking over %d run(s) from scheduler %s, whose lease ran out", len(run_ids), owner
                 )
             taken.extend(self._adopt(conn, run_ids, now, previous_owner=owner))
-        self._resume_all(taken, now)
+            if owner in registered:
+                unclean.update(run_ids)
+        self._resume_all(taken, now, unclean)
 
     def _note_reach(self) -> None:
         """Whether the executor reaches its workers. A scheduler cut off from them (a broker it
@@ -415,12 +483,19 @@ class Scheduler:
             self._followed.add(scheduler_id)
             self._followed_records.extend(self.executor.follow(scheduler_id))
 
-    def _resume_all(self, taken: list[ActiveRun], now: datetime) -> None:
-        """Store what dead schedulers' workers recorded, then deal with what is still in flight."""
+    def _resume_all(self, taken: list[ActiveRun], now: datetime, unclean: Collection[str]) -> None:
+        """Store what dead schedulers' workers recorded, then deal with what is still in flight.
+        `unclean`: runs whose scheduler did not stop cleanly, so it may have sent requests it never
+        stored; with a remote executor, their next attempts wait to be accounted for (`Inherited`)."""
         records, self._followed_records = self._followed_records, []
         restore_outcomes({a.run_id: a for a in taken}, records, now)
         for active in taken:
             self._resume_in_flight(active, now)
+        inheriting = [a for a in taken if a.run_id in unclean]
+        if inheriting and self.executor.commit_before_dispatch:
+            self.executor.takeover_barrier()
+            for active in inheriting:
+                active.inherited = Inherited({ti.key: ti.try_number for ti in active.graph.instances()})
 
     def _resume_in_flight(self, active: ActiveRun, now: datetime) -> None:
         """Attempts in flight under a dead scheduler: wait for them if they survive it, else re-queue."""
@@ -514,7 +589,7 @@ class Scheduler:
                 )
                 self._kill(active, marked, note)
             self._applied.append((command.id, command.run_id))
-            self._applying.add(command.id)
+            self._applying[command.id] = command.run_id
             if self._dirty_since is None:
                 self._dirty_since = self.clock()
 
@@ -579,11 +654,16 @@ class Scheduler:
         secrets = self.secrets.of(active.tenant)
         if secrets is None:
             return False
+        next_try = active.graph.instance(key).try_number + 1
+        if active.inherited is not None and active.inherited.covers(key, next_try):
+            ref = (active.run_id, *key)
+            self._held_inherited[ref] = (active, self._request(active, key, next_try, secrets))
+            return True
         request = self._request(active, key, active.graph.mark_queued(key, now), secrets)
-        if self.executor.commit_before_dispatch:
-            self._outbox.append(request)
-        else:
+        if self._send_before_commit(active, request.ti_key, now):
             self.executor.submit([request])
+        else:
+            self._outbox.append(request)
         if self.executor.in_flight_survives_scheduler:
             self.timers.add(now + self._queued_timeout, "queued", active.run_id, key, request.try_number)
         self.limits.take(active.tenant, active.dag_id, spec)
@@ -598,6 +678,22 @@ class Scheduler:
                 request.try_number,
             )
         return True
+
+    def _send_before_commit(self, active: ActiveRun, ref: TIRef, now: datetime) -> bool:
+        """Whether a request may go before its queued state is stored. Always for an executor whose
+        workers journal their outcomes. For one whose requests outlive this scheduler, only while
+        the run's lease was renewed within half its length, so that a scheduler taking the run over
+        does so after the request went, and holds the attempt back (ADR 0005). Not for a run with a
+        command not yet stored (the successor applies it again and would not hold back what it makes
+        ready), nor for an attempt queued again after a withdrawal (its task id derives from what is
+        stored)."""
+        if not self.executor.commit_before_dispatch:
+            return True
+        if ref in self._withdrawn:
+            self._withdrawn.discard(ref)
+            return False
+        fresh = active.fresh_until is not None and now < active.fresh_until
+        return fresh and active.run_id not in self._applying.values()
 
     def _flush(self, now: datetime, force: bool = False, wait: float | None = None) -> None:
         """Hand the gathered changes to the writer (one batch in flight): at once when something waits
@@ -653,7 +749,9 @@ class Scheduler:
         """Stored for good: workers may drop journal records, finished runs leave memory."""
         for batch in batches:
             self.executor.checkpoint(batch.epoch)
-            self._applying.difference_update(command_id for command_id, _ in batch.commands)
+            self._note_renewed(batch)
+            for command_id, _ in batch.commands:
+                self._applying.pop(command_id, None)
             for run_id in batch.lost_runs:
                 self._drop_lost(run_id)
             self.executor.submit([r for r in batch.requests if self._still_queued(r)])
@@ -662,6 +760,18 @@ class Scheduler:
                 if active is not None and active.graph.state.finished and run_id not in self._dirty:
                     self._forget(active)
                     self._topics |= {"runs", "commands"} if self._commands_wait else {"runs"}
+
+    def _note_renewed(self, batch: Batch) -> None:
+        """The leases a committed batch renewed are fresh for half a lease from its submission."""
+        if batch.lease is None:
+            return
+        fresh_until = batch.lease.until - self._lease / 2
+        for run_id in batch.lease.run_ids:
+            if run_id in batch.lost_runs:
+                continue
+            active = self.runs.get(run_id)
+            if active is not None:
+                active.fresh_until = fresh_until
 
     def _still_queued(self, request: TaskRequest) -> bool:
         """Whether a request whose queued state is now stored is still to be sent (the task may have moved on)."""
@@ -686,6 +796,8 @@ class Scheduler:
         """The run leaves memory (it ended, or another scheduler took it)."""
         del self.runs[active.run_id]
         self.ready.discard_run(active.run_id)
+        for ref in [ref for ref, (a, _) in self._held_inherited.items() if a is active]:
+            del self._held_inherited[ref]
         self.limits.runs_by_tenant[active.tenant] -= 1
 
     def _lease_until(self, now: datetime) -> datetime:
@@ -748,6 +860,8 @@ class Scheduler:
     def _timeout(self, max_wait: float) -> float:
         now = self.clock()
         deadlines = [self._next_poll, self._next_heartbeat, self._next_orphan_check, self._next_renewal]
+        if self._held_inherited:
+            deadlines.append(self._next_inherited_check)
         if self._dirty_since is not None and not self.writer.busy:
             deadlines.append(self._dirty_since + self._write_window)
         if (due := self.timers.next_due()) is not None:

@@ -8,13 +8,16 @@ evidence that the broker no longer holds it:
 - a worker that consumes its queue had a free slot in each of its heartbeats for `settle` seconds,
   from a heartbeat after the request was published (a free slot takes the next message at once).
 The scheduler queues a request again once it has been due, and not started, for
-`ZONDA_QUEUED_TIMEOUT` (`CeleryExecutor.undelivered_for`). Pure bookkeeping: time (monotonic
-seconds) is passed in.
+`ZONDA_QUEUED_TIMEOUT` (`CeleryExecutor.undelivered_for`). After a takeover, requests the dead
+scheduler published but never stored may be on the broker: each queue then gets a barrier, due
+on the same evidence, behind which the taken-over runs' first new attempts wait (`barrier`). Pure
+bookkeeping: time (monotonic seconds) is passed in.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 
@@ -39,6 +42,8 @@ class Deliveries:
         self._by_queue: dict[str, dict[TIRef, _Published]] = {}
         self._seq = itertools.count()
         self._free_since: dict[str, float] = {}
+        self._barrier_at: float | None = None
+        self._barriers: dict[str, _Published] = {}
 
     def published(self, ti: TIRef, try_number: int, queue: str, now: float) -> None:
         """A request went to the broker (again: an earlier publication of it is forgotten)."""
@@ -58,6 +63,9 @@ class Deliveries:
                 break
             if other.due is None:
                 other.due = now
+        barrier = self._barriers.get(entry.queue)
+        if barrier is not None and barrier.due is None and barrier.seq < entry.seq:
+            barrier.due = now
 
     def heartbeat(self, worker: str, queues: Collection[str], free: bool, now: float) -> None:
         """A worker consuming `queues` heartbeats, with a free slot or not."""
@@ -66,11 +74,33 @@ class Deliveries:
             return
         since = self._free_since.setdefault(worker, now)
         for queue in queues:
+            barrier = self._barriers.get(queue)
+            if barrier is not None and barrier.due is None and now - max(since, barrier.at) >= self.settle:
+                barrier.due = now
             for entry in self._by_queue.get(queue, {}).values():
                 if now - max(since, entry.at) < self.settle:
                     break  # the worker was not free for that long since it was published, nor for later ones
                 if entry.due is None:
                     entry.due = now
+
+    def barrier(self, now: float) -> None:
+        """Requests published elsewhere before `now` may be on the broker, unseen here (another
+        scheduler's runs were just taken over): every queue gets a barrier published at `now`."""
+        self._barrier_at = now
+        self._barriers.clear()
+
+    def barrier_due_for(self, queue: str, now: float) -> float:
+        """Seconds the barrier of `queue` has been due: every request published to it before the
+        last `barrier` should have reached a worker that long ago (0 while not; infinite without
+        one). A queue's barrier is made when first asked for, behind every request published
+        to it so far, so only later ones overtake it."""
+        if self._barrier_at is None:
+            return math.inf
+        barrier = self._barriers.get(queue)
+        if barrier is None:
+            self._barriers[queue] = _Published(queue, 0, next(self._seq), self._barrier_at)
+            return 0.0
+        return 0.0 if barrier.due is None else now - barrier.due
 
     def waiting(self) -> Iterator[tuple[TIRef, str]]:
         """The published requests that have not started, each with its queue."""

@@ -203,6 +203,19 @@ class CeleryExecutor:
                 self._inflight[request.ti_key] = request
                 self._deliveries.published(request.ti_key, request.try_number, self._queue_of(request), now)
 
+    def takeover_barrier(self) -> None:
+        """Another scheduler's runs were just taken over: what it published but never stored may be
+        on the broker, so each queue gets a barrier, due on the evidence a lost message needs."""
+        with self._lock:
+            self._deliveries.barrier(time.monotonic())
+
+    def barrier_due_for(self, request: TaskRequest) -> float:
+        """Seconds every request published to this request's queue before the last `takeover_barrier` should
+        have reached a worker (`deliveries.py`): past `queued_timeout`, none of them will run."""
+        queue = self._queue_of(request)
+        with self._lock:
+            return self._deliveries.barrier_due_for(queue, time.monotonic())
+
     def waiting_tasks(self) -> dict[tuple[str, str], int]:
         """Queued tasks that have not started, per (tenant, broker queue): held here or published.
         The broker's own queue length leaves out the held ones, so this is what to scale workers

@@ -9,6 +9,7 @@ of a fork server that has Zonda's worker modules imported already.
 from __future__ import annotations
 
 import logging
+import math
 import multiprocessing
 import os
 import time
@@ -145,6 +146,13 @@ class LocalExecutor:
     def undelivered_for(self, ti: TIRef) -> float:
         """Never asked (tasks die with the scheduler): a request on a pipe is never lost."""
         return 0.0
+
+    def takeover_barrier(self) -> None:
+        """Never asked: a dead scheduler's local workers died with it, and their journals say what ran."""
+
+    def barrier_due_for(self, request: TaskRequest) -> float:
+        """Never asked (`takeover_barrier` is not)."""
+        return math.inf
 
     def withdraw(self, attempts: Sequence[QueuedAttempt]) -> bool:
         """Never asked (tasks die with the scheduler): nothing to withdraw."""

@@ -1,0 +1,31 @@
+"""Which attempts of a taken-over run its previous scheduler may have published without storing.
+
+A scheduler publishes a remote executor's request before the task's queued state commits, while
+the run's lease is fresh (ADR 0005). The scheduler that takes the run over cannot tell from the DB
+whether such a request went out: at the takeover, each task instance's next attempt (its try
+number then, plus one; the first for an instance mapped later) may be on its way to a worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from zonda.core.run_graph import TIKey
+
+
+class Inherited:
+    """The attempts of one taken-over run that may be the previous scheduler's. Each is settled
+    once its fate is known: it reported (it is that scheduler's request, in flight), or every
+    request published before the takeover should have reached a worker long ago (it never went)."""
+
+    def __init__(self, tries: Mapping[TIKey, int]) -> None:
+        self._tries = dict(tries)
+        self._settled: set[TIKey] = set()
+
+    def covers(self, key: TIKey, try_number: int) -> bool:
+        """Whether this attempt may have been published by the previous scheduler."""
+        return key not in self._settled and try_number == self._tries.get(key, 0) + 1
+
+    def settle(self, key: TIKey) -> None:
+        """The instance's inherited attempt is accounted for: later attempts are this scheduler's own."""
+        self._settled.add(key)
