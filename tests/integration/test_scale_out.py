@@ -18,11 +18,13 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+from sqlalchemy import text
 
 from tests.integration.celery_helpers import BROKERS, collect, rabbitmq_vhost, sealer, unique, worker_keys
 from tests.integration.cluster import Cluster, assert_each_task_ran_once, celery_cluster, owners
 from tests.integration.server import free_port
 from tests.services import drop_pg_database, fresh_pg_database
+from zonda.db.engine import make_engine
 from zonda.executors.celery.app import make_app
 from zonda.executors.celery.codec import seal_report
 from zonda.executors.celery.events import publish_report, reply_queue_name
@@ -94,6 +96,57 @@ def test_killing_a_scheduler_mid_run_loses_and_repeats_nothing(cluster: Cluster,
     records = wait_all(cluster, run_ids)
     assert [r["state"] for r in records] == ["success"] * 6
     assert_each_task_ran_once(records, tmp_path / "marks")
+
+
+def test_what_a_scheduler_sent_before_its_commit_runs_once_after_it_is_killed(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """A scheduler sends a task's request before its queued state commits, while the run's lease was
+    renewed within half its length. Here its commits wait on a lock held on the run's row: its
+    workers run tasks the DB never hears of, until half a lease after its last commit; it then
+    waits for its commit before sending. Killed then, its successor holds the run's next attempts
+    back until each reports or its queue shows that no request sent before the takeover is still
+    to come: every task runs once (it must not send again what the dead one sent)."""
+    cluster.env.update({"ZONDA_SCHEDULER_LEASE_SECONDS": "3", "ZONDA_QUEUED_TIMEOUT": "2"})
+    cluster.start(expect_dags=13, schedulers=2)
+    cluster.start_worker("w0")
+    cluster.wait_workers_listed("w0")
+    run_id = cluster.trigger("w1_shape", {"pause": 0.3})
+    cluster.wait_until(lambda: successes(cluster, [run_id]) >= 5, 60, "the first stage done")
+    marks = tmp_path / "marks"
+
+    def ran() -> int:
+        return len(list(marks.glob(f"{run_id}.*")))
+
+    with row_locked(cluster.db_url, run_id):
+        before = ran()
+        cluster.wait_until(lambda: ran() >= before + 5, 10, "tasks run while the commit waits")
+        time.sleep(2.5)  # past half the lease since the last commit, and the tasks sent by then
+        sent_while_fresh = ran()
+        time.sleep(1)
+        assert ran() == sent_while_fresh < 40, "nothing is sent once the lease is not fresh"
+        (holder,) = set(owners(cluster.db_url, [run_id]).values())
+        assert holder is not None
+        cluster.kill(cluster.process_of(holder))
+        unstored = ran() - successes(cluster, [run_id])
+    record = wait_all(cluster, [run_id])[0]
+    assert record["state"] == "success"
+    assert_each_task_ran_once([record], marks)
+    assert unstored >= 5, "tasks ran that the dead scheduler never stored as ended"
+
+
+@contextmanager
+def row_locked(db_url: str, run_id: str) -> Iterator[None]:
+    """Hold a lock on a run's row: every write that renews the run's lease waits for it."""
+    engine = make_engine(db_url)
+    with engine.connect() as conn:
+        txn = conn.begin()
+        conn.execute(text("SELECT 1 FROM runs WHERE run_id = :run FOR UPDATE"), {"run": run_id})
+        try:
+            yield
+        finally:
+            txn.rollback()
+    engine.dispose()
 
 
 def test_a_scheduler_cut_off_from_the_broker_hands_its_runs_over(

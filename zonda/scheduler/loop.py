@@ -123,6 +123,8 @@ class Scheduler:
         self._held_inherited: dict[TIRef, tuple[ActiveRun, TaskRequest]] = {}
         """Ready attempts of taken-over runs that the previous scheduler may have published."""
         self._next_inherited_check = self.clock()
+        self._early_reports: dict[TIRef, list[WorkerMessage]] = {}
+        """Reports of inherited attempts whose instances were not yet ready here."""
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -214,8 +216,8 @@ class Scheduler:
             self._pass_on(message)
             return
         key = (message.task_id, message.map_index)
-        if active.inherited is not None:
-            self._accept_inherited(active, key, message.try_number)
+        if active.inherited is not None and not self._accept_inherited(active, key, message):
+            return
         if isinstance(message, TaskStarted):
             active.graph.mark_running(key, message.try_number, message.started_at)
             self._mark_dirty(active)
@@ -225,15 +227,22 @@ class Scheduler:
             apply_finished(active.graph, message, now)
         self._collect(active)
 
-    def _accept_inherited(self, active: ActiveRun, key: TIKey, try_number: int) -> None:
-        """A report of an attempt the run's previous scheduler sent without storing it: the attempt
-        is in flight (or ended), so it is queued here under its try number and counted as running."""
+    def _accept_inherited(self, active: ActiveRun, key: TIKey, message: WorkerMessage) -> bool:
+        """A report of an attempt the run's previous scheduler may have sent without storing it: the
+        attempt is in flight (or ended), so it is queued here under its try number and counted as
+        running. The previous scheduler's reports come back in no set order: one that comes before
+        its task is ready here (its upstream's report is still to come) is kept until it is, and
+        False returned."""
         assert active.inherited is not None
+        try_number = message.try_number
         if not self._has(active, key) or not active.inherited.covers(key, try_number):
-            return
+            return True
         ti = active.graph.instance(key)
+        if ti.state is TaskState.PENDING or (ti.state.in_flight and ti.try_number < try_number):
+            self._early_reports.setdefault((active.run_id, *key), []).append(message)
+            return False
         if ti.state not in (TaskState.SCHEDULED, TaskState.UP_FOR_RETRY):
-            return
+            return True
         active.graph.restore_attempt(key, try_number, None)
         active.inherited.settle(key)
         ref = (active.run_id, *key)
@@ -241,6 +250,7 @@ class Scheduler:
         self.inflight[ref] = active
         self.limits.take(active.tenant, active.dag_id, active.version.spec.task(key[0]))
         self._mark_dirty(active)
+        return True
 
     def _pass_on(self, message: WorkerMessage) -> None:
         """A report for a run this scheduler does not hold: send it to the run's owner, if any."""
@@ -798,6 +808,8 @@ class Scheduler:
         self.ready.discard_run(active.run_id)
         for ref in [ref for ref, (a, _) in self._held_inherited.items() if a is active]:
             del self._held_inherited[ref]
+        for ref in [ref for ref in self._early_reports if ref[0] == active.run_id]:
+            del self._early_reports[ref]
         self.limits.runs_by_tenant[active.tenant] -= 1
 
     def _lease_until(self, now: datetime) -> datetime:
@@ -830,14 +842,24 @@ class Scheduler:
     def _collect(self, active: ActiveRun) -> None:
         """Queue what the run's graph made ready, arm its retry timers, mark it for the next write."""
         changes = active.graph.changes
-        for key in changes.scheduled:
+        scheduled, retries = changes.scheduled, changes.retries
+        changes.scheduled, changes.retries = [], []
+        for key in scheduled:
             self._push(active, key)
-        for key in changes.retries:
+        for key in retries:
             ti = active.graph.instance(key)
             assert ti.next_try_at is not None
             self.timers.add(ti.next_try_at, "retry", active.run_id, key, ti.try_number)
-        changes.scheduled, changes.retries = [], []
         self._mark_dirty(active)
+        if self._early_reports:
+            self._apply_early_reports(active, [*scheduled, *retries])
+
+    def _apply_early_reports(self, active: ActiveRun, keys: list[TIKey]) -> None:
+        """Apply the reports kept for these instances, which were not ready when their reports came."""
+        now = self.clock()
+        for key in keys:
+            for message in self._early_reports.pop((active.run_id, *key), []):
+                self._on_message(message, now)
 
     def _mark_dirty(self, active: ActiveRun) -> None:
         self._dirty.add(active.run_id)
