@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from zonda.executors.base import TIRef
@@ -104,3 +106,51 @@ def test_waiting_lists_the_published_requests_that_have_not_started() -> None:
     d.started(_ti("b"), 1, now=1.0)
     d.forget(_ti("a"))
     assert sorted(d.waiting()) == [(_ti("c"), "gpu")]
+
+
+def test_without_a_takeover_no_queue_is_behind_a_barrier() -> None:
+    d = Deliveries(SETTLE)
+    assert d.barrier_due_for("default", now=0.0) == math.inf
+
+
+def test_a_barrier_is_due_once_a_request_published_after_it_started() -> None:
+    d = Deliveries(SETTLE)
+    d.published(_ti("before"), 1, "default", now=0.0)
+    d.barrier(now=1.0)
+    assert d.barrier_due_for("default", now=1.0) == 0.0
+    d.started(_ti("before"), 1, now=2.0)
+    assert d.barrier_due_for("default", now=3.0) == 0.0, "published before the barrier: says nothing"
+    d.published(_ti("after"), 1, "default", now=4.0)
+    d.published(_ti("elsewhere"), 1, "gpu", now=4.0)
+    d.started(_ti("elsewhere"), 1, now=5.0)
+    assert d.barrier_due_for("default", now=6.0) == 0.0, "a start on another queue says nothing"
+    d.started(_ti("after"), 1, now=6.0)
+    assert d.barrier_due_for("default", now=16.0) == 10.0
+
+
+def test_a_barrier_is_due_once_its_queue_had_a_free_worker_for_the_settle_time_since() -> None:
+    d = Deliveries(SETTLE)
+    d.barrier(now=10.0)
+    d.barrier_due_for("default", now=10.0)
+    d.heartbeat("w1", ("default",), free=True, now=8.0)
+    d.heartbeat("w1", ("default",), free=True, now=12.0)
+    assert d.barrier_due_for("default", now=12.0) == 0.0, "free since before the takeover, not long after it"
+    d.heartbeat("w1", ("default",), free=True, now=14.0)
+    assert d.barrier_due_for("default", now=20.0) == 6.0
+    d.heartbeat("w2", ("gpu",), free=True, now=14.0)
+    d.barrier_due_for("gpu", now=14.0)
+    d.heartbeat("w2", ("gpu",), free=False, now=16.0)
+    d.heartbeat("w2", ("gpu",), free=True, now=17.0)
+    d.heartbeat("w2", ("gpu",), free=True, now=20.0)
+    assert d.barrier_due_for("gpu", now=20.0) == 0.0, "a busy heartbeat starts the settle time again"
+
+
+def test_a_later_takeover_raises_every_barrier_again() -> None:
+    d = Deliveries(SETTLE)
+    d.barrier(now=0.0)
+    d.barrier_due_for("default", now=0.0)
+    d.published(_ti("a"), 1, "default", now=1.0)
+    d.started(_ti("a"), 1, now=2.0)
+    assert d.barrier_due_for("default", now=3.0) == 1.0
+    d.barrier(now=4.0)
+    assert d.barrier_due_for("default", now=5.0) == 0.0

@@ -112,6 +112,18 @@ def test_stale_report_of_an_old_try_is_ignored() -> None:
     assert state(g, "a") is TaskState.QUEUED
 
 
+def test_a_retry_reported_before_it_was_stored_is_adopted_and_an_older_try_is_not() -> None:
+    g = run(TaskSpec("a", retries=2, retry_delay=10.0))
+    fail(g, ("a", -1))
+    assert not g.restore_attempt(("a", -1), 1, None), "the failed try is no newer than the stored one"
+    assert state(g, "a") is TaskState.UP_FOR_RETRY
+    assert g.restore_attempt(("a", -1), 2, None)
+    ti = g.instance(("a", -1))
+    assert (ti.state, ti.try_number, ti.next_try_at) == (TaskState.QUEUED, 2, None)
+    g.finish(("a", -1), 2, ok=True, now=T0)
+    assert g.state is RunState.SUCCESS
+
+
 def test_mapping_over_an_upstream_result_expands_at_run_time() -> None:
     g = run(
         TaskSpec("grid"),
