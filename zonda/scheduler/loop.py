@@ -810,6 +810,7 @@ class Scheduler:
             del self._held_inherited[ref]
         for ref in [ref for ref in self._early_reports if ref[0] == active.run_id]:
             del self._early_reports[ref]
+        self._withdrawn -= {ref for ref in self._withdrawn if ref[0] == active.run_id}
         self.limits.runs_by_tenant[active.tenant] -= 1
 
     def _lease_until(self, now: datetime) -> datetime:
