@@ -1,4 +1,4 @@
-"""Which attempts of a taken-over run its previous scheduler may have published without storing.
+"""Sending a request before its queued state is stored, and what a successor inherits from it.
 
 A scheduler publishes a remote executor's request before the task's queued state commits, while
 the run's lease is fresh (ADR 0005). The scheduler that takes the run over cannot tell from the DB
@@ -9,8 +9,21 @@ number then, plus one; the first for an instance mapped later) may be on its way
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 
 from zonda.core.run_graph import TIKey
+
+
+def sends_before_commit(
+    now: datetime, fresh_until: datetime | None, commands_unstored: bool, withdrawn: bool
+) -> bool:
+    """Whether a remote executor's request may go before its queued state commits: only while the
+    run's lease was renewed within half its length (`fresh_until`), so that a scheduler taking the
+    run over does so after the request went, and holds the attempt back. Not for a run with a
+    command applied and not yet stored (the successor applies it again, and would not hold back
+    what it makes ready), nor for an attempt withdrawn and queued again (its new task id derives
+    from the `queued_at` stored with it)."""
+    return fresh_until is not None and now < fresh_until and not commands_unstored and not withdrawn
 
 
 class Inherited:

@@ -40,7 +40,7 @@ from zonda.errors import NotFoundError
 from zonda.executors.base import Executor, QueuedAttempt, TIRef
 from zonda.scheduler.active import ActiveRun, Versions
 from zonda.scheduler.heartbeats import PRUNE_INTERVAL, heartbeat_write
-from zonda.scheduler.inherited import Inherited
+from zonda.scheduler.inherited import Inherited, sends_before_commit
 from zonda.scheduler.limits import TENANT_QUOTA, UNKNOWN_POOL, Limits
 from zonda.scheduler.ownership import dead_local_schedulers, new_scheduler_id
 from zonda.scheduler.persistence import RunRow, collect, load_runs, runs_in_state
@@ -690,20 +690,14 @@ class Scheduler:
         return True
 
     def _send_before_commit(self, active: ActiveRun, ref: TIRef, now: datetime) -> bool:
-        """Whether a request may go before its queued state is stored. Always for an executor whose
-        workers journal their outcomes. For one whose requests outlive this scheduler, only while
-        the run's lease was renewed within half its length, so that a scheduler taking the run over
-        does so after the request went, and holds the attempt back (ADR 0005). Not for a run with a
-        command not yet stored (the successor applies it again and would not hold back what it makes
-        ready), nor for an attempt queued again after a withdrawal (its task id derives from what is
-        stored)."""
+        """Whether a request may go before its queued state is stored: always for an executor whose
+        workers journal their outcomes, else as `sends_before_commit` decides (ADR 0005)."""
         if not self.executor.commit_before_dispatch:
             return True
-        if ref in self._withdrawn:
-            self._withdrawn.discard(ref)
-            return False
-        fresh = active.fresh_until is not None and now < active.fresh_until
-        return fresh and active.run_id not in self._applying.values()
+        withdrawn = ref in self._withdrawn
+        self._withdrawn.discard(ref)
+        commands_unstored = active.run_id in self._applying.values()
+        return sends_before_commit(now, active.fresh_until, commands_unstored, withdrawn)
 
     def _flush(self, now: datetime, force: bool = False, wait: float | None = None) -> None:
         """Hand the gathered changes to the writer (one batch in flight): at once when something waits
