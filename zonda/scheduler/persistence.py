@@ -198,9 +198,8 @@ def write(conn: Connection, rows: Rows) -> None:
 def send_at_once(conn: Connection, rows: Rows) -> Sent | None:
     """Inside `pipelined` on PostgreSQL: the whole batch, its usage billed as if every attempt's row
     were new; the attempts' insert (None without attempts) then says which were. The caller rolls the
-    batch back and uses `write` if one was not (a repeated batch): on the path of every Celery
-    task's dispatch, whose queued state is committed before it is published (ADR 0005), this saves
-    the round trip `write` waits for."""
+    batch back and uses `write` if one was not (a repeated batch). This saves the round trip `write`
+    waits for: a Celery task's dispatch waits for it when its run's lease is not fresh (ADR 0005)."""
     new = insert_new_sent(conn, task_attempts, rows.attempts, _ATTEMPT_KEY) if rows.attempts else None
     _send_writes(conn, rows, list(rows.charges.values()))
     return new

@@ -14,9 +14,10 @@ that does not start is taken as lost only on evidence that a worker should have 
 (`deliveries.py`); the scheduler then has it revoked (`withdraw`) and queues it again, and it is
 published under a task id of its own.
 
-There is no outcome journal here: the scheduler stores a task as queued before publishing it
-(`commit_before_dispatch`), and tasks keep running when the scheduler dies
-(`in_flight_survives_scheduler`).
+There is no outcome journal here: the scheduler hands a task over before storing it as queued
+only while its run's lease is fresh, and a scheduler that takes the run over holds back what may
+have gone (`commit_before_dispatch`, `takeover_barrier`); tasks keep running when the scheduler
+dies (`in_flight_survives_scheduler`).
 """
 
 from __future__ import annotations
