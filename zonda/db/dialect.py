@@ -54,8 +54,8 @@ def pipelined(conn: Connection) -> Iterator[None]:
     """Send the statements run inside together: PostgreSQL's pipeline mode, one round trip for all
     of them instead of one each (on SQLite, as they come). None of them may return rows: SQLAlchemy
     looks at a result before the pipeline has it. An error the DB reports when the pipeline ends
-    is raised as from `conn.execute`: SQLAlchemy's `DBAPIError`, and a connection found gone is
-    invalidated."""
+    is raised as from `conn.execute`: SQLAlchemy's `DBAPIError`, and a connection found gone (or
+    told it is ending) is invalidated."""
     if conn.dialect.name != "postgresql":
         yield
         return
@@ -64,11 +64,12 @@ def pipelined(conn: Connection) -> Iterator[None]:
         with driver.pipeline():
             yield
     except psycopg.Error as exc:
-        if driver.broken:
+        # A FATAL error ends the session even before the driver has seen the socket close
+        # (a backend terminated by `pg_terminate_backend` says so first).
+        gone = driver.broken or exc.diag.severity_nonlocalized == "FATAL"
+        if gone:
             conn.invalidate(exc)
-        raise DBAPIError.instance(
-            None, None, exc, psycopg.Error, connection_invalidated=driver.broken
-        ) from exc
+        raise DBAPIError.instance(None, None, exc, psycopg.Error, connection_invalidated=gone) from exc
 
 
 class Sent:
