@@ -49,6 +49,12 @@ def add_to(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], keys:
         conn.execute(_add_to(conn.dialect.name, table, tuple(keys), _columns(rows, keys)), list(rows))
 
 
+def ends_session(error: BaseException) -> bool:
+    """Whether PostgreSQL said the session is over (a FATAL error: the backend was terminated, the
+    server is shutting down), which the driver may report before it sees the socket close."""
+    return isinstance(error, psycopg.Error) and error.diag.severity_nonlocalized == "FATAL"
+
+
 @contextmanager
 def pipelined(conn: Connection) -> Iterator[None]:
     """Send the statements run inside together: PostgreSQL's pipeline mode, one round trip for all
@@ -64,9 +70,7 @@ def pipelined(conn: Connection) -> Iterator[None]:
         with driver.pipeline():
             yield
     except psycopg.Error as exc:
-        # A FATAL error ends the session even before the driver has seen the socket close
-        # (a backend terminated by `pg_terminate_backend` says so first).
-        gone = driver.broken or exc.diag.severity_nonlocalized == "FATAL"
+        gone = driver.broken or ends_session(exc)
         if gone:
             conn.invalidate(exc)
         raise DBAPIError.instance(None, None, exc, psycopg.Error, connection_invalidated=gone) from exc

@@ -10,10 +10,11 @@ from typing import Any
 from weakref import WeakKeyDictionary
 
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from zonda.db.dialect import ends_session
 from zonda.db.write_lock import lock_path, write_lock
 from zonda.errors import ConfigError
 
@@ -36,7 +37,16 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
             f"ZONDA_DB_URL uses {parsed.get_backend_name()!r}; Zonda supports sqlite:///PATH and "
             "postgresql+psycopg://USER@HOST/DB"
         )
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    event.listen(engine, "handle_error", _fatal_is_disconnect)
+    return engine
+
+
+def _fatal_is_disconnect(context: ExceptionContext) -> None:
+    """Invalidate a connection whose session PostgreSQL ended at once, as SQLAlchemy does for the
+    errors it knows to mean so, rather than use it again and fail a second time."""
+    if ends_session(context.original_exception):
+        context.is_disconnect = True
 
 
 def unavailable(exc: BaseException) -> str | None:
