@@ -2,9 +2,10 @@
 
 A broker queue is first in, first out. A task published behind a long backlog waits for all of
 it, whatever its priority, and the scheduler's order (priority, then older runs first) is lost.
-So the executor holds the requests the scheduler gave it in that order, and publishes to each queue only what the queue's live workers can start now, plus
-what they get through in `queued_seconds` (at most `queued_per_slot` per slot), so that a slot
-that finishes a short task finds its next one in the broker while the refill is on its way. How
+So the executor holds the requests the scheduler gave it in that order, and publishes to each
+queue only what the queue's live workers can start now, plus what they get through in
+`queued_seconds` (at most `queued_per_slot` per slot), so that a slot that finishes a short task
+finds its next one in the broker while the refill is on its way. How
 much that is comes from how long the queue's recent tasks ran: a queue of long tasks keeps
 nothing waiting on the broker, and a task of higher priority queued later is next.
 A refill is a publish, not a commit; it waits until half the waiting share has room, and

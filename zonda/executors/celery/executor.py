@@ -211,8 +211,9 @@ class CeleryExecutor:
             self._deliveries.barrier(time.monotonic())
 
     def barrier_due_for(self, request: TaskRequest) -> float:
-        """Seconds every request published to this request's queue before the last `takeover_barrier` should
-        have reached a worker (`deliveries.py`): past `queued_timeout`, none of them will run."""
+        """Seconds every request published to this request's queue before the last
+        `takeover_barrier` should have reached a worker (`deliveries.py`): past `queued_timeout`,
+        none of them will run."""
         queue = self._queue_of(request)
         with self._lock:
             return self._deliveries.barrier_due_for(queue, time.monotonic())
