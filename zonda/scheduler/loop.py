@@ -346,20 +346,20 @@ class Scheduler:
             for ref, held in self._held_inherited.items()
             if self.executor.barrier_due_for(held[1]) >= timeout
         }
-        attempts = [QueuedAttempt(ref, request.try_number, None) for ref, (_, request) in due.items()]
-        if not due or not self.executor.withdraw(attempts):
+        if not due:
+            return
+        if not self.executor.withdraw(
+            [QueuedAttempt(ref, r.try_number, None) for ref, (_, r) in due.items()]
+        ):
             return
         log.info(
             "queueing %d task(s) of runs taken over that their previous scheduler did not send", len(due)
         )
         for ref, (active, _) in due.items():
-            del self._held_inherited[ref]
+            del self._held_inherited[ref]  # held only for runs in memory: `_forget` drops the others
             key = (ref[1], ref[2])
-            if (
-                self.runs.get(active.run_id) is not active
-                or active.inherited is None
-                or not self._has(active, key)
-            ):
+            assert active.inherited is not None
+            if not self._has(active, key):  # a clear shrank its mapping meanwhile
                 continue
             active.inherited.settle(key)
             self._withdrawn.add(ref)
